@@ -1,0 +1,194 @@
+//! The `geardriver` command line: one definition (clap derive) drives parsing and `--help`,
+//! and [`main`] dispatches to the command. A user's own binary calls the same entry point,
+//! so it is a complete host too.
+
+mod admin;
+mod submit;
+mod worker;
+
+use crate::gearman::{Priority, ServerAddr};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs Gearman worker processes: keeps enough of them alive for each job, scales them with
+/// the job servers' queues, and answers an admin console.
+#[derive(Debug, Parser)]
+#[command(name = "geardriver", version, about)]
+pub struct Cli {
+    /// Config file [default: $GEARDRIVER_CONFIG, else ./config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host in the foreground (the default)
+    Run,
+    /// Validate the config and print the resolved job table
+    CheckConfig,
+    /// Submit one job and print its result
+    Submit(SubmitArgs),
+    /// Ask a job server's text admin protocol (like gearadmin)
+    Admin(AdminArgs),
+    /// Send one console command to a running host and print the reply
+    Ctl(CtlArgs),
+    /// Run only the built-in job server
+    Server(ServerArgs),
+    /// Serve jobs as one worker process (started by the host)
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Job server, HOST[:PORT]; repeat for several [default: the config's first job server]
+    #[arg(long = "server", value_name = "H:P")]
+    pub servers: Vec<ServerAddr>,
+    /// Queue the job and print its handle instead of waiting for the result
+    #[arg(long)]
+    pub background: bool,
+    /// low, normal or high
+    #[arg(long, default_value = "normal", value_name = "PRIORITY")]
+    pub priority: Priority,
+    /// Unique id: jobs with the same one are run once
+    #[arg(long, value_name = "ID")]
+    pub unique: Option<String>,
+    /// Give up waiting for the result after this many seconds
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// The Gearman function
+    pub function: String,
+    /// The workload [default: read from stdin]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Job server, HOST[:PORT] [default: the config's first job server]
+    #[arg(long, value_name = "H:P")]
+    pub server: Option<ServerAddr>,
+    /// Seconds to wait for the job server
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// status, workers, version, getpid, prioritystatus, show jobs, show unique jobs,
+    /// maxqueue FUNCTION [N | HIGH NORMAL LOW], cancel job HANDLE
+    #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// Console address [default: the config's console listen address]
+    #[arg(long, value_name = "H:P")]
+    pub console: Option<String>,
+    #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on [default: the config's [server] listen]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Job server; repeat for several
+    #[arg(long = "server", required = true, value_name = "H:P")]
+    pub servers: Vec<ServerAddr>,
+    /// FUNCTION[=PLUGIN] to serve; repeat for several. The plugin defaults to the function name.
+    #[arg(long = "function", required = true, value_name = "FUNCTION[=PLUGIN]")]
+    pub functions: Vec<String>,
+    /// Client id shown by the job server's `workers` command
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+/// How a command ended, mapped to the process exit code.
+#[derive(Debug)]
+pub enum Outcome {
+    Success,
+    /// The command ran and failed (a failed job, an unreachable server): exit 1.
+    Failed(String),
+    /// The command could not run as asked (bad arguments, bad config): exit 2.
+    Usage(String),
+}
+
+impl Outcome {
+    fn exit(self) -> ExitCode {
+        match self {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failed(message) => {
+                if !message.is_empty() {
+                    eprintln!("geardriver: {message}");
+                }
+                ExitCode::from(1)
+            }
+            Outcome::Usage(message) => {
+                eprintln!("geardriver: {message}");
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+/// The whole `geardriver` program: parse the command line, run the command, exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    run(cli).exit()
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GEARDRIVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Outcome {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Submit(args) => {
+            let servers = default_servers(args.servers.clone());
+            block_on(submit::run(args, servers))
+        }
+        Command::Admin(args) => {
+            let server = args
+                .server
+                .clone()
+                .unwrap_or_else(|| default_servers(Vec::new()).remove(0));
+            block_on(admin::run(args, server))
+        }
+        Command::Worker(args) => worker::run(args),
+        Command::Run | Command::CheckConfig | Command::Ctl(_) | Command::Server(_) => {
+            Outcome::Usage("this command is not implemented yet".into())
+        }
+    }
+}
+
+/// `--server` values, else the default job server.
+fn default_servers(given: Vec<ServerAddr>) -> Vec<ServerAddr> {
+    if given.is_empty() {
+        vec![ServerAddr::new("127.0.0.1", crate::gearman::DEFAULT_PORT)]
+    } else {
+        given
+    }
+}
+
+/// Runs a short-lived command on a single-threaded runtime.
+fn block_on(future: impl std::future::Future<Output = Outcome>) -> Outcome {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => Outcome::Failed(format!("cannot start the async runtime: {e}")),
+    }
+}

@@ -1,0 +1,135 @@
+//! Job server addresses (`host[:port]`, default port 4730) and how we connect to them.
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// The port gearmand listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4730;
+
+/// A job server's address as the user wrote it: a host name or IP and a port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerAddr {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        ServerAddr {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Connects with a time limit, with Nagle off (every Gearman packet is a complete message
+    /// someone is waiting for) and TCP keepalive on (a sleeping worker must notice a job
+    /// server that vanished without closing the connection).
+    pub async fn connect(&self, timeout: Duration) -> io::Result<TcpStream> {
+        let stream =
+            tokio::time::timeout(timeout, TcpStream::connect((self.host.as_str(), self.port)))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connecting to {self} timed out after {timeout:?}"),
+                    )
+                })??;
+        stream.set_nodelay(true)?;
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10));
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        Ok(stream)
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Why an address string was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid job server address {input:?}: {problem}")]
+pub struct AddrError {
+    pub input: String,
+    pub problem: &'static str,
+}
+
+impl FromStr for ServerAddr {
+    type Err = AddrError;
+
+    /// Accepts `host`, `host:port`, `[v6]`, `[v6]:port` and a bare IPv6 address.
+    fn from_str(input: &str) -> Result<Self, AddrError> {
+        let err = |problem| AddrError {
+            input: input.to_string(),
+            problem,
+        };
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(err("it is empty"));
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or_else(|| err("missing ']'"))?;
+            match after {
+                "" => (host, None),
+                _ => (
+                    host,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| err("expected ':' after ']'"))?,
+                    ),
+                ),
+            }
+        } else if s.matches(':').count() > 1 {
+            (s, None) // a bare IPv6 address
+        } else {
+            match s.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (s, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(err("the host is empty"));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(err("the port must be a number from 1 to 65535")),
+                Ok(p) => p,
+            },
+        };
+        Ok(ServerAddr::new(host, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_forms_users_write() {
+        let p = |s: &str| s.parse::<ServerAddr>();
+        assert_eq!(p("localhost"), Ok(ServerAddr::new("localhost", 4730)));
+        assert_eq!(p("10.0.0.1:4731"), Ok(ServerAddr::new("10.0.0.1", 4731)));
+        assert_eq!(p("[::1]:5000"), Ok(ServerAddr::new("::1", 5000)));
+        assert_eq!(p("[::1]"), Ok(ServerAddr::new("::1", 4730)));
+        assert_eq!(p("::1"), Ok(ServerAddr::new("::1", 4730)));
+        assert!(p("").is_err());
+        assert!(p("host:").is_err());
+        assert!(p("host:0").is_err());
+        assert!(p("host:99999").is_err());
+        assert!(p(":4730").is_err());
+        assert_eq!(ServerAddr::new("::1", 1).to_string(), "[::1]:1");
+        assert_eq!(ServerAddr::new("h", 1).to_string(), "h:1");
+    }
+}

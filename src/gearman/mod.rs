@@ -1,0 +1,25 @@
+//! The Gearman protocol, knowing nothing of processes, config or console.
+//!
+//! - `packet`: packet types and typed packets; `codec`: bytes ⇄ packets, client and server side;
+//! - `admin`: the text admin protocol's commands and replies; `admin_client`: a client for it;
+//! - `client`: submitting and following jobs; `worker`: the loop every worker process runs;
+//! - `addr`: job server addresses.
+
+pub mod addr;
+pub mod admin;
+pub mod admin_client;
+pub mod client;
+pub mod codec;
+pub mod packet;
+pub mod worker;
+
+pub use addr::{DEFAULT_PORT, ServerAddr};
+pub use admin::{AdminCommand, AdminError, AdminReply, FunctionStatus};
+pub use admin_client::{AdminClient, AdminClientError};
+pub use client::{
+    Client, ClientError, ClientOptions, JobEvent, JobHandle, JobOutcome, JobRequest, JobStatus,
+    SubmittedJob,
+};
+pub use codec::{ClientCodec, Frame, ProtocolError, ServerCodec, ServerInbound, ServerOutbound};
+pub use packet::{Magic, Packet, PacketType, Priority};
+pub use worker::{Ability, AssignedJob, JobFailure, JobHandler, WorkUpdates, WorkerConfig};

@@ -1,0 +1,471 @@
+//! The worker loop every worker process runs: register abilities with every job server,
+//! grab jobs, run them through a [`JobHandler`], report the result, sleep until woken.
+//!
+//! Each job server gets its own connection and its own small loop (`serve_server`):
+//! connect, SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT, then GRAB_JOB_UNIQ → JOB_ASSIGN_UNIQ
+//! (run it) or NO_JOB → PRE_SLEEP → wait for NOOP. A lost connection is retried with
+//! exponential backoff and the abilities registered again.
+//!
+//! A worker process runs one job at a time, whatever the number of servers: a single
+//! permit (a semaphore of one) is held from GRAB to the job's result. No wake-up is lost:
+//! a connection either grabs or has sent PRE_SLEEP, and gearmand answers PRE_SLEEP with an
+//! immediate NOOP when work arrived in between. On the hot path (work keeps coming, no other
+//! server waiting for the permit) the next GRAB_JOB_UNIQ goes out in the same write as the
+//! WORK_COMPLETE, which saves a system call and a round trip per job.
+//!
+//! Stopping is cooperative: once `shutdown` is cancelled no new job is grabbed; a job in
+//! progress finishes and its result is sent first.
+
+use super::addr::ServerAddr;
+use super::codec::{ClientCodec, DEFAULT_MAX_FRAME, ProtocolError};
+use super::packet::Packet;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// A function the worker can do, with an optional per-job time limit that the job server
+/// enforces (sent as CAN_DO_TIMEOUT, in milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ability {
+    pub function: Bytes,
+    pub timeout: Option<Duration>,
+}
+
+impl Ability {
+    pub fn new(function: impl Into<Bytes>) -> Self {
+        Ability {
+            function: function.into(),
+            timeout: None,
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    fn packet(&self) -> Packet {
+        match self.timeout {
+            None => Packet::CanDo {
+                function: self.function.clone(),
+            },
+            Some(timeout) => Packet::CanDoTimeout {
+                function: self.function.clone(),
+                timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            },
+        }
+    }
+}
+
+/// How the worker connects and what it offers.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub servers: Vec<ServerAddr>,
+    pub abilities: Vec<Ability>,
+    /// Shown by the job server's `workers` command.
+    pub client_id: Option<Bytes>,
+    pub connect_timeout: Duration,
+    /// First reconnect delay; it doubles after every failure up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub max_frame: usize,
+}
+
+impl WorkerConfig {
+    pub fn new(servers: Vec<ServerAddr>, abilities: Vec<Ability>) -> Self {
+        WorkerConfig {
+            servers,
+            abilities,
+            client_id: None,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// A job handed to this worker by a job server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignedJob {
+    pub handle: Bytes,
+    pub function: Bytes,
+    pub unique: Bytes,
+    pub data: Bytes,
+    /// The job server the job came from.
+    pub server: Arc<ServerAddr>,
+}
+
+/// How a job that did not complete is reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobFailure {
+    /// WORK_FAIL: the client learns only that the job failed.
+    Fail,
+    /// WORK_EXCEPTION with a message; gearmand passes it to clients that asked for
+    /// exceptions and turns it into WORK_FAIL for the others.
+    Exception(Bytes),
+}
+
+/// Sends WORK_STATUS, WORK_DATA and WORK_WARNING for the job in progress. They reach the
+/// job server before the job's result.
+#[derive(Clone, Debug)]
+pub struct WorkUpdates {
+    handle: Bytes,
+    tx: mpsc::UnboundedSender<Packet>,
+}
+
+impl WorkUpdates {
+    pub fn status(&self, numerator: u32, denominator: u32) {
+        self.send(Packet::WorkStatus {
+            handle: self.handle.clone(),
+            numerator,
+            denominator,
+        });
+    }
+
+    pub fn data(&self, data: impl Into<Bytes>) {
+        self.send(Packet::WorkData {
+            handle: self.handle.clone(),
+            data: data.into(),
+        });
+    }
+
+    pub fn warning(&self, data: impl Into<Bytes>) {
+        self.send(Packet::WorkWarning {
+            handle: self.handle.clone(),
+            data: data.into(),
+        });
+    }
+
+    fn send(&self, packet: Packet) {
+        // The receiver lives as long as the connection; after that nobody can be told.
+        let _ = self.tx.send(packet);
+    }
+}
+
+/// What runs a job. Implemented by the plugin layer; tests implement it directly.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure>;
+}
+
+/// State the per-server loops share.
+struct Shared {
+    /// One job at a time per worker process.
+    turn: Semaphore,
+    /// Connections waiting for the turn; when none is, the holder keeps it between jobs.
+    waiting: AtomicUsize,
+}
+
+/// Runs the worker until `shutdown` is cancelled, then returns once no job is in progress.
+pub async fn run(config: &WorkerConfig, handler: &dyn JobHandler, shutdown: &CancellationToken) {
+    let shared = Shared {
+        turn: Semaphore::new(1),
+        waiting: AtomicUsize::new(0),
+    };
+    let loops = config
+        .servers
+        .iter()
+        .map(|addr| serve_server(addr, config, &shared, handler, shutdown));
+    futures_util::future::join_all(loops).await;
+}
+
+/// Why a connection's loop returned.
+enum ConnectionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+/// Keeps one job server served: connect, serve, and after a failure wait and reconnect.
+async fn serve_server(
+    addr: &ServerAddr,
+    config: &WorkerConfig,
+    shared: &Shared,
+    handler: &dyn JobHandler,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = config.reconnect_min;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let connected = tokio::select! {
+            connected = connect(addr, config) => connected,
+            _ = shutdown.cancelled() => return,
+        };
+        match connected {
+            Ok(framed) => {
+                tracing::debug!(server = %addr, "worker connected");
+                let since = Instant::now();
+                match serve_connection(addr, framed, shared, handler, shutdown).await {
+                    ConnectionEnd::Shutdown => return,
+                    ConnectionEnd::Lost(reason) => {
+                        tracing::warn!(server = %addr, %reason, "lost job server connection; reconnecting");
+                        // A connection that lived a while earns a fresh, short backoff; one
+                        // that dies at once (a flapping server) keeps growing it.
+                        if since.elapsed() > Duration::from_secs(2) {
+                            backoff = config.reconnect_min;
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(server = %addr, %reason, retry_in = ?backoff, "cannot reach job server");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(jittered(backoff)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(config.reconnect_max);
+    }
+}
+
+/// Up to a quarter more than `base`, so a fleet that lost the same server does not come back
+/// in lockstep.
+fn jittered(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+type Connection = Framed<TcpStream, ClientCodec>;
+
+/// Connects and registers the client id and every ability.
+async fn connect(addr: &ServerAddr, config: &WorkerConfig) -> Result<Connection, String> {
+    let stream = addr
+        .connect(config.connect_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut framed = Framed::new(stream, ClientCodec::new(config.max_frame));
+    if let Some(id) = &config.client_id {
+        framed
+            .feed(Packet::SetClientId { id: id.clone() })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for ability in &config.abilities {
+        framed
+            .feed(ability.packet())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    framed.flush().await.map_err(|e| e.to_string())?;
+    Ok(framed)
+}
+
+/// Serves jobs on one live connection until it fails or the worker stops.
+async fn serve_connection(
+    addr: &ServerAddr,
+    mut conn: Connection,
+    shared: &Shared,
+    handler: &dyn JobHandler,
+    shutdown: &CancellationToken,
+) -> ConnectionEnd {
+    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+    let server = Arc::new(addr.clone());
+    let mut turn: Option<SemaphorePermit<'_>> = None;
+    let mut grab_sent = false;
+    loop {
+        if turn.is_none() {
+            shared.waiting.fetch_add(1, Ordering::SeqCst);
+            let acquired = tokio::select! {
+                permit = shared.turn.acquire() => permit.ok(),
+                _ = shutdown.cancelled() => None,
+            };
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            match acquired {
+                Some(permit) => turn = Some(permit),
+                None => return ConnectionEnd::Shutdown,
+            }
+        }
+        if !grab_sent {
+            if shutdown.is_cancelled() {
+                return ConnectionEnd::Shutdown;
+            }
+            if let Err(e) = conn.send(Packet::GrabJobUniq).await {
+                return ConnectionEnd::Lost(e.to_string());
+            }
+        }
+        grab_sent = false;
+        let job = match next_reply(&mut conn, &server).await {
+            Ok(Grabbed::Job(job)) => job,
+            Ok(Grabbed::Nothing) => {
+                turn = None;
+                match sleep_until_woken(&mut conn, addr, shutdown).await {
+                    Ok(true) => continue,
+                    Ok(false) => return ConnectionEnd::Shutdown,
+                    Err(reason) => return ConnectionEnd::Lost(reason),
+                }
+            }
+            Err(reason) => return ConnectionEnd::Lost(reason),
+        };
+        let handle = job.handle.clone();
+        let updates = WorkUpdates {
+            handle: handle.clone(),
+            tx: updates_tx.clone(),
+        };
+        let result = run_job(handler, job, updates, &mut conn, &mut updates_rx).await;
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => return ConnectionEnd::Lost(e.to_string()),
+        };
+        // Updates the handler sent just before returning go out before its result.
+        while let Ok(update) = updates_rx.try_recv() {
+            if update.work_handle() == Some(&handle) {
+                if let Err(e) = conn.feed(update).await {
+                    return ConnectionEnd::Lost(e.to_string());
+                }
+            }
+        }
+        let outcome = match result {
+            Ok(data) => Packet::WorkComplete { handle, data },
+            Err(JobFailure::Fail) => Packet::WorkFail { handle },
+            Err(JobFailure::Exception(data)) => Packet::WorkException { handle, data },
+        };
+        if let Err(e) = conn.feed(outcome).await {
+            return ConnectionEnd::Lost(e.to_string());
+        }
+        // Keep the turn and ask for the next job in the same write, unless stopping or
+        // another server's connection is waiting for its turn.
+        let stopping = shutdown.is_cancelled();
+        if !stopping && shared.waiting.load(Ordering::SeqCst) == 0 {
+            if let Err(e) = conn.feed(Packet::GrabJobUniq).await {
+                return ConnectionEnd::Lost(e.to_string());
+            }
+            grab_sent = true;
+        } else {
+            turn = None;
+        }
+        if let Err(e) = conn.flush().await {
+            return ConnectionEnd::Lost(e.to_string());
+        }
+        if stopping {
+            return ConnectionEnd::Shutdown;
+        }
+    }
+}
+
+enum Grabbed {
+    Job(AssignedJob),
+    Nothing,
+}
+
+/// Reads until the answer to GRAB_JOB_UNIQ arrives.
+///
+/// No timer guards this wait (it would cost a timer-wheel round trip per job): like the wait
+/// for NOOP, it relies on TCP keepalive to notice a server that vanished.
+async fn next_reply(conn: &mut Connection, server: &Arc<ServerAddr>) -> Result<Grabbed, String> {
+    let addr = server.as_ref();
+    loop {
+        let packet = match conn.next().await {
+            None => return Err("the job server closed the connection".into()),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(packet)) => packet,
+        };
+        match packet {
+            Packet::JobAssignUniq {
+                handle,
+                function,
+                unique,
+                data,
+            } => {
+                return Ok(Grabbed::Job(AssignedJob {
+                    handle,
+                    function,
+                    unique,
+                    data,
+                    server: server.clone(),
+                }));
+            }
+            Packet::JobAssign {
+                handle,
+                function,
+                data,
+            } => {
+                return Ok(Grabbed::Job(AssignedJob {
+                    handle,
+                    function,
+                    unique: Bytes::new(),
+                    data,
+                    server: server.clone(),
+                }));
+            }
+            Packet::NoJob => return Ok(Grabbed::Nothing),
+            // A NOOP from an earlier PRE_SLEEP that crossed our GRAB: harmless.
+            Packet::Noop => {}
+            other => note_unexpected(addr, &other),
+        }
+    }
+}
+
+/// After NO_JOB: PRE_SLEEP, then wait for NOOP. `Ok(false)` when the worker is stopping.
+async fn sleep_until_woken(
+    conn: &mut Connection,
+    addr: &ServerAddr,
+    shutdown: &CancellationToken,
+) -> Result<bool, String> {
+    conn.send(Packet::PreSleep)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let packet = tokio::select! {
+            packet = conn.next() => packet,
+            _ = shutdown.cancelled() => return Ok(false),
+        };
+        match packet {
+            None => return Err("the job server closed the connection".into()),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(Packet::Noop)) => return Ok(true),
+            Some(Ok(other)) => note_unexpected(addr, &other),
+        }
+    }
+}
+
+fn note_unexpected(addr: &ServerAddr, packet: &Packet) {
+    match packet {
+        // An ERROR answers an earlier request (an old server refusing CAN_DO_TIMEOUT, say);
+        // the connection is still usable.
+        Packet::Error { code, text } => tracing::warn!(
+            server = %addr,
+            code = %String::from_utf8_lossy(code),
+            text = %String::from_utf8_lossy(text),
+            "job server reported an error"
+        ),
+        other => {
+            tracing::debug!(server = %addr, packet = %other.packet_type(), "ignoring unexpected packet")
+        }
+    }
+}
+
+/// Runs the handler, forwarding its updates to the job server as they come.
+async fn run_job(
+    handler: &dyn JobHandler,
+    job: AssignedJob,
+    updates: WorkUpdates,
+    conn: &mut Connection,
+    updates_rx: &mut mpsc::UnboundedReceiver<Packet>,
+) -> Result<Result<Bytes, JobFailure>, ProtocolError> {
+    let handle = job.handle.clone();
+    let mut work = handler.handle(job, updates);
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut work => return Ok(result),
+            Some(update) = updates_rx.recv() => {
+                if update.work_handle() == Some(&handle) {
+                    conn.send(update).await?;
+                }
+            }
+        }
+    }
+}

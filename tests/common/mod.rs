@@ -1,0 +1,334 @@
+//! Test fixtures shared by the integration tests: a real gearmand on a free loopback port,
+//! bounded polling, and small job handlers.
+//!
+//! A test that needs gearmand calls `require_gearmand!()`. Where gearmand is not installed it
+//! prints a notice and the test returns early; in CI (`CI` or `GEARDRIVER_REQUIRE_GEARMAND`
+//! set) its absence fails the test instead.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use geardriver::gearman::worker::{
+    self, AssignedJob, JobFailure, JobHandler, WorkUpdates, WorkerConfig,
+};
+use geardriver::gearman::{Ability, ServerAddr};
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Finds gearmand: `$GEARMAND_BIN`, then `PATH`, then Debian's `/usr/sbin`.
+pub fn gearmand_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("GEARMAND_BIN") {
+        // An explicit choice: a path that is not there means "not installed".
+        return Some(PathBuf::from(bin)).filter(|b| b.is_file());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join("gearmand"))
+        .find(|candidate| candidate.is_file())
+}
+
+pub fn gearmand_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("GEARDRIVER_REQUIRE_GEARMAND").is_some()
+}
+
+/// Returns from the test (after a notice) when gearmand is missing outside CI.
+#[macro_export]
+macro_rules! require_gearmand {
+    () => {
+        match common::Gearmand::start() {
+            Some(gearmand) => gearmand,
+            None => return,
+        }
+    };
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A gearmand child process, stopped when dropped.
+pub struct Gearmand {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Gearmand {
+    /// Starts gearmand on a free port; `None` (after a notice) when it is not installed and
+    /// not required.
+    pub fn start() -> Option<Gearmand> {
+        let Some(_) = gearmand_binary() else {
+            if gearmand_required() {
+                panic!("gearmand is required in CI but was not found (install gearman-job-server)");
+            }
+            eprintln!(
+                "NOTICE: gearmand not found; skipping this test (install gearman-job-server)"
+            );
+            return None;
+        };
+        for _ in 0..5 {
+            let mut gearmand = Gearmand {
+                port: free_port(),
+                child: None,
+                dir: tempfile::tempdir().expect("temp dir"),
+            };
+            if gearmand.spawn() {
+                return Some(gearmand);
+            }
+        }
+        panic!("gearmand did not start on any of 5 free ports");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let binary = gearmand_binary().expect("gearmand present");
+        let child = Command::new(binary)
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={}", self.port))
+            .arg("--log-file=none")
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("gearmand.pid").display()
+            ))
+            .arg("--threads=2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn gearmand");
+        self.child = Some(child);
+        let ready = poll_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        if !ready
+            || self
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            self.kill();
+            return false;
+        }
+        true
+    }
+
+    pub fn addr(&self) -> ServerAddr {
+        ServerAddr::new("127.0.0.1", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILLs gearmand (queued jobs are lost, connections drop).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills gearmand and starts a new one on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let ok = poll_until(Duration::from_secs(10), || self.spawn());
+        assert!(ok, "gearmand did not come back on port {}", self.port);
+    }
+}
+
+impl Drop for Gearmand {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 20 ms until it is true or `limit` passes.
+pub fn poll_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async version of [`poll_until`].
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A job handler made from an async closure; see [`handler`].
+pub struct FnHandler<F>(F);
+
+/// Makes a job handler from an async closure (the bounds here let closures infer their
+/// argument types).
+pub fn handler<F, Fut>(f: F) -> FnHandler<F>
+where
+    F: Fn(AssignedJob, WorkUpdates) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<Bytes, JobFailure>> + Send,
+{
+    FnHandler(f)
+}
+
+#[async_trait]
+impl<F, Fut> JobHandler for FnHandler<F>
+where
+    F: Fn(AssignedJob, WorkUpdates) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<Bytes, JobFailure>> + Send,
+{
+    async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure> {
+        (self.0)(job, updates).await
+    }
+}
+
+/// A worker loop running in a task, stopped (after its current job) when dropped.
+pub struct RunningWorker {
+    pub shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningWorker {
+    /// Stops the worker and waits (bounded) for its loop to return.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("not stopped yet");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("worker loop returned after shutdown")
+            .expect("worker task did not panic");
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts our worker loop serving `functions` on `servers` with `handler`.
+pub fn start_worker(
+    servers: Vec<ServerAddr>,
+    functions: &[&str],
+    handler: impl JobHandler + 'static,
+) -> RunningWorker {
+    start_worker_with(
+        servers,
+        functions
+            .iter()
+            .map(|f| Ability::new(f.to_string()))
+            .collect(),
+        handler,
+    )
+}
+
+pub fn start_worker_with(
+    servers: Vec<ServerAddr>,
+    abilities: Vec<Ability>,
+    handler: impl JobHandler + 'static,
+) -> RunningWorker {
+    let mut config = WorkerConfig::new(servers, abilities);
+    config.reconnect_max = Duration::from_millis(500);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handler: Arc<dyn JobHandler> = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        worker::run(&config, handler.as_ref(), &token).await;
+    });
+    RunningWorker {
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// The geardriver binary under test.
+pub fn geardriver() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_geardriver"))
+}
+
+/// A `gearman` CLI command, or `None` (after a notice) when gearman-tools is missing.
+pub fn gearman_cli() -> Option<Command> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join("gearman").is_file());
+    if !found {
+        if gearmand_required() {
+            panic!("the gearman CLI is required in CI but was not found (install gearman-tools)");
+        }
+        eprintln!("NOTICE: gearman CLI not found; skipping this part (install gearman-tools)");
+        return None;
+    }
+    Some(Command::new("gearman"))
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls the job server's `status` until `function`'s row satisfies `check` (a missing row
+/// counts as all zeros).
+pub async fn wait_for_status(
+    addr: &ServerAddr,
+    function: &str,
+    check: impl Fn(&geardriver::gearman::FunctionStatus) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut admin) =
+            geardriver::gearman::AdminClient::connect(addr, Duration::from_secs(5)).await
+        {
+            if let Ok(rows) = admin.status().await {
+                let row = rows.into_iter().find(|r| r.function == function).unwrap_or(
+                    geardriver::gearman::FunctionStatus {
+                        function: function.to_string(),
+                        total: 0,
+                        running: 0,
+                        available_workers: 0,
+                    },
+                );
+                if check(&row) {
+                    return true;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
