@@ -3,8 +3,23 @@
 //! What lives where:
 //! - [`gearman`]: the protocol (packets, codec, admin text protocol), a client and the worker
 //!   loop; it knows nothing of processes, config or the console.
-//! - [`cli`]: the command line of the `geardriver` binary, and the commands that only talk
-//!   to a job server (`submit`, `admin`).
+//! - [`config`]: `config.toml`, raw and validated; [`plugin`]: the `Worker` trait, codecs and
+//!   the registry; [`workers`]: the built-in workers (the top-level `workers/` directory).
+//! - [`driver`]: the host (supervisor, process table, scaling); [`observer`]: the job
+//!   servers' queues; [`stats`]: the shared-memory stats table; [`worker_process`]: what a
+//!   worker process runs.
+//! - [`cli`]: the `geardriver` command line; [`logging`]: the log format.
 
 pub mod cli;
+pub mod config;
+pub mod driver;
 pub mod gearman;
+pub mod logging;
+pub mod observer;
+pub mod plugin;
+pub mod stats;
+pub mod worker_process;
+#[path = "../workers/mod.rs"]
+pub mod workers;
+
+pub use plugin::{Codec, JobContext, Json, Payload, Registry, WorkError, Worker};

@@ -1,12 +1,15 @@
 //! The `geardriver` command line: one definition (clap derive) drives parsing and `--help`,
-//! and [`main`] dispatches to the command. A user's own binary calls the same entry point,
-//! so it is a complete host too.
+//! and [`main_with`] dispatches to the command. A user's own binary calls the same entry
+//! point with its own [`Registry`], so it is a complete host too.
 
 mod admin;
+mod host;
 mod submit;
 mod worker;
 
+use crate::config::Config;
 use crate::gearman::{Priority, ServerAddr};
+use crate::plugin::Registry;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +44,9 @@ pub enum Command {
     /// Serve jobs as one worker process (started by the host)
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Run a program as a supervised worker process (started by the host)
+    #[command(hide = true)]
+    Launch(LaunchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,15 +104,30 @@ pub struct ServerArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// Job server; repeat for several
-    #[arg(long = "server", required = true, value_name = "H:P")]
+    /// The pool this process serves (shown by `ps`; the host passes the rest in the
+    /// environment)
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
+    /// Without a spec from the host: a job server; repeat for several
+    #[arg(long = "server", value_name = "H:P")]
     pub servers: Vec<ServerAddr>,
-    /// FUNCTION[=PLUGIN] to serve; repeat for several. The plugin defaults to the function name.
-    #[arg(long = "function", required = true, value_name = "FUNCTION[=PLUGIN]")]
+    /// Without a spec from the host: FUNCTION[=PLUGIN] to serve; repeat for several. The
+    /// plugin defaults to the function name.
+    #[arg(long = "function", value_name = "FUNCTION[=PLUGIN]")]
     pub functions: Vec<String>,
     /// Client id shown by the job server's `workers` command
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LaunchArgs {
+    /// Stop (SIGTERM) when the process with this pid is no longer our parent
+    #[arg(long, value_name = "PID")]
+    pub parent_pid: u32,
+    /// The program and its arguments
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
 }
 
 /// How a command ended, mapped to the process exit code.
@@ -137,48 +158,89 @@ impl Outcome {
     }
 }
 
-/// The whole `geardriver` program: parse the command line, run the command, exit.
+/// The whole `geardriver` program with the built-in workers.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
-    run(cli).exit()
+    main_with(Registry::with_builtins())
 }
 
-fn init_tracing() {
+/// The whole program with the plugins and codecs of `registry`: a user's binary registers
+/// its workers and calls this.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    run(cli, registry).exit()
+}
+
+/// Logging for the short-lived commands: warnings and errors on stderr.
+fn init_cli_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GEARDRIVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
 }
 
-fn run(cli: Cli) -> Outcome {
+fn run(cli: Cli, registry: Registry) -> Outcome {
+    let config_path = cli.config.clone();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Submit(args) => {
-            let servers = default_servers(args.servers.clone());
+        Command::Run => host::run(config_path, registry),
+        Command::CheckConfig => {
+            let path = Config::resolve_path(config_path.as_deref());
+            match Config::load(&path, &registry) {
+                Ok(config) => {
+                    print!("{}", config.render());
+                    Outcome::Success
+                }
+                Err(e) => Outcome::Usage(e.to_string()),
+            }
+        }
+        Command::Submit(mut args) => {
+            init_cli_tracing();
+            let servers =
+                match default_servers(std::mem::take(&mut args.servers), config_path, &registry) {
+                    Ok(servers) => servers,
+                    Err(outcome) => return outcome,
+                };
             block_on(submit::run(args, servers))
         }
-        Command::Admin(args) => {
-            let server = args
-                .server
-                .clone()
-                .unwrap_or_else(|| default_servers(Vec::new()).remove(0));
+        Command::Admin(mut args) => {
+            init_cli_tracing();
+            let given: Vec<ServerAddr> = args.server.take().into_iter().collect();
+            let server = match default_servers(given, config_path, &registry) {
+                Ok(mut servers) => servers.remove(0),
+                Err(outcome) => return outcome,
+            };
             block_on(admin::run(args, server))
         }
-        Command::Worker(args) => worker::run(args),
-        Command::Run | Command::CheckConfig | Command::Ctl(_) | Command::Server(_) => {
+        Command::Worker(args) => worker::run(args, &registry),
+        Command::Launch(args) => worker::launch(args),
+        Command::Ctl(_) | Command::Server(_) => {
             Outcome::Usage("this command is not implemented yet".into())
         }
     }
 }
 
-/// `--server` values, else the default job server.
-fn default_servers(given: Vec<ServerAddr>) -> Vec<ServerAddr> {
-    if given.is_empty() {
-        vec![ServerAddr::new("127.0.0.1", crate::gearman::DEFAULT_PORT)]
-    } else {
-        given
+/// `--server` values; else the config's first job server; else 127.0.0.1:4730 when there is
+/// no config file at all (an explicit `--config` must exist).
+fn default_servers(
+    given: Vec<ServerAddr>,
+    config: Option<PathBuf>,
+    registry: &Registry,
+) -> Result<Vec<ServerAddr>, Outcome> {
+    if !given.is_empty() {
+        return Ok(given);
+    }
+    let explicit = config.is_some() || std::env::var_os(crate::config::PATH_VAR).is_some();
+    let path = Config::resolve_path(config.as_deref());
+    if !explicit && !path.exists() {
+        return Ok(vec![ServerAddr::new(
+            "127.0.0.1",
+            crate::gearman::DEFAULT_PORT,
+        )]);
+    }
+    match Config::load(&path, registry) {
+        Ok(config) => Ok(vec![config.driver.job_servers[0].clone()]),
+        Err(e) => Err(Outcome::Usage(format!("{e} (or give --server)"))),
     }
 }
 

@@ -1,94 +1,69 @@
-//! `geardriver worker`: one worker process serving functions on every given job server until
-//! SIGTERM/SIGINT, then finishing the job in hand.
+//! The hidden modes the host starts processes with: `worker` (one worker process serving a
+//! pool, spec in the environment, or functions given as flags for manual use) and `launch`
+//! (arms the parent-death signal, then execs a program that speaks Gearman itself).
 
-use super::{Outcome, WorkerArgs};
-use crate::gearman::worker::{
-    self, Ability, AssignedJob, JobFailure, JobHandler, WorkUpdates, WorkerConfig,
-};
-use async_trait::async_trait;
-use bytes::Bytes;
-use std::collections::HashMap;
-use tokio_util::sync::CancellationToken;
+use super::{LaunchArgs, Outcome, WorkerArgs};
+use crate::plugin::Registry;
+use crate::worker_process::{self, FunctionSpec, Runner, WorkerSpec};
+use std::os::unix::process::CommandExt;
 
-/// The plugins this build knows.
-#[derive(Clone, Copy, Debug)]
-enum Builtin {
-    Echo,
-    Reverse,
-}
-
-struct Builtins {
-    by_function: HashMap<Bytes, Builtin>,
-}
-
-#[async_trait]
-impl JobHandler for Builtins {
-    async fn handle(&self, job: AssignedJob, _updates: WorkUpdates) -> Result<Bytes, JobFailure> {
-        match self.by_function.get(&job.function) {
-            Some(Builtin::Echo) => Ok(job.data),
-            Some(Builtin::Reverse) => match std::str::from_utf8(&job.data) {
-                Ok(text) => Ok(Bytes::from(text.chars().rev().collect::<String>())),
-                Err(e) => Err(JobFailure::Exception(Bytes::from(format!(
-                    "reverse: input is not UTF-8: {e}"
-                )))),
-            },
-            None => Err(JobFailure::Exception(Bytes::from(
-                "no plugin for this function",
-            ))),
-        }
-    }
-}
-
-pub fn run(args: WorkerArgs) -> Outcome {
-    let mut by_function = HashMap::new();
-    for spec in &args.functions {
-        let (function, plugin) = spec.split_once('=').unwrap_or((spec, spec));
-        let builtin = match plugin {
-            "echo" => Builtin::Echo,
-            "reverse" => Builtin::Reverse,
-            other => {
-                return Outcome::Usage(format!(
-                    "unknown plugin {other:?} for function {function:?}"
-                ));
-            }
-        };
-        by_function.insert(Bytes::from(function.to_string()), builtin);
-    }
-    let abilities = by_function.keys().cloned().map(Ability::new).collect();
-    let mut config = WorkerConfig::new(args.servers, abilities);
-    config.client_id = args.client_id.map(Bytes::from);
-    let handler = Builtins { by_function };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return Outcome::Failed(format!("cannot start the async runtime: {e}")),
+pub fn run(args: WorkerArgs, registry: &Registry) -> Outcome {
+    crate::logging::init_worker();
+    let spec = match worker_process::spec_from_env() {
+        Some(Ok(spec)) => spec,
+        Some(Err(e)) => return Outcome::Usage(e.to_string()),
+        None => match spec_from_flags(args) {
+            Ok(spec) => spec,
+            Err(message) => return Outcome::Usage(message),
+        },
     };
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_stop_signal().await;
-            stop.cancel();
-        });
-        worker::run(&config, &handler, &shutdown).await;
-    });
-    Outcome::Success
+    match worker_process::run(spec, registry) {
+        Ok(()) => Outcome::Success,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
 }
 
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
+fn spec_from_flags(args: WorkerArgs) -> Result<WorkerSpec, String> {
+    if args.servers.is_empty() || args.functions.is_empty() {
+        return Err("worker: give --server and --function (the host passes a spec instead)".into());
     }
+    let functions = args
+        .functions
+        .iter()
+        .map(|f| {
+            let (name, plugin) = f.split_once('=').unwrap_or((f, f));
+            FunctionSpec {
+                name: name.to_string(),
+                run: Runner::Plugin(plugin.to_string()),
+                decode: "raw".into(),
+                encode: "raw".into(),
+                timeout_ms: None,
+                env: Default::default(),
+            }
+        })
+        .collect();
+    Ok(WorkerSpec {
+        pool: args.pool.unwrap_or_else(|| "manual".into()),
+        servers: args.servers.iter().map(ToString::to_string).collect(),
+        functions,
+        client_id: args
+            .client_id
+            .unwrap_or_else(|| format!("geardriver-worker:{}", std::process::id())),
+        stats: None,
+        max_jobs: None,
+        max_lifetime_ms: None,
+        parent_pid: None,
+    })
+}
+
+pub fn launch(args: LaunchArgs) -> Outcome {
+    // The parent-death signal survives exec, so the program stops when the host dies.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    if nix::unistd::getppid().as_raw() as u32 != args.parent_pid {
+        return Outcome::Failed("the host that started this program is gone".into());
+    }
+    let error = std::process::Command::new(&args.argv[0])
+        .args(&args.argv[1..])
+        .exec();
+    Outcome::Failed(format!("cannot run {:?}: {error}", args.argv[0]))
 }

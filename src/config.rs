@@ -1,0 +1,772 @@
+//! `config.toml`: loaded with the `config` crate (the file, then `GEARDRIVER__SECTION__KEY`
+//! environment overrides), deserialised into raw serde structs whose fields are all optional,
+//! then validated into [`Config`], where every default is applied and every rule checked.
+//!
+//! Errors name the key and, for jobs, the job: `jobs[1] "resize": max_processes (2) must be
+//! >= min_processes (3)`. TOML syntax errors keep the parser's line and column.
+//!
+//! Jobs that share a `group` share processes; [`Config::pools`] turns the job list into the
+//! pools the driver supervises (a group, or a job on its own).
+
+use crate::gearman::ServerAddr;
+use crate::plugin::Registry;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config comes from when no path is given.
+pub const DEFAULT_PATH: &str = "config.toml";
+/// The environment variable naming the config file.
+pub const PATH_VAR: &str = "GEARDRIVER_CONFIG";
+/// The prefix of environment overrides: `GEARDRIVER__DRIVER__INTERVAL=1`.
+pub const ENV_PREFIX: &str = "GEARDRIVER";
+
+/// A config that could not be loaded: the file and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub driver: DriverConfig,
+    pub console: ConsoleConfig,
+    pub server: ServerConfig,
+    /// Sorted by name.
+    pub jobs: Vec<JobConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriverConfig {
+    pub job_servers: Vec<ServerAddr>,
+    /// Seconds between queue polls; `None` turns autoscaling off.
+    pub interval: Option<Duration>,
+    pub max_idle_time: Duration,
+    pub shutdown_timeout: Duration,
+    pub logfile: LogTarget,
+    pub loglevel: String,
+    pub pidfile: Option<PathBuf>,
+    /// Where the shared-memory stats file lives; `None` picks `$XDG_RUNTIME_DIR`, then
+    /// `/dev/shm`, then the temp directory.
+    pub stats_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// `None` turns the console off.
+    pub listen: Option<SocketAddr>,
+    pub secret: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+/// What runs a job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerKind {
+    /// A registered plugin, by name.
+    Plugin(String),
+    /// A program run once per job: payload on stdin, result on stdout.
+    Command(Vec<String>),
+    /// A long-running program that speaks Gearman itself.
+    Program(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobConfig {
+    pub name: String,
+    pub worker: WorkerKind,
+    pub min_processes: u32,
+    pub max_processes: u32,
+    pub max_idle_time: Duration,
+    pub min_spare: u32,
+    pub decode: String,
+    pub encode: String,
+    pub timeout: Option<Duration>,
+    pub group: Option<String>,
+    pub max_jobs: Option<u64>,
+    pub max_lifetime: Option<Duration>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A set of processes the driver keeps: a group of jobs, or one job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolConfig {
+    /// The group name, or the job's name for a job on its own.
+    pub name: String,
+    /// The jobs every process of the pool serves, sorted by name.
+    pub jobs: Vec<JobConfig>,
+    pub min_processes: u32,
+    pub max_processes: u32,
+    pub max_idle_time: Duration,
+    pub min_spare: u32,
+    pub max_jobs: Option<u64>,
+    pub max_lifetime: Option<Duration>,
+}
+
+impl PoolConfig {
+    /// A pool of one long-running external program.
+    pub fn program(&self) -> Option<&[String]> {
+        match &self.jobs[..] {
+            [job] => match &job.worker {
+                WorkerKind::Program(argv) => Some(argv),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+// ---- raw, as written ---------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    driver: Option<RawDriver>,
+    console: Option<RawConsole>,
+    server: Option<RawServer>,
+    jobs: Option<Vec<RawJob>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDriver {
+    job_servers: Option<Vec<String>>,
+    interval: Option<f64>,
+    max_idle_time: Option<f64>,
+    shutdown_timeout: Option<f64>,
+    logfile: Option<String>,
+    loglevel: Option<String>,
+    pidfile: Option<String>,
+    stats_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: Option<String>,
+    secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    enabled: Option<bool>,
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Option<String>,
+    worker: Option<String>,
+    command: Option<Vec<String>>,
+    program: Option<Vec<String>>,
+    min_processes: Option<u32>,
+    max_processes: Option<u32>,
+    max_idle_time: Option<f64>,
+    min_spare: Option<u32>,
+    decode: Option<String>,
+    encode: Option<String>,
+    timeout: Option<f64>,
+    group: Option<String>,
+    max_jobs: Option<u64>,
+    max_lifetime: Option<f64>,
+    env: Option<BTreeMap<String, String>>,
+}
+
+// ---- loading -----------------------------------------------------------------------------
+
+impl Config {
+    /// The path to use: the one given, else `$GEARDRIVER_CONFIG`, else `./config.toml`.
+    pub fn resolve_path(given: Option<&Path>) -> PathBuf {
+        given
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(PATH_VAR).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    /// Loads and validates the file at `path`, with environment overrides.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            path: path.to_path_buf(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(fail(if path.exists() {
+                "not a regular file".into()
+            } else {
+                "no such file".into()
+            }));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        Self::from_toml(&text, path, registry)
+    }
+
+    /// Validates TOML text (with environment overrides) as if it came from `path`.
+    pub fn from_toml(text: &str, path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("driver.job_servers"),
+            )
+            .build()
+            .map_err(|e| fail(clean_parse_error(&e.to_string())))?;
+        let job_names: Vec<Option<String>> = built
+            .get_array("jobs")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|job| {
+                job.into_table()
+                    .ok()
+                    .and_then(|t| t.get("name").cloned())
+                    .and_then(|n| n.into_string().ok())
+            })
+            .collect();
+        let raw: RawConfig = built
+            .try_deserialize()
+            .map_err(|e| fail(name_jobs_in(&e.to_string(), &job_names)))?;
+        validate(raw, path, registry).map_err(fail)
+    }
+
+    /// The pools the driver supervises, sorted by name.
+    pub fn pools(&self) -> Vec<PoolConfig> {
+        let mut pools: BTreeMap<String, Vec<JobConfig>> = BTreeMap::new();
+        for job in &self.jobs {
+            let pool = job.group.clone().unwrap_or_else(|| job.name.clone());
+            pools.entry(pool).or_default().push(job.clone());
+        }
+        pools
+            .into_iter()
+            .map(|(name, jobs)| {
+                // Validation made the members of a group agree on these.
+                let first = &jobs[0];
+                PoolConfig {
+                    min_processes: first.min_processes,
+                    max_processes: first.max_processes,
+                    max_idle_time: first.max_idle_time,
+                    min_spare: first.min_spare,
+                    max_jobs: first.max_jobs,
+                    max_lifetime: first.max_lifetime,
+                    name,
+                    jobs,
+                }
+            })
+            .collect()
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobConfig> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// The config crate appends " in <source>" to parse errors of string sources; the path is
+/// printed by [`ConfigError`] already.
+fn clean_parse_error(message: &str) -> String {
+    message
+        .trim_end()
+        .trim_end_matches(" in ")
+        .trim_end()
+        .to_string()
+}
+
+/// Turns "for key `jobs[2]...`" into "for key `jobs[2]...` (job \"name\")".
+fn name_jobs_in(message: &str, names: &[Option<String>]) -> String {
+    let Some(start) = message.find("jobs[") else {
+        return message.to_string();
+    };
+    let digits: String = message[start + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    match digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| names.get(i).cloned().flatten())
+    {
+        Some(name) => format!("{message} (job {name:?})"),
+        None => message.to_string(),
+    }
+}
+
+fn seconds(key: &str, value: f64) -> Result<Duration, String> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!(
+            "{key} must be a number of seconds >= 0, got {value}"
+        ));
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{key} is too large: {value}"))
+}
+
+/// Zero means "off".
+fn optional_seconds(key: &str, value: Option<f64>) -> Result<Option<Duration>, String> {
+    Ok(match value {
+        None => None,
+        Some(v) => Some(seconds(key, v)?).filter(|d| !d.is_zero()),
+    })
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    let normalized = match value.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => value.to_string(),
+    };
+    normalized
+        .parse()
+        .map_err(|_| format!("{key} = {value:?} is not an address of the form IP:PORT"))
+}
+
+/// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a list of `target=level`
+/// directives as `RUST_LOG` takes them.
+fn check_loglevel(value: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bad = || {
+        format!(
+            "driver.loglevel = {value:?} is not one of {} (or target=level directives)",
+            LEVELS.join(", ")
+        )
+    };
+    for directive in value.split(',').map(str::trim) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad());
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(drop)
+        .map_err(|_| bad())
+}
+
+fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, String> {
+    let driver = raw.driver.unwrap_or_default();
+    let job_servers = match driver.job_servers {
+        None => vec![ServerAddr::new("127.0.0.1", crate::gearman::DEFAULT_PORT)],
+        Some(list) if list.is_empty() => {
+            return Err("driver.job_servers is empty: give at least one HOST:PORT".into());
+        }
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                s.parse::<ServerAddr>()
+                    .map_err(|e| format!("driver.job_servers: {e}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let default_idle = seconds("driver.max_idle_time", driver.max_idle_time.unwrap_or(30.0))?;
+    let loglevel = driver.loglevel.unwrap_or_else(|| "info".into());
+    check_loglevel(&loglevel)?;
+    let relative = |p: String| -> PathBuf {
+        let p = PathBuf::from(p);
+        match (p.is_relative(), path.parent()) {
+            (true, Some(dir)) => dir.join(p),
+            _ => p,
+        }
+    };
+    let driver_config = DriverConfig {
+        job_servers,
+        interval: optional_seconds("driver.interval", Some(driver.interval.unwrap_or(5.0)))?,
+        max_idle_time: default_idle,
+        shutdown_timeout: seconds(
+            "driver.shutdown_timeout",
+            driver.shutdown_timeout.unwrap_or(30.0),
+        )?,
+        logfile: match driver.logfile.as_deref() {
+            None | Some("-") | Some("") => LogTarget::Stderr,
+            Some(p) => LogTarget::File(relative(p.to_string())),
+        },
+        loglevel,
+        pidfile: driver.pidfile.filter(|p| !p.is_empty()).map(relative),
+        stats_dir: driver.stats_dir.filter(|p| !p.is_empty()).map(relative),
+    };
+
+    let console = raw.console.unwrap_or_default();
+    let listen = match console.listen.as_deref() {
+        None => Some(socket_addr("console.listen", "127.0.0.1:47300")?),
+        Some("") => None,
+        Some(addr) => Some(socket_addr("console.listen", addr)?),
+    };
+    let secret = console.secret.filter(|s| !s.is_empty());
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() && secret.is_none() {
+            return Err(format!(
+                "console.listen = {addr} is not a loopback address, so console.secret is required"
+            ));
+        }
+    }
+    let server = raw.server.unwrap_or_default();
+    let server_config = ServerConfig {
+        enabled: server.enabled.unwrap_or(false),
+        listen: socket_addr(
+            "server.listen",
+            server.listen.as_deref().unwrap_or("127.0.0.1:4730"),
+        )?,
+    };
+
+    let raw_jobs = raw.jobs.unwrap_or_default();
+    let mut jobs = Vec::with_capacity(raw_jobs.len());
+    let mut names = BTreeSet::new();
+    for (index, raw_job) in raw_jobs.iter().enumerate() {
+        let job = validate_job(index, raw_job, default_idle, registry)?;
+        if !names.insert(job.name.clone()) {
+            return Err(format!("jobs[{index}]: duplicate job name {:?}", job.name));
+        }
+        jobs.push(job);
+    }
+    check_groups(&raw_jobs, &jobs)?;
+    apply_group_settings(&raw_jobs, &mut jobs)?;
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Config {
+        path: path.to_path_buf(),
+        driver: driver_config,
+        console: ConsoleConfig { listen, secret },
+        server: server_config,
+        jobs,
+    })
+}
+
+fn validate_job(
+    index: usize,
+    raw: &RawJob,
+    default_idle: Duration,
+    registry: &Registry,
+) -> Result<JobConfig, String> {
+    let name = match raw.name.as_deref().map(str::trim) {
+        None | Some("") => return Err(format!("jobs[{index}]: name is required")),
+        Some(name) => name.to_string(),
+    };
+    let at = format!("jobs[{index}] {name:?}");
+    if name.contains(|c: char| c.is_whitespace() || c.is_control()) || name.len() > 255 {
+        return Err(format!(
+            "{at}: name must be at most 255 bytes without spaces or control characters"
+        ));
+    }
+    let worker = match (&raw.worker, &raw.command, &raw.program) {
+        (Some(plugin), None, None) => {
+            if !registry.has_plugin(plugin) {
+                return Err(format!(
+                    "{at}: worker = {plugin:?} is not a registered plugin (known: {})",
+                    registry.plugin_names().join(", ")
+                ));
+            }
+            WorkerKind::Plugin(plugin.clone())
+        }
+        (None, Some(argv), None) => WorkerKind::Command(argv_of(&at, "command", argv)?),
+        (None, None, Some(argv)) => WorkerKind::Program(argv_of(&at, "program", argv)?),
+        (None, None, None) => {
+            return Err(format!("{at}: needs one of worker, command or program"));
+        }
+        _ => return Err(format!("{at}: give only one of worker, command or program")),
+    };
+    let min_processes = raw.min_processes.unwrap_or(1);
+    let max_processes = raw.max_processes.unwrap_or(min_processes.max(1));
+    if max_processes < min_processes {
+        return Err(format!(
+            "{at}: max_processes ({max_processes}) must be >= min_processes ({min_processes})"
+        ));
+    }
+    let min_spare = raw.min_spare.unwrap_or(0);
+    if min_spare > max_processes {
+        return Err(format!(
+            "{at}: min_spare ({min_spare}) cannot exceed max_processes ({max_processes})"
+        ));
+    }
+    let key = |k: &str| format!("{at}: {k}");
+    let codec = |field: &str, value: &Option<String>| -> Result<String, String> {
+        let value = value.clone().unwrap_or_else(|| "raw".into());
+        if !registry.has_codec(&value) {
+            return Err(format!(
+                "{at}: {field} = {value:?} is not a known codec (known: {})",
+                registry.codec_names().join(", ")
+            ));
+        }
+        Ok(value)
+    };
+    let decode = codec("decode", &raw.decode)?;
+    let encode = codec("encode", &raw.encode)?;
+    if let WorkerKind::Program(_) = worker {
+        for (set, field) in [
+            (raw.decode.is_some(), "decode"),
+            (raw.encode.is_some(), "encode"),
+            (raw.timeout.is_some(), "timeout"),
+            (raw.max_jobs.is_some(), "max_jobs"),
+        ] {
+            if set {
+                return Err(format!(
+                    "{at}: {field} does not apply to a program, which talks to the job servers itself"
+                ));
+            }
+        }
+    }
+    let group = raw.group.clone().filter(|g| !g.trim().is_empty());
+    if let Some(g) = &group {
+        if g.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{at}: group {g:?} must not contain spaces or control characters"
+            ));
+        }
+    }
+    Ok(JobConfig {
+        worker,
+        min_processes,
+        max_processes,
+        max_idle_time: match raw.max_idle_time {
+            Some(v) => seconds(&key("max_idle_time"), v)?,
+            None => default_idle,
+        },
+        min_spare,
+        decode,
+        encode,
+        timeout: optional_seconds(&key("timeout"), raw.timeout)?,
+        group,
+        max_jobs: raw.max_jobs.filter(|n| *n > 0),
+        max_lifetime: optional_seconds(&key("max_lifetime"), raw.max_lifetime)?,
+        env: raw.env.clone().unwrap_or_default(),
+        name,
+    })
+}
+
+fn argv_of(at: &str, field: &str, argv: &[String]) -> Result<Vec<String>, String> {
+    match argv.first() {
+        None => Err(format!(
+            "{at}: {field} is empty: give the program and its arguments"
+        )),
+        Some(program) if program.trim().is_empty() => Err(format!("{at}: {field}[0] is empty")),
+        Some(_) => Ok(argv.to_vec()),
+    }
+}
+
+/// Jobs of one group share processes, so they must agree on what processes are: a setting
+/// given on one member applies to the group, and two members may not give different values.
+fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(g) = &job.group {
+            groups.entry(g.as_str()).or_default().push(i);
+        }
+    }
+    for (group, members) in &groups {
+        if let Some(clash) = jobs.iter().find(|j| j.group.is_none() && j.name == *group) {
+            return Err(format!(
+                "group {group:?} has the name of job {:?}, which is not in it",
+                clash.name
+            ));
+        }
+        if members.len() > 1 {
+            if let Some(&i) = members
+                .iter()
+                .find(|&&i| matches!(jobs[i].worker, WorkerKind::Program(_)))
+            {
+                return Err(format!(
+                    "jobs[{i}] {:?}: a program cannot share group {group:?}: it registers its own functions",
+                    jobs[i].name
+                ));
+            }
+        }
+        type Getter = fn(&RawJob) -> Option<String>;
+        let settings: [(&str, Getter); 6] = [
+            ("min_processes", |r| r.min_processes.map(|v| v.to_string())),
+            ("max_processes", |r| r.max_processes.map(|v| v.to_string())),
+            ("max_idle_time", |r| r.max_idle_time.map(|v| v.to_string())),
+            ("min_spare", |r| r.min_spare.map(|v| v.to_string())),
+            ("max_jobs", |r| r.max_jobs.map(|v| v.to_string())),
+            ("max_lifetime", |r| r.max_lifetime.map(|v| v.to_string())),
+        ];
+        for (key, get) in settings {
+            let mut given: Option<(usize, String)> = None;
+            for &i in members {
+                if let Some(value) = get(&raw[i]) {
+                    match &given {
+                        Some((first, v)) if *v != value => {
+                            return Err(format!(
+                                "jobs[{i}] {:?}: {key} = {value} differs from {v} on job {:?}; jobs in group {group:?} share processes, so set it once",
+                                jobs[i].name, jobs[*first].name
+                            ));
+                        }
+                        Some(_) => {}
+                        None => given = Some((i, value)),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies each process setting a group member gave explicitly to every member of the group
+/// (`check_groups` made sure no two members gave different values), then checks the
+/// group's limits as a whole.
+fn apply_group_settings(raw: &[RawJob], jobs: &mut [JobConfig]) -> Result<(), String> {
+    let groups: BTreeSet<String> = jobs.iter().filter_map(|j| j.group.clone()).collect();
+    for group in groups {
+        let members: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].group.as_deref() == Some(group.as_str()))
+            .collect();
+        let setter = |given: fn(&RawJob) -> bool| members.iter().copied().find(|&i| given(&raw[i]));
+        let min = setter(|r| r.min_processes.is_some()).map(|i| jobs[i].min_processes);
+        let max = setter(|r| r.max_processes.is_some()).map(|i| jobs[i].max_processes);
+        let idle = setter(|r| r.max_idle_time.is_some()).map(|i| jobs[i].max_idle_time);
+        let spare = setter(|r| r.min_spare.is_some()).map(|i| jobs[i].min_spare);
+        let max_jobs = setter(|r| r.max_jobs.is_some()).map(|i| jobs[i].max_jobs);
+        let lifetime = setter(|r| r.max_lifetime.is_some()).map(|i| jobs[i].max_lifetime);
+        for &i in &members {
+            let job = &mut jobs[i];
+            job.min_processes = min.unwrap_or(job.min_processes);
+            // An unset max follows the group's min, as it does for a job on its own.
+            job.max_processes = max.unwrap_or(job.min_processes.max(1));
+            job.max_idle_time = idle.unwrap_or(job.max_idle_time);
+            job.min_spare = spare.unwrap_or(job.min_spare);
+            job.max_jobs = max_jobs.unwrap_or(job.max_jobs);
+            job.max_lifetime = lifetime.unwrap_or(job.max_lifetime);
+            if job.max_processes < job.min_processes {
+                return Err(format!(
+                    "group {group:?}: max_processes ({}) must be >= min_processes ({})",
+                    job.max_processes, job.min_processes
+                ));
+            }
+            if job.min_spare > job.max_processes {
+                return Err(format!(
+                    "group {group:?}: min_spare ({}) cannot exceed max_processes ({})",
+                    job.min_spare, job.max_processes
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for WorkerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerKind::Plugin(name) => write!(f, "worker {name}"),
+            WorkerKind::Command(argv) => write!(f, "command {}", argv.join(" ")),
+            WorkerKind::Program(argv) => write!(f, "program {}", argv.join(" ")),
+        }
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    match d {
+        None => "-".into(),
+        Some(d) => format!("{}s", d.as_secs_f64()),
+    }
+}
+
+impl Config {
+    /// The resolved configuration as `check-config` prints it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let d = &self.driver;
+        let servers: Vec<String> = d.job_servers.iter().map(ToString::to_string).collect();
+        out += &format!("config           {}\n", self.path.display());
+        out += &format!("job_servers      {}\n", servers.join(", "));
+        out += &format!(
+            "interval         {}\n",
+            d.interval
+                .map_or("off".into(), |i| format!("{}s", i.as_secs_f64()))
+        );
+        out += &format!("shutdown_timeout {}s\n", d.shutdown_timeout.as_secs_f64());
+        out += &format!(
+            "logfile          {}\n",
+            match &d.logfile {
+                LogTarget::Stderr => "stderr".to_string(),
+                LogTarget::File(p) => p.display().to_string(),
+            }
+        );
+        out += &format!("loglevel         {}\n", d.loglevel);
+        if let Some(p) = &d.pidfile {
+            out += &format!("pidfile          {}\n", p.display());
+        }
+        out += &format!(
+            "console          {}{}\n",
+            self.console.listen.map_or("off".into(), |a| a.to_string()),
+            if self.console.secret.is_some() {
+                " (secret set)"
+            } else {
+                ""
+            }
+        );
+        out += &format!(
+            "server           {}\n",
+            if self.server.enabled {
+                format!("built-in on {}", self.server.listen)
+            } else {
+                "off".into()
+            }
+        );
+        let header = [
+            "job", "min", "max", "idle", "spare", "decode", "encode", "timeout", "group",
+            "max_jobs", "lifetime", "worker",
+        ];
+        let rows: Vec<[String; 12]> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                [
+                    j.name.clone(),
+                    j.min_processes.to_string(),
+                    j.max_processes.to_string(),
+                    format!("{}s", j.max_idle_time.as_secs_f64()),
+                    j.min_spare.to_string(),
+                    j.decode.clone(),
+                    j.encode.clone(),
+                    secs(j.timeout),
+                    j.group.clone().unwrap_or_else(|| "-".into()),
+                    j.max_jobs.map_or("-".into(), |n| n.to_string()),
+                    secs(j.max_lifetime),
+                    j.worker.to_string(),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        out.push('\n');
+        let line = |cells: Vec<&str>| -> String {
+            let mut s = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if i + 1 == cells.len() {
+                    s += cell;
+                } else {
+                    s += &format!("{cell:<w$}  ");
+                }
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        out += &line(header.to_vec());
+        for row in &rows {
+            out += &line(row.iter().map(String::as_str).collect());
+        }
+        out
+    }
+}

@@ -1,0 +1,156 @@
+//! Crash-loop handling: a pool whose processes keep dying soon after they start is restarted
+//! ever more slowly, and after [`GIVE_UP_AFTER`] such deaths in a row it is marked failed and
+//! left alone until an operator resets it (reload, `set_processes`, `killall`).
+//!
+//! Like supervisord's BACKOFF → FATAL, but a death only counts when the process was not
+//! asked to stop, failed (a non-zero status or a signal) and lived less than [`QUICK`].
+
+use std::time::{Duration, Instant};
+
+/// A death sooner than this after the start counts towards a crash loop.
+pub const QUICK: Duration = Duration::from_secs(5);
+/// Quick deaths in a row before the pool is marked failed.
+pub const GIVE_UP_AFTER: u32 = 5;
+const FIRST_DELAY: Duration = Duration::from_millis(500);
+const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// One pool's crash-loop state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CrashLoop {
+    quick_deaths: u32,
+    retry_at: Option<Instant>,
+    failed: Option<String>,
+}
+
+impl CrashLoop {
+    /// Accounts for a process that exited. `detail` describes how, for the failure reason.
+    pub fn on_exit(
+        &mut self,
+        lived: Duration,
+        success: bool,
+        requested: bool,
+        now: Instant,
+        detail: &str,
+    ) {
+        if requested || success {
+            if lived >= QUICK {
+                self.quick_deaths = 0;
+            }
+            return;
+        }
+        if lived >= QUICK {
+            self.quick_deaths = 0;
+            self.retry_at = None;
+            return;
+        }
+        self.quick_deaths += 1;
+        if self.quick_deaths >= GIVE_UP_AFTER {
+            self.failed = Some(format!(
+                "{} processes in a row died within {}s of starting; the last one {detail}",
+                self.quick_deaths,
+                QUICK.as_secs()
+            ));
+            self.retry_at = None;
+        } else {
+            self.retry_at = Some(now + delay(self.quick_deaths));
+        }
+    }
+
+    /// A process that has been running for [`QUICK`] proves the pool healthy again.
+    pub fn on_survived(&mut self) {
+        self.quick_deaths = 0;
+    }
+
+    /// Whether a process may be started now.
+    pub fn may_start(&self, now: Instant) -> bool {
+        self.failed.is_none() && self.retry_at.is_none_or(|at| now >= at)
+    }
+
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Forgets the history (an operator asked to try again).
+    pub fn reset(&mut self) {
+        *self = CrashLoop::default();
+    }
+}
+
+/// The wait before the next start after `n` quick deaths in a row: 0.5 s, 1 s, 2 s, 4 s …,
+/// at most 10 s.
+pub fn delay(n: u32) -> Duration {
+    FIRST_DELAY
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(MAX_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn delays_double_up_to_a_cap() {
+        let delays: Vec<u64> = (1..=7).map(|n| delay(n).as_millis() as u64).collect();
+        assert_eq!(delays, vec![500, 1000, 2000, 4000, 8000, 10000, 10000]);
+    }
+
+    #[test]
+    fn quick_deaths_back_off_then_fail() {
+        let t0 = Instant::now();
+        let mut c = CrashLoop::default();
+        assert!(c.may_start(t0));
+        c.on_exit(SEC, false, false, t0, "exited with status 1");
+        assert!(!c.may_start(t0));
+        assert!(
+            c.may_start(t0 + Duration::from_millis(500)),
+            "replaced within a second"
+        );
+        for i in 2..GIVE_UP_AFTER {
+            c.on_exit(SEC, false, false, t0, "exited with status 1");
+            assert!(c.failed().is_none(), "death {i}");
+        }
+        c.on_exit(SEC, false, false, t0, "exited with status 1");
+        let reason = c.failed().expect("marked failed");
+        assert!(reason.contains("5 processes in a row"), "{reason}");
+        assert!(reason.contains("exited with status 1"), "{reason}");
+        assert!(!c.may_start(t0 + SEC * 3600), "no restarts until reset");
+        c.reset();
+        assert!(c.may_start(t0));
+    }
+
+    #[test]
+    fn what_does_not_count() {
+        let t0 = Instant::now();
+        let mut c = CrashLoop::default();
+        c.on_exit(SEC, false, true, t0, "killed");
+        c.on_exit(SEC, true, false, t0, "exited with status 0");
+        assert!(
+            c.may_start(t0),
+            "stops we asked for and clean exits are not crashes"
+        );
+        for _ in 0..4 {
+            c.on_exit(SEC, false, false, t0, "x");
+        }
+        c.on_exit(SEC * 6, false, false, t0, "x");
+        assert!(
+            c.may_start(t0),
+            "a process that lived long resets the count"
+        );
+        for _ in 0..4 {
+            c.on_exit(SEC, false, false, t0, "x");
+        }
+        assert!(c.failed().is_none());
+        c.on_survived();
+        c.on_exit(SEC, false, false, t0, "x");
+        assert!(
+            c.failed().is_none(),
+            "a survivor in between resets the count"
+        );
+    }
+}

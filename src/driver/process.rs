@@ -1,0 +1,180 @@
+//! Starting one worker process and watching it: its output becomes log lines, its exit an
+//! event for the supervisor.
+//!
+//! Plugin and command pools run the geardriver binary again in its hidden `worker` mode (a
+//! tokio runtime cannot fork safely, and a fresh process is what a worker should be anyway);
+//! the spec travels in the environment. A `program` pool runs the user's program through the
+//! binary's hidden `launch` mode, which arms the parent-death signal and then execs it. Every
+//! process leads its own process group, so stopping it for good also stops what it started.
+//!
+//! Each child is reaped by the one task that awaits it (tokio waits on a pidfd); nothing
+//! calls `waitpid(-1)`, which would steal exit statuses.
+
+use super::Event;
+use crate::config::{PoolConfig, WorkerKind};
+use crate::gearman::ServerAddr;
+use crate::worker_process::{FunctionSpec, Runner, SPEC_VAR, StatsSlot, WorkerSpec};
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+/// Longest output line logged; the rest of a longer line is dropped.
+const MAX_LINE: usize = 4096;
+
+/// Environment a `program` finds its job servers and job name in.
+pub const PROGRAM_SERVERS_VAR: &str = "GEARDRIVER_JOB_SERVERS";
+pub const PROGRAM_JOB_VAR: &str = "GEARDRIVER_JOB";
+
+/// What the supervisor knows when it starts a process.
+pub struct Launch<'a> {
+    pub exe: &'a Path,
+    pub pool: &'a PoolConfig,
+    pub servers: &'a [ServerAddr],
+    pub stats: StatsSlot,
+    pub host_pid: u32,
+    /// max_lifetime with its random splay already added.
+    pub lifetime_ms: Option<u64>,
+}
+
+/// Starts the process; returns its pid. Output and exit are reported through `events`.
+pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Result<u32> {
+    let pool = launch.pool;
+    let mut command = tokio::process::Command::new(launch.exe);
+    let servers: Vec<String> = launch.servers.iter().map(ToString::to_string).collect();
+    if let Some(argv) = pool.program() {
+        command
+            .arg("launch")
+            .arg("--parent-pid")
+            .arg(launch.host_pid.to_string())
+            .arg("--")
+            .args(argv)
+            .env(PROGRAM_SERVERS_VAR, servers.join(","))
+            .env(PROGRAM_JOB_VAR, &pool.name);
+    } else {
+        let spec = WorkerSpec {
+            pool: pool.name.clone(),
+            servers,
+            functions: pool
+                .jobs
+                .iter()
+                .map(|job| FunctionSpec {
+                    name: job.name.clone(),
+                    run: match &job.worker {
+                        WorkerKind::Plugin(name) => Runner::Plugin(name.clone()),
+                        WorkerKind::Command(argv) | WorkerKind::Program(argv) => {
+                            Runner::Command(argv.clone())
+                        }
+                    },
+                    decode: job.decode.clone(),
+                    encode: job.encode.clone(),
+                    timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
+                    env: job.env.clone(),
+                })
+                .collect(),
+            client_id: format!(
+                "geardriver:{}:{}:{}",
+                launch.host_pid, pool.name, launch.stats.slot
+            ),
+            stats: Some(launch.stats),
+            max_jobs: pool.max_jobs,
+            max_lifetime_ms: launch.lifetime_ms,
+            parent_pid: Some(launch.host_pid),
+        };
+        let json = serde_json::to_string(&spec).map_err(io::Error::other)?;
+        // The pool name in argv makes `ps` readable; the spec is what the worker reads.
+        command
+            .arg("worker")
+            .arg("--pool")
+            .arg(&pool.name)
+            .env(SPEC_VAR, json);
+    }
+    for job in &pool.jobs {
+        command.envs(&job.env);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("the child exited before it got a pid"))?;
+    let name: Arc<str> = Arc::from(pool.name.as_str());
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward_lines(out, pid, name.clone(), "STDOUT"));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward_lines(err, pid, name.clone(), "STDERR"));
+    }
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        let _ = events.send(Event::Exited {
+            pool: name.to_string(),
+            pid,
+            status,
+        });
+    });
+    Ok(pid)
+}
+
+/// Logs every line a process writes as `(PID) [JOB] STREAM: line`. Lines are cut at
+/// [`MAX_LINE`] bytes and decoded lossily, so no output can hurt the host.
+async fn forward_lines(
+    mut reader: impl AsyncRead + Unpin,
+    pid: u32,
+    job: Arc<str>,
+    stream: &'static str,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut cut = false;
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                emit(pid, &job, stream, &line, cut);
+                line.clear();
+                cut = false;
+            } else if line.len() < MAX_LINE {
+                line.push(b);
+            } else {
+                cut = true;
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(pid, &job, stream, &line, cut);
+    }
+}
+
+fn emit(pid: u32, job: &str, stream: &str, line: &[u8], cut: bool) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    let marker = if cut { " [line cut]" } else { "" };
+    tracing::info!(pid, job, "{stream}: {text}{marker}");
+}
+
+/// How an exit reads in the log, and whether it was a success.
+pub fn describe_exit(status: &io::Result<ExitStatus>) -> (String, bool) {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => (code.to_string(), code == 0),
+            (None, Some(signal)) => {
+                let name = nix::sys::signal::Signal::try_from(signal)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {signal}"));
+                (format!("{} (killed by {name})", 128 + signal), false)
+            }
+            (None, None) => ("unknown".into(), false),
+        },
+        Err(e) => (format!("unknown ({e})"), false),
+    }
+}

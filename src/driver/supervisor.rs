@@ -1,0 +1,682 @@
+//! The supervisor: the one owner of every pool and process. It starts processes, hears of
+//! their exits, keeps each pool between its limits, scales it with the queue reports, backs
+//! off from crash loops, applies reloads and stops everything at the end. Everyone else sends
+//! it [`Event`]s and reads the [`ProcessTable`] it publishes.
+
+use super::backoff::{self, CrashLoop};
+use super::process::{self, Launch};
+use super::scaling::{self, Activity, PoolView, ProcessView};
+use super::table::{PoolEntry, ProcessEntry, ProcessTable};
+use super::{Control, ControlError, Event, QueueReport};
+use crate::config::{Config, JobConfig, PoolConfig};
+use crate::stats::{self, ProcessState, StatsTable};
+use crate::worker_process::StatsSlot;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How often pools are checked against their minimum, backoffs and stop deadlines.
+const TICK: Duration = Duration::from_millis(200);
+/// After SIGKILL, how long to wait for the kernel to report the exits.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+struct Process {
+    slot: usize,
+    started: Instant,
+    started_ms: i64,
+    generation: u64,
+    /// When we asked it to stop.
+    stop_requested: Option<Instant>,
+    killed: bool,
+    /// It ran for [`backoff::QUICK`]: the crash-loop counter was reset for it.
+    proven: bool,
+}
+
+struct Pool {
+    config: PoolConfig,
+    min: u32,
+    max: u32,
+    processes: BTreeMap<u32, Process>,
+    crash: CrashLoop,
+    /// Processes of an older generation were started from an older config: they are
+    /// replaced.
+    generation: u64,
+    /// Gone from the config: its processes are stopping, then it goes.
+    removed: bool,
+}
+
+impl Pool {
+    fn new(config: PoolConfig) -> Pool {
+        Pool {
+            min: config.min_processes,
+            max: config.max_processes,
+            config,
+            processes: BTreeMap::new(),
+            crash: CrashLoop::default(),
+            generation: 0,
+            removed: false,
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&u32, &Process)> {
+        self.processes
+            .iter()
+            .filter(|(_, p)| p.stop_requested.is_none())
+    }
+}
+
+pub struct Supervisor {
+    config: Arc<Config>,
+    exe: PathBuf,
+    host_pid: u32,
+    pools: BTreeMap<String, Pool>,
+    stats: Arc<StatsTable>,
+    free_slots: Vec<usize>,
+    events: mpsc::UnboundedSender<Event>,
+    table: Arc<ProcessTable>,
+    stopping: bool,
+}
+
+impl Supervisor {
+    pub fn new(
+        config: Arc<Config>,
+        exe: PathBuf,
+        stats: Arc<StatsTable>,
+        events: mpsc::UnboundedSender<Event>,
+        table: Arc<ProcessTable>,
+    ) -> Supervisor {
+        let free_slots = (0..stats.capacity()).rev().collect();
+        let pools = config
+            .pools()
+            .into_iter()
+            .map(|p| (p.name.clone(), Pool::new(p)))
+            .collect();
+        Supervisor {
+            config,
+            exe,
+            host_pid: std::process::id(),
+            pools,
+            stats,
+            free_slots,
+            events,
+            table,
+            stopping: false,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops every process (gracefully, then by
+    /// force after `shutdown_timeout`) and returns once all are reaped.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        shutdown: CancellationToken,
+    ) {
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            self.reconcile(&name, None);
+        }
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(event) = events.recv() => self.handle(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        self.stop_everything(&mut events).await;
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Exited { pool, pid, status } => self.on_exit(&pool, pid, status),
+            Event::Queues(report) => self.on_queues(&report),
+            Event::Control(control) => self.on_control(control),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in &names {
+            let timeout = self.config.driver.shutdown_timeout;
+            let pool = self.pools.get_mut(name).expect("listed");
+            for (pid, p) in pool.processes.iter_mut() {
+                if !p.proven && now.duration_since(p.started) >= backoff::QUICK {
+                    p.proven = true;
+                    pool.crash.on_survived();
+                }
+                if let Some(asked) = p.stop_requested {
+                    if !p.killed && now.duration_since(asked) >= timeout {
+                        tracing::warn!(pid = *pid, job = %name, "did not stop within shutdown_timeout; killing it");
+                        let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+                        p.killed = true;
+                    }
+                }
+            }
+            self.reconcile(name, None);
+        }
+        self.fold_live_stats();
+    }
+
+    fn on_queues(&mut self, report: &QueueReport) {
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let pool = &self.pools[&name];
+            let waiting = report.complete.then(|| {
+                pool.config
+                    .jobs
+                    .iter()
+                    .map(|j| report.waiting.get(&j.name).copied().unwrap_or(0))
+                    .sum()
+            });
+            // With some job servers unreadable, scale up on what is known but never down.
+            let waiting = waiting.or_else(|| {
+                let known: u64 = pool
+                    .config
+                    .jobs
+                    .iter()
+                    .filter_map(|j| report.waiting.get(&j.name))
+                    .sum();
+                (known > 0).then_some(known)
+            });
+            self.reconcile(&name, waiting);
+        }
+    }
+
+    /// Brings a pool to what [`scaling::plan`] says, within the crash-loop backoff.
+    fn reconcile(&mut self, name: &str, waiting: Option<u64>) {
+        if self.stopping {
+            return;
+        }
+        let Some(pool) = self.pools.get(name) else {
+            return;
+        };
+        if pool.removed {
+            return;
+        }
+        let now = Instant::now();
+        let now_ms = stats::now_ms();
+        let processes = pool
+            .live()
+            .map(|(&pid, p)| ProcessView {
+                pid,
+                activity: activity(self.stats.read(p.slot).filter(|s| s.pid == pid), now_ms),
+            })
+            .collect();
+        let plan = scaling::plan(&PoolView {
+            min: pool.min,
+            max: pool.max,
+            min_spare: pool.config.min_spare,
+            max_idle_time: pool.config.max_idle_time,
+            processes,
+            waiting,
+        });
+        for pid in plan.stop {
+            tracing::debug!(pid, job = %name, "stopping surplus process");
+            self.request_stop(name, pid);
+        }
+        if plan.start > 0 && self.pools[name].crash.may_start(now) {
+            for _ in 0..plan.start {
+                if !self.start_process(name) {
+                    break;
+                }
+            }
+        }
+        self.publish(name);
+    }
+
+    /// Starts one process of a pool; false when it could not.
+    fn start_process(&mut self, name: &str) -> bool {
+        let Some(slot) = self.free_slots.pop() else {
+            tracing::error!(job = %name, capacity = self.stats.capacity(), "no free stats slot: too many processes");
+            return false;
+        };
+        // The process claims the slot itself (it knows its pid); until then it reads as free.
+        if let Ok(writer) = self.stats.writer(slot) {
+            writer.clear();
+        }
+        let pool = &self.pools[name];
+        let lifetime_ms = pool
+            .config
+            .max_lifetime
+            .map(|l| with_splay(l).as_millis() as u64);
+        let launch = Launch {
+            exe: &self.exe,
+            pool: &pool.config,
+            servers: &self.config.driver.job_servers,
+            stats: StatsSlot {
+                path: self.stats.path().to_path_buf(),
+                slot,
+            },
+            host_pid: self.host_pid,
+            lifetime_ms,
+        };
+        match process::spawn(launch, self.events.clone()) {
+            Ok(pid) => {
+                tracing::info!(pid, job = %name, "Process started");
+                let pool = self.pools.get_mut(name).expect("exists");
+                pool.processes.insert(
+                    pid,
+                    Process {
+                        slot,
+                        started: Instant::now(),
+                        started_ms: stats::now_ms(),
+                        generation: pool.generation,
+                        stop_requested: None,
+                        killed: false,
+                        proven: false,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                self.free_slots.push(slot);
+                tracing::error!(job = %name, error = %e, "cannot start a process");
+                let pool = self.pools.get_mut(name).expect("exists");
+                pool.crash.on_exit(
+                    Duration::ZERO,
+                    false,
+                    false,
+                    Instant::now(),
+                    &format!("could not start: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    /// SIGTERM: the process finishes the job it holds and exits.
+    fn request_stop(&mut self, name: &str, pid: u32) {
+        let Some(p) = self
+            .pools
+            .get_mut(name)
+            .and_then(|pool| pool.processes.get_mut(&pid))
+        else {
+            return;
+        };
+        if p.stop_requested.is_none() {
+            p.stop_requested = Some(Instant::now());
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, pid: u32, status: std::io::Result<std::process::ExitStatus>) {
+        let (how, success) = process::describe_exit(&status);
+        tracing::info!(pid, job = %name, "Exited with status {how}");
+        let Some(pool) = self.pools.get_mut(name) else {
+            return;
+        };
+        let Some(process) = pool.processes.remove(&pid) else {
+            return;
+        };
+        let final_stats = self.stats.read(process.slot).filter(|s| s.pid == pid);
+        if let Some(snapshot) = &final_stats {
+            fold(&self.table, name, &pool.config.jobs, snapshot);
+        }
+        if let Ok(writer) = self.stats.writer(process.slot) {
+            writer.clear();
+        }
+        self.free_slots.push(process.slot);
+        let requested = process.stop_requested.is_some();
+        if !requested && !success {
+            // A job in hand when it died is lost to this process; the job server re-queues it.
+            if let Some(s) = final_stats.filter(|s| s.state == ProcessState::Busy) {
+                let job = s
+                    .function
+                    .and_then(|f| pool.config.jobs.get(f as usize))
+                    .map(|j| j.name.clone());
+                tracing::warn!(pid, job = %name, function = job.as_deref().unwrap_or("?"), "died holding a job; the job server hands it to another process");
+            }
+        }
+        pool.crash.on_exit(
+            process.started.elapsed(),
+            success,
+            requested,
+            Instant::now(),
+            &format!("exited with status {how}"),
+        );
+        if let Some(reason) = pool.crash.failed() {
+            if !requested && !success {
+                tracing::error!(job = %name, %reason, "giving up on this job until it is reset (reload, set_processes or killall)");
+            }
+        }
+        if pool.removed && pool.processes.is_empty() {
+            self.pools.remove(name);
+            self.table.remove_pool(name);
+            return;
+        }
+        self.reconcile(name, None);
+    }
+
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Reload { config, reply } => {
+                self.apply_config(config);
+                let _ = reply.send(Ok(()));
+            }
+            Control::SetLimits {
+                job,
+                min,
+                max,
+                reply,
+            } => {
+                let _ = reply.send(self.set_limits(&job, min, max));
+            }
+            Control::Kill { pids, reply } => {
+                let mut ours = 0;
+                for pid in pids {
+                    if let Some(name) = self.pool_of_pid(pid) {
+                        ours += 1;
+                        // Not a stop request: the process is replaced like any that died.
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                        tracing::info!(pid, job = %name, "Process killed");
+                    }
+                }
+                let _ = reply.send(if ours == 0 {
+                    Err(ControlError::NotOurs)
+                } else {
+                    Ok(())
+                });
+            }
+            Control::KillAll { jobs, reply } => {
+                let _ = reply.send(self.kill_all(&jobs));
+            }
+        }
+    }
+
+    fn pool_of_pid(&self, pid: u32) -> Option<String> {
+        self.pools
+            .iter()
+            .find(|(_, pool)| pool.processes.contains_key(&pid))
+            .map(|(name, _)| name.clone())
+    }
+
+    fn pool_of_job(&self, job: &str) -> Option<String> {
+        self.pools
+            .iter()
+            .find(|(_, pool)| !pool.removed && pool.config.jobs.iter().any(|j| j.name == job))
+            .map(|(name, _)| name.clone())
+    }
+
+    fn set_limits(
+        &mut self,
+        job: &str,
+        min: Option<u32>,
+        max: Option<u32>,
+    ) -> Result<(), ControlError> {
+        let name = self
+            .pool_of_job(job)
+            .ok_or_else(|| ControlError::NoSuchJob(job.to_string()))?;
+        let pool = self.pools.get_mut(&name).expect("found");
+        let new_min = min.unwrap_or(pool.min);
+        let new_max = max.unwrap_or(pool.max);
+        // Gearman::Driver's checks: a new max is checked against the min; a new min alone
+        // against the max.
+        match (min, max) {
+            (_, Some(_)) if new_max < new_min => return Err(ControlError::MaxBelowMin),
+            (Some(_), None) if new_min > new_max => return Err(ControlError::MinAboveMax),
+            _ => {}
+        }
+        pool.min = new_min;
+        pool.max = new_max;
+        if min.is_some() && max.is_some() {
+            pool.crash.reset();
+        }
+        self.reconcile(&name, None);
+        Ok(())
+    }
+
+    fn kill_all(&mut self, jobs: &[String]) -> Result<(), ControlError> {
+        let names: Vec<String> = if jobs.iter().any(|j| j == "*") {
+            self.pools
+                .iter()
+                .filter(|(_, p)| !p.removed)
+                .map(|(n, _)| n.clone())
+                .collect()
+        } else {
+            jobs.iter()
+                .map(|j| {
+                    self.pool_of_job(j)
+                        .ok_or_else(|| ControlError::NoSuchJob(j.clone()))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for name in names {
+            let pool = self.pools.get_mut(&name).expect("listed");
+            pool.crash.reset();
+            for (&pid, p) in pool.processes.iter() {
+                if p.stop_requested.is_none() {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                    tracing::info!(pid, job = %name, "Process killed");
+                }
+            }
+            self.reconcile(&name, None);
+        }
+        Ok(())
+    }
+
+    /// Applies a new config: removed pools stop, added ones start, changed ones are
+    /// restarted (or only get new limits), unchanged ones are left alone. Every pool's
+    /// crash-loop state is reset.
+    fn apply_config(&mut self, config: Arc<Config>) {
+        let servers_changed = config.driver.job_servers != self.config.driver.job_servers;
+        let mut incoming: BTreeMap<String, PoolConfig> = config
+            .pools()
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let pool = self.pools.get_mut(&name).expect("listed");
+            pool.crash.reset();
+            match incoming.remove(&name) {
+                None => {
+                    if !pool.removed {
+                        tracing::info!(job = %name, "removed from the config; stopping its processes");
+                        pool.removed = true;
+                        let pids: Vec<u32> = pool.processes.keys().copied().collect();
+                        for pid in pids {
+                            self.request_stop(&name, pid);
+                        }
+                        if self.pools[&name].processes.is_empty() {
+                            self.pools.remove(&name);
+                            self.table.remove_pool(&name);
+                        }
+                    }
+                }
+                Some(new) => {
+                    let restart =
+                        pool.removed || servers_changed || shape(&pool.config) != shape(&new);
+                    let limits_changed = pool.config.min_processes != new.min_processes
+                        || pool.config.max_processes != new.max_processes;
+                    if restart {
+                        tracing::info!(job = %name, "changed in the config; replacing its processes");
+                        pool.generation += 1;
+                    } else if limits_changed || pool.config != new {
+                        tracing::info!(job = %name, min = new.min_processes, max = new.max_processes, "new limits from the config");
+                    }
+                    pool.removed = false;
+                    pool.min = new.min_processes;
+                    pool.max = new.max_processes;
+                    pool.config = new;
+                    let generation = pool.generation;
+                    let old: Vec<u32> = pool
+                        .processes
+                        .iter()
+                        .filter(|(_, p)| p.generation < generation)
+                        .map(|(&pid, _)| pid)
+                        .collect();
+                    for pid in old {
+                        self.request_stop(&name, pid);
+                    }
+                }
+            }
+        }
+        for (name, new) in incoming {
+            tracing::info!(job = %name, "added to the config");
+            self.pools.insert(name, Pool::new(new));
+        }
+        self.config = config;
+        let keep: Vec<String> = self.config.jobs.iter().map(|j| j.name.clone()).collect();
+        self.table.retain_jobs(|job| keep.iter().any(|k| k == job));
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            self.reconcile(&name, None);
+        }
+    }
+
+    /// Keeps the per-job records current with what live processes report.
+    fn fold_live_stats(&self) {
+        for (name, pool) in &self.pools {
+            for (&pid, p) in &pool.processes {
+                if let Some(snapshot) = self.stats.read(p.slot).filter(|s| s.pid == pid) {
+                    fold(&self.table, name, &pool.config.jobs, &snapshot);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, name: &str) {
+        let Some(pool) = self.pools.get(name) else {
+            return;
+        };
+        self.table.set_pool(
+            name,
+            PoolEntry {
+                jobs: pool.config.jobs.iter().map(|j| j.name.clone()).collect(),
+                min: pool.min,
+                max: pool.max,
+                processes: pool
+                    .processes
+                    .iter()
+                    .map(|(&pid, p)| ProcessEntry {
+                        pid,
+                        slot: p.slot,
+                        started_ms: p.started_ms,
+                        stopping: p.stop_requested.is_some(),
+                    })
+                    .collect(),
+                failed: pool.crash.failed().map(str::to_string),
+            },
+        );
+    }
+
+    /// SIGTERM to every process, SIGKILL to those still there after `shutdown_timeout`.
+    async fn stop_everything(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) {
+        self.stopping = true;
+        let all: Vec<(String, u32)> = self
+            .pools
+            .iter()
+            .flat_map(|(name, pool)| pool.processes.keys().map(move |&pid| (name.clone(), pid)))
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        tracing::info!(
+            processes = all.len(),
+            "stopping: every process finishes its job"
+        );
+        for (name, pid) in &all {
+            self.request_stop(name, *pid);
+        }
+        let deadline = tokio::time::Instant::now() + self.config.driver.shutdown_timeout;
+        self.drain(events, deadline).await;
+        let left: Vec<u32> = self
+            .pools
+            .values()
+            .flat_map(|p| p.processes.keys().copied())
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            processes = left.len(),
+            "still running after shutdown_timeout; killing them"
+        );
+        for pid in left {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        self.drain(events, tokio::time::Instant::now() + KILL_GRACE)
+            .await;
+    }
+
+    async fn drain(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        deadline: tokio::time::Instant,
+    ) {
+        while self.pools.values().any(|p| !p.processes.is_empty()) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::Exited { pool, pid, status })) => self.on_exit(&pool, pid, status),
+                Ok(Some(Event::Control(control))) => control.refuse(ControlError::ShuttingDown),
+                Ok(Some(Event::Queues(_))) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Everything about a pool that its running processes were started with: when it changes,
+/// they are replaced. Limits (min, max, idle time, spares) are applied in place.
+fn shape(pool: &PoolConfig) -> (Vec<JobConfig>, Option<u64>, Option<Duration>) {
+    let jobs = pool
+        .jobs
+        .iter()
+        .map(|j| JobConfig {
+            min_processes: 0,
+            max_processes: 0,
+            max_idle_time: Duration::ZERO,
+            min_spare: 0,
+            ..j.clone()
+        })
+        .collect();
+    (jobs, pool.max_jobs, pool.max_lifetime)
+}
+
+fn activity(snapshot: Option<stats::SlotSnapshot>, now_ms: i64) -> Activity {
+    match snapshot.map(|s| (s.state, s.idle_since_ms)) {
+        Some((ProcessState::Busy, _)) => Activity::Busy,
+        Some((ProcessState::Idle, since)) => Activity::Idle(Duration::from_millis(
+            now_ms.saturating_sub(since).max(0) as u64,
+        )),
+        _ => Activity::Starting,
+    }
+}
+
+/// Folds a process's slot into the per-job records.
+fn fold(table: &ProcessTable, pool: &str, jobs: &[JobConfig], snapshot: &stats::SlotSnapshot) {
+    let name_of = |index: Option<u32>| {
+        index
+            .and_then(|i| jobs.get(i as usize))
+            .map(|j| j.name.as_str())
+    };
+    let mut per_job: HashMap<&str, (i64, i64, &str)> = HashMap::new();
+    if let Some(job) = name_of(snapshot.lastrun_function) {
+        per_job.entry(job).or_insert((0, 0, "")).0 = snapshot.lastrun;
+    }
+    if let Some(job) = name_of(snapshot.lasterror_function) {
+        let entry = per_job.entry(job).or_insert((0, 0, ""));
+        entry.1 = snapshot.lasterror;
+        entry.2 = &snapshot.lasterror_msg;
+    }
+    for (job, (lastrun, lasterror, message)) in per_job {
+        table.merge_job(job, pool, lastrun, lasterror, message);
+    }
+}
+
+/// `lifetime` plus up to a tenth more, at random, so a fleet started together is not
+/// recycled together.
+fn with_splay(lifetime: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let fraction = f64::from(nanos % 10_000) / 100_000.0;
+    lifetime + lifetime.mul_f64(fraction)
+}

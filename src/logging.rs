@@ -1,0 +1,119 @@
+//! Log output. The host writes Gearman::Driver's line format, `(PID) [JOB] message`, for
+//! events that carry `pid` and `job` fields, after a UTC timestamp and the level; other fields
+//! follow as `key=value`. Worker processes write to stderr without a timestamp: the host
+//! adds its own when it logs their lines.
+
+use crate::config::LogTarget;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::sync::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The host's log: to stderr or appended to a file.
+pub fn init_host(target: &LogTarget, level: &str) -> io::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(io::Error::other)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(DriverFormat { timestamps: true });
+    let result = match target {
+        LogTarget::Stderr => builder.with_writer(io::stderr).try_init(),
+        LogTarget::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open logfile {}: {e}", path.display()),
+                    )
+                })?;
+            builder.with_writer(Mutex::new(file)).try_init()
+        }
+    };
+    result.map_err(io::Error::other)
+}
+
+/// A worker process's log: stderr, no timestamps, level from `GEARDRIVER_LOG` (default info).
+pub fn init_worker() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GEARDRIVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(DriverFormat { timestamps: false })
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+struct DriverFormat {
+    timestamps: bool,
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    pid: Option<String>,
+    job: Option<String>,
+    rest: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.message = value,
+            "pid" => self.pid = Some(value),
+            "job" => self.job = Some(value),
+            name => self.rest.push((name, value)),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for DriverFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        if self.timestamps {
+            write!(
+                writer,
+                "{} ",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            )?;
+        }
+        write!(writer, "{:>5} ", event.metadata().level())?;
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        match (&fields.pid, &fields.job) {
+            (Some(pid), Some(job)) => write!(writer, "({pid}) [{job}] ")?,
+            (None, Some(job)) => write!(writer, "[{job}] ")?,
+            (Some(pid), None) => fields.rest.insert(0, ("pid", pid.clone())),
+            (None, None) => {}
+        }
+        write!(writer, "{}", fields.message)?;
+        for (key, value) in &fields.rest {
+            write!(writer, " {key}={value}")?;
+        }
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,575 @@
+//! The shared-memory stats table: one memory-mapped file (mode 0600) with a header and one
+//! slot per worker process. Each worker process writes only its own slot (state, jobs done
+//! and failed, when its current job started, lastrun, lasterror, lasterror_msg); the host and
+//! the console read every slot. It is Apache's scoreboard, and Gearman::Driver's lastrun /
+//! lasterror columns, without a side channel.
+//!
+//! Readers never block writers, and never see a torn slot, without any lock a dying process
+//! could leave held: every field is an atomic, and a sequence counter per slot (odd while a
+//! write is in progress) tells a reader whether what it read was stable. That is a seqlock
+//! built only from atomics (relaxed stores and loads, ordered by release/acquire fences), as
+//! Boehm describes; a seqlock over plain data would be a data race, which Rust counts as
+//! undefined behaviour even when the read is thrown away. A reader gives up after a bounded
+//! number of attempts, so a writer killed mid-write (its counter left odd) costs a reader a
+//! few microseconds, never a hang; the host resets the slot when it reaps that process.
+//!
+//! This module holds the crate's only `unsafe`: turning the mapping's address into
+//! references to the header and slots. Each block says why it is sound.
+
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"GDSTATS1");
+const VERSION: u32 = 1;
+/// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
+pub const MESSAGE_CAPACITY: usize = 256;
+const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
+/// How many times a reader retries a slot that changes under it before giving up.
+const READ_ATTEMPTS: usize = 64;
+/// Index meaning "no function" in the function fields.
+pub const NO_FUNCTION: u32 = u32::MAX;
+
+/// What a worker process is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcessState {
+    /// The slot belongs to nobody.
+    Free,
+    /// Spawned, not yet registered with the job servers.
+    Starting,
+    Idle,
+    Busy,
+    /// Told to stop; finishing its job.
+    Stopping,
+}
+
+impl ProcessState {
+    fn code(self) -> u32 {
+        match self {
+            ProcessState::Free => 0,
+            ProcessState::Starting => 1,
+            ProcessState::Idle => 2,
+            ProcessState::Busy => 3,
+            ProcessState::Stopping => 4,
+        }
+    }
+
+    fn from_code(code: u32) -> ProcessState {
+        match code {
+            1 => ProcessState::Starting,
+            2 => ProcessState::Idle,
+            3 => ProcessState::Busy,
+            4 => ProcessState::Stopping,
+            _ => ProcessState::Free,
+        }
+    }
+
+    /// The scoreboard letter: `_` idle, `B` busy, `S` starting, `T` stopping, `.` free.
+    pub fn letter(self) -> char {
+        match self {
+            ProcessState::Free => '.',
+            ProcessState::Starting => 'S',
+            ProcessState::Idle => '_',
+            ProcessState::Busy => 'B',
+            ProcessState::Stopping => 'T',
+        }
+    }
+}
+
+#[repr(C, align(64))]
+struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    slot_size: AtomicU32,
+    slots: AtomicU32,
+    host_pid: AtomicU32,
+}
+
+/// One process's slot. Only atomics, so concurrent access from several processes is never a
+/// data race; `seq` makes a multi-field read consistent.
+#[repr(C, align(64))]
+struct Slot {
+    seq: AtomicU64,
+    pid: AtomicU32,
+    state: AtomicU32,
+    /// The function of the job in progress (an index into the pool's function list).
+    function: AtomicU32,
+    lastrun_function: AtomicU32,
+    lasterror_function: AtomicU32,
+    message_len: AtomicU32,
+    jobs_done: AtomicU64,
+    jobs_failed: AtomicU64,
+    /// Milliseconds since the epoch; 0 when not applicable.
+    started_ms: AtomicI64,
+    job_started_ms: AtomicI64,
+    idle_since_ms: AtomicI64,
+    /// Seconds since the epoch, as the console shows them.
+    lastrun: AtomicI64,
+    lasterror: AtomicI64,
+    message: [AtomicU64; MESSAGE_WORDS],
+}
+
+const HEADER_SIZE: usize = std::mem::size_of::<Header>();
+const SLOT_SIZE: usize = std::mem::size_of::<Slot>();
+
+/// A consistent copy of one slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotSnapshot {
+    pub pid: u32,
+    pub state: ProcessState,
+    pub function: Option<u32>,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    pub started_ms: i64,
+    pub job_started_ms: i64,
+    pub idle_since_ms: i64,
+    pub lastrun: i64,
+    pub lastrun_function: Option<u32>,
+    pub lasterror: i64,
+    pub lasterror_function: Option<u32>,
+    pub lasterror_msg: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("cannot create the stats file {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot open the stats file {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot map the stats file {path}: {source}")]
+    Map { path: PathBuf, source: io::Error },
+    #[error("{path} is not a geardriver stats file of this version")]
+    Foreign { path: PathBuf },
+    #[error("stats slot {index} is out of range (the table has {slots})")]
+    NoSuchSlot { index: usize, slots: usize },
+}
+
+/// A mapping of the stats file.
+pub struct StatsTable {
+    map: MmapRaw,
+    slots: usize,
+    path: PathBuf,
+    /// The host created the file and removes it when the table is dropped.
+    owner: bool,
+    _file: File,
+}
+
+impl StatsTable {
+    /// Creates the file (mode 0600, refusing to reuse an existing one) sized for `slots`
+    /// processes, and maps it. The file is removed when the table is dropped.
+    pub fn create(path: &Path, slots: usize) -> Result<StatsTable, StatsError> {
+        let create_err = |source| StatsError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(create_err)?;
+        let len = HEADER_SIZE + slots * SLOT_SIZE;
+        // A sparse file: pages of slots never used are never allocated.
+        if let Err(e) = file.set_len(len as u64) {
+            let _ = std::fs::remove_file(path);
+            return Err(create_err(e));
+        }
+        let table = match Self::map(file, path, slots, true) {
+            Ok(table) => table,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        let header = table.header();
+        header.version.store(VERSION, Ordering::Relaxed);
+        header.slot_size.store(SLOT_SIZE as u32, Ordering::Relaxed);
+        header.slots.store(slots as u32, Ordering::Relaxed);
+        header.host_pid.store(std::process::id(), Ordering::Relaxed);
+        header.magic.store(MAGIC, Ordering::Release);
+        Ok(table)
+    }
+
+    /// Maps an existing stats file (a worker process attaching to its host's table).
+    pub fn attach(path: &Path) -> Result<StatsTable, StatsError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| StatsError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let foreign = || StatsError::Foreign {
+            path: path.to_path_buf(),
+        };
+        let len = file
+            .metadata()
+            .map_err(|source| StatsError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len() as usize;
+        if len < HEADER_SIZE || (len - HEADER_SIZE) % SLOT_SIZE != 0 {
+            return Err(foreign());
+        }
+        let slots = (len - HEADER_SIZE) / SLOT_SIZE;
+        let table = Self::map(file, path, slots, false)?;
+        let header = table.header();
+        if header.magic.load(Ordering::Acquire) != MAGIC
+            || header.version.load(Ordering::Relaxed) != VERSION
+            || header.slot_size.load(Ordering::Relaxed) as usize != SLOT_SIZE
+            || header.slots.load(Ordering::Relaxed) as usize != slots
+        {
+            return Err(foreign());
+        }
+        Ok(table)
+    }
+
+    fn map(file: File, path: &Path, slots: usize, owner: bool) -> Result<StatsTable, StatsError> {
+        let len = HEADER_SIZE + slots * SLOT_SIZE;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|source| StatsError::Map {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(StatsTable {
+            map,
+            slots,
+            path: path.to_path_buf(),
+            owner,
+            _file: file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes long (checked when it was made),
+        // starts on a page boundary (so Header's 64-byte alignment holds), and stays mapped
+        // as long as `self` lives, which bounds the reference. Every field is an atomic, for
+        // which any bit pattern (including the zeroes of a fresh file) is valid, and atomics
+        // may be shared and mutated through `&` by this and other processes at once.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    fn slot(&self, index: usize) -> &Slot {
+        assert!(index < self.slots, "slot index checked by callers");
+        // SAFETY: index < slots, and the mapping holds HEADER_SIZE + slots * SLOT_SIZE bytes,
+        // so the slot lies inside it. HEADER_SIZE and SLOT_SIZE are multiples of 64 (both
+        // types are repr(C, align(64))) on a page-aligned mapping, so the slot is aligned.
+        // All fields are atomics (valid for any bits, shareable across processes through
+        // `&`), and the reference cannot outlive `self`, which keeps the mapping alive.
+        unsafe { &*(self.map.as_ptr().add(HEADER_SIZE + index * SLOT_SIZE) as *const Slot) }
+    }
+
+    fn check(&self, index: usize) -> Result<(), StatsError> {
+        if index < self.slots {
+            Ok(())
+        } else {
+            Err(StatsError::NoSuchSlot {
+                index,
+                slots: self.slots,
+            })
+        }
+    }
+
+    /// The writer for one slot. Exactly one process may write a slot at a time: the host
+    /// while no process owns it, then the process it was given to.
+    pub fn writer(&self, index: usize) -> Result<SlotWriter<'_>, StatsError> {
+        self.check(index)?;
+        Ok(SlotWriter {
+            slot: self.slot(index),
+        })
+    }
+
+    /// A consistent copy of a slot, or `None` when it kept changing under the reader (a
+    /// writer died mid-write, or writes too fast to catch).
+    pub fn read(&self, index: usize) -> Option<SlotSnapshot> {
+        if index >= self.slots {
+            return None;
+        }
+        let slot = self.slot(index);
+        for attempt in 0..READ_ATTEMPTS {
+            let before = slot.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                if attempt > 8 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let snapshot = read_fields(slot);
+            fence(Ordering::Acquire);
+            if slot.seq.load(Ordering::Relaxed) == before {
+                return Some(snapshot);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for StatsTable {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn function_index(raw: u32) -> Option<u32> {
+    (raw != NO_FUNCTION).then_some(raw)
+}
+
+fn read_fields(slot: &Slot) -> SlotSnapshot {
+    let r = Ordering::Relaxed;
+    let len = (slot.message_len.load(r) as usize).min(MESSAGE_CAPACITY);
+    let mut bytes = [0u8; MESSAGE_CAPACITY];
+    for (chunk, word) in bytes
+        .chunks_exact_mut(8)
+        .zip(&slot.message)
+        .take(len.div_ceil(8))
+    {
+        chunk.copy_from_slice(&word.load(r).to_le_bytes());
+    }
+    SlotSnapshot {
+        pid: slot.pid.load(r),
+        state: ProcessState::from_code(slot.state.load(r)),
+        function: function_index(slot.function.load(r)),
+        jobs_done: slot.jobs_done.load(r),
+        jobs_failed: slot.jobs_failed.load(r),
+        started_ms: slot.started_ms.load(r),
+        job_started_ms: slot.job_started_ms.load(r),
+        idle_since_ms: slot.idle_since_ms.load(r),
+        lastrun: slot.lastrun.load(r),
+        lastrun_function: function_index(slot.lastrun_function.load(r)),
+        lasterror: slot.lasterror.load(r),
+        lasterror_function: function_index(slot.lasterror_function.load(r)),
+        // A torn read is caught by the sequence check; this copy may still be garbage
+        // before that check, so decoding must not fail.
+        lasterror_msg: String::from_utf8_lossy(&bytes[..len]).into_owned(),
+    }
+}
+
+/// Writes one slot. Every method is one seqlock write: readers see all of it or none.
+pub struct SlotWriter<'a> {
+    slot: &'a Slot,
+}
+
+impl SlotWriter<'_> {
+    fn write(&self, update: impl FnOnce(&Slot)) {
+        let slot = self.slot;
+        let seq = slot.seq.load(Ordering::Relaxed);
+        slot.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        update(slot);
+        slot.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Gives the slot to a new process (the host, before the process starts).
+    pub fn assign(&self, pid: u32, now_ms: i64) {
+        self.write(|s| {
+            let r = Ordering::Relaxed;
+            s.pid.store(pid, r);
+            s.state.store(ProcessState::Starting.code(), r);
+            for field in [&s.function, &s.lastrun_function, &s.lasterror_function] {
+                field.store(NO_FUNCTION, r);
+            }
+            s.message_len.store(0, r);
+            s.jobs_done.store(0, r);
+            s.jobs_failed.store(0, r);
+            s.started_ms.store(now_ms, r);
+            s.job_started_ms.store(0, r);
+            s.idle_since_ms.store(now_ms, r);
+            s.lastrun.store(0, r);
+            s.lasterror.store(0, r);
+        });
+    }
+
+    /// Frees the slot (the host, after reaping its process). Resets the sequence counter too,
+    /// which a process killed mid-write may have left odd.
+    pub fn clear(&self) {
+        let slot = self.slot;
+        let seq = slot.seq.load(Ordering::Relaxed);
+        let even = seq.wrapping_add(seq % 2);
+        slot.seq.store(even.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        slot.pid.store(0, Ordering::Relaxed);
+        slot.state
+            .store(ProcessState::Free.code(), Ordering::Relaxed);
+        slot.function.store(NO_FUNCTION, Ordering::Relaxed);
+        slot.job_started_ms.store(0, Ordering::Relaxed);
+        slot.seq.store(even.wrapping_add(2), Ordering::Release);
+    }
+
+    pub fn set_state(&self, state: ProcessState, now_ms: i64) {
+        self.write(|s| {
+            s.state.store(state.code(), Ordering::Relaxed);
+            if state == ProcessState::Idle {
+                s.idle_since_ms.store(now_ms, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// A job of `function` (an index into the process's function list) started.
+    pub fn job_started(&self, function: u32, now_ms: i64) {
+        self.write(|s| {
+            s.state.store(ProcessState::Busy.code(), Ordering::Relaxed);
+            s.function.store(function, Ordering::Relaxed);
+            s.job_started_ms.store(now_ms, Ordering::Relaxed);
+        });
+    }
+
+    /// The job in progress ended; `error` is its message when it failed.
+    pub fn job_finished(&self, now_ms: i64, error: Option<&str>) {
+        self.write(|s| {
+            let r = Ordering::Relaxed;
+            let function = s.function.load(r);
+            let now_s = now_ms.div_euclid(1000);
+            s.state.store(ProcessState::Idle.code(), r);
+            s.function.store(NO_FUNCTION, r);
+            s.job_started_ms.store(0, r);
+            s.idle_since_ms.store(now_ms, r);
+            s.lastrun.store(now_s, r);
+            s.lastrun_function.store(function, r);
+            match error {
+                None => {
+                    s.jobs_done.store(s.jobs_done.load(r) + 1, r);
+                }
+                Some(message) => {
+                    s.jobs_failed.store(s.jobs_failed.load(r) + 1, r);
+                    s.lasterror.store(now_s, r);
+                    s.lasterror_function.store(function, r);
+                    store_message(s, message);
+                }
+            }
+        });
+    }
+
+    /// Records an error that is not a job's (an overrun the host noticed, say).
+    pub fn record_error(&self, function: Option<u32>, now_ms: i64, message: &str) {
+        self.write(|s| {
+            s.lasterror
+                .store(now_ms.div_euclid(1000), Ordering::Relaxed);
+            s.lasterror_function
+                .store(function.unwrap_or(NO_FUNCTION), Ordering::Relaxed);
+            store_message(s, message);
+        });
+    }
+}
+
+fn store_message(slot: &Slot, message: &str) {
+    let mut end = message.len().min(MESSAGE_CAPACITY);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = [0u8; MESSAGE_CAPACITY];
+    bytes[..end].copy_from_slice(&message.as_bytes()[..end]);
+    for (word, chunk) in slot.message.iter().zip(bytes.chunks_exact(8)) {
+        word.store(
+            u64::from_le_bytes(chunk.try_into().expect("chunks of 8")),
+            Ordering::Relaxed,
+        );
+    }
+    slot.message_len.store(end as u32, Ordering::Relaxed);
+}
+
+/// Milliseconds since the epoch, as the table stores times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The directory the stats file goes in when the config names none.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+    {
+        return dir;
+    }
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_round_trips_and_messages_are_bounded() {
+        let dir = std::env::temp_dir().join(format!("gd-stats-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.stats");
+        let table = StatsTable::create(&path, 4).unwrap();
+        let mode = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        assert!(
+            StatsTable::create(&path, 4).is_err(),
+            "an existing file is not reused"
+        );
+        let w = table.writer(2).unwrap();
+        w.assign(1234, 5_000);
+        let s = table.read(2).unwrap();
+        assert_eq!(
+            (s.pid, s.state, s.function),
+            (1234, ProcessState::Starting, None)
+        );
+        w.job_started(1, 6_000);
+        assert_eq!(table.read(2).unwrap().state, ProcessState::Busy);
+        let long = "é".repeat(200);
+        w.job_finished(7_500, Some(&long));
+        let s = table.read(2).unwrap();
+        assert_eq!(s.state, ProcessState::Idle);
+        assert_eq!((s.lastrun, s.lasterror, s.jobs_failed), (7, 7, 1));
+        assert_eq!(s.lasterror_function, Some(1));
+        assert_eq!(
+            s.lasterror_msg,
+            "é".repeat(128),
+            "cut at a character boundary"
+        );
+        w.job_started(0, 8_000);
+        w.job_finished(9_000, None);
+        let s = table.read(2).unwrap();
+        assert_eq!(
+            (s.jobs_done, s.lastrun, s.lastrun_function),
+            (1, 9, Some(0))
+        );
+        assert_eq!(s.lasterror_msg.len(), 256, "the last error stays");
+        // Another process attaching sees the same slot.
+        let other = StatsTable::attach(&path).unwrap();
+        assert_eq!(other.read(2).unwrap(), s);
+        assert!(other.writer(4).is_err());
+        drop(other);
+        // A writer that died mid-write leaves the counter odd: reads give up, clear repairs.
+        table.slot(2).seq.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(table.read(2), None);
+        w.clear();
+        assert_eq!(table.read(2).unwrap().state, ProcessState::Free);
+        drop(table);
+        assert!(!path.exists(), "the host's table removes its file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

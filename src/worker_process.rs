@@ -1,0 +1,373 @@
+//! One worker process: what `geardriver worker` runs when the host starts it.
+//!
+//! The host passes a [`WorkerSpec`] as JSON in `GEARDRIVER_WORKER_SPEC`: the job servers, the
+//! functions with what runs each (a plugin or a command), codecs, limits, and the stats slot
+//! this process owns. The process serves every function on every job server with the
+//! protocol's worker loop, one job at a time, and:
+//!
+//! - keeps its stats slot current (busy with which function, idle since, lastrun, lasterror);
+//! - stops after the job in hand on SIGTERM/SIGINT, when its parent (the host) goes away,
+//!   after `max_jobs` jobs or after `max_lifetime`;
+//! - turns a decode failure, an `Err` or a panic into a failed job and keeps serving.
+
+use crate::gearman::ServerAddr;
+use crate::gearman::worker::{
+    self, Ability, AssignedJob, JobFailure, JobHandler, WorkUpdates, WorkerConfig,
+};
+use crate::plugin::{Codec, DynWorker, JobContext, Registry};
+use crate::stats::{self, ProcessState, StatsTable};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+/// The environment variable carrying the spec.
+pub const SPEC_VAR: &str = "GEARDRIVER_WORKER_SPEC";
+/// Longest stdout a command may produce as a result, and longest stderr kept as its message.
+const COMMAND_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
+const COMMAND_MESSAGE_LIMIT: usize = 4096;
+
+/// Everything a worker process needs to know, decided by the host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WorkerSpec {
+    /// The pool (group or job) this process belongs to.
+    pub pool: String,
+    pub servers: Vec<String>,
+    /// In this order: a function's index is what the stats slot records.
+    pub functions: Vec<FunctionSpec>,
+    pub client_id: String,
+    pub stats: Option<StatsSlot>,
+    pub max_jobs: Option<u64>,
+    /// Already includes the host's random splay.
+    pub max_lifetime_ms: Option<u64>,
+    /// The host's pid: when the parent is someone else, the host is gone.
+    pub parent_pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub run: Runner,
+    pub decode: String,
+    pub encode: String,
+    pub timeout_ms: Option<u64>,
+    /// Extra environment for a command.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Runner {
+    Plugin(String),
+    Command(Vec<String>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatsSlot {
+    pub path: PathBuf,
+    pub slot: usize,
+}
+
+/// A function ready to run.
+struct Function {
+    index: u32,
+    name: String,
+    run: Run,
+    decode: Arc<dyn Codec>,
+    encode: Arc<dyn Codec>,
+    env: BTreeMap<String, String>,
+}
+
+enum Run {
+    Plugin(Arc<dyn DynWorker>),
+    Command(Vec<String>),
+}
+
+/// Runs jobs for the worker loop and keeps the stats slot current.
+struct ProcessHandler {
+    functions: HashMap<Bytes, Function>,
+    stats: Option<(StatsTable, usize)>,
+    jobs_left: Option<AtomicU64>,
+    shutdown: CancellationToken,
+}
+
+impl ProcessHandler {
+    fn with_slot(&self, f: impl FnOnce(&stats::SlotWriter<'_>)) {
+        if let Some((table, index)) = &self.stats {
+            if let Ok(writer) = table.writer(*index) {
+                f(&writer);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for ProcessHandler {
+    async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure> {
+        let Some(function) = self.functions.get(&job.function) else {
+            return Err(JobFailure::Exception(Bytes::from(format!(
+                "this worker does not serve {:?}",
+                String::from_utf8_lossy(&job.function)
+            ))));
+        };
+        self.with_slot(|w| w.job_started(function.index, stats::now_ms()));
+        let outcome = run_function(function, job, updates).await;
+        let error = outcome.as_ref().err().map(String::as_str);
+        self.with_slot(|w| w.job_finished(stats::now_ms(), error));
+        if let Some(left) = &self.jobs_left {
+            if left.fetch_sub(1, Ordering::Relaxed) <= 1 {
+                tracing::info!(pool = %function.name, "max_jobs reached; exiting to be replaced");
+                self.shutdown.cancel();
+            }
+        }
+        outcome.map_err(|message| JobFailure::Exception(Bytes::from(message)))
+    }
+}
+
+/// Decode, run (catching panics), encode. An error is the message the client and the stats
+/// table get.
+async fn run_function(
+    function: &Function,
+    job: AssignedJob,
+    updates: WorkUpdates,
+) -> Result<Bytes, String> {
+    match &function.run {
+        Run::Command(argv) => run_command(argv, &function.env, job.data).await,
+        Run::Plugin(plugin) => {
+            let input = function.decode.decode(job.data)?;
+            let context = JobContext::new(function.name.clone(), job.handle, job.unique, updates);
+            plugin.begin(&context).await;
+            let result = std::panic::AssertUnwindSafe(plugin.call(&context, input))
+                .catch_unwind()
+                .await;
+            plugin.end(&context).await;
+            match result {
+                Ok(Ok(output)) => function.encode.encode(output),
+                Ok(Err(e)) => Err(e.message().to_string()),
+                Err(panic) => Err(format!("panic: {}", panic_message(&panic))),
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".into()
+    }
+}
+
+/// Runs a command for one job: the payload on stdin, the result from stdout; a non-zero exit
+/// fails the job with (the end of) its stderr. The argv runs directly, never via a shell.
+async fn run_command(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    input: Bytes,
+) -> Result<Bytes, String> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let feed = async move {
+        // A command that does not read its input closes the pipe early; that is its business.
+        let _ = stdin.write_all(&input).await;
+        drop(stdin);
+    };
+    let (_, output) = tokio::join!(feed, child.wait_with_output());
+    let output = output.map_err(|e| format!("{:?}: {e}", argv[0]))?;
+    if output.status.success() {
+        if output.stdout.len() > COMMAND_OUTPUT_LIMIT {
+            return Err(format!(
+                "{:?} wrote more than {COMMAND_OUTPUT_LIMIT} bytes",
+                argv[0]
+            ));
+        }
+        return Ok(Bytes::from(output.stdout));
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut message = stderr.trim().to_string();
+    if message.len() > COMMAND_MESSAGE_LIMIT {
+        let mut cut = message.len() - COMMAND_MESSAGE_LIMIT;
+        while !message.is_char_boundary(cut) {
+            cut += 1;
+        }
+        message = format!("…{}", &message[cut..]);
+    }
+    let status = match output.status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".into(),
+    };
+    Err(if message.is_empty() {
+        format!("{} failed ({status})", argv[0])
+    } else {
+        format!("{} failed ({status}): {message}", argv[0])
+    })
+}
+
+/// Why a worker process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("invalid worker spec: {0}")]
+    Spec(String),
+    #[error("{0}")]
+    Stats(#[from] stats::StatsError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Reads the spec from the environment.
+pub fn spec_from_env() -> Option<Result<WorkerSpec, SpawnError>> {
+    let json = std::env::var(SPEC_VAR).ok()?;
+    Some(serde_json::from_str(&json).map_err(|e| SpawnError::Spec(e.to_string())))
+}
+
+/// Runs the worker process to completion.
+pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
+    let shutdown = CancellationToken::new();
+    watch_parent(spec.parent_pid, &shutdown);
+    stop_on_signals(shutdown.clone()).map_err(SpawnError::Runtime)?;
+
+    let servers = spec
+        .servers
+        .iter()
+        .map(|s| {
+            s.parse::<ServerAddr>()
+                .map_err(|e| SpawnError::Spec(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut functions = HashMap::new();
+    let mut abilities = Vec::new();
+    for (index, f) in spec.functions.iter().enumerate() {
+        let codec = |name: &str| {
+            registry
+                .get_codec(name)
+                .ok_or_else(|| SpawnError::Spec(format!("unknown codec {name:?}")))
+        };
+        let run = match &f.run {
+            Runner::Plugin(name) => Run::Plugin(
+                registry
+                    .plugin(name)
+                    .ok_or_else(|| SpawnError::Spec(format!("unknown plugin {name:?}")))?,
+            ),
+            Runner::Command(argv) if argv.is_empty() => {
+                return Err(SpawnError::Spec(format!("{}: empty command", f.name)));
+            }
+            Runner::Command(argv) => Run::Command(argv.clone()),
+        };
+        abilities.push(
+            Ability::new(f.name.clone()).with_timeout(f.timeout_ms.map(Duration::from_millis)),
+        );
+        functions.insert(
+            Bytes::from(f.name.clone()),
+            Function {
+                index: index as u32,
+                name: f.name.clone(),
+                run,
+                decode: codec(&f.decode)?,
+                encode: codec(&f.encode)?,
+                env: f.env.clone(),
+            },
+        );
+    }
+    let stats = match &spec.stats {
+        None => None,
+        Some(slot) => {
+            let table = StatsTable::attach(&slot.path)?;
+            table
+                .writer(slot.slot)?
+                .assign(std::process::id(), stats::now_ms());
+            Some((table, slot.slot))
+        }
+    };
+    let handler = ProcessHandler {
+        functions,
+        stats,
+        jobs_left: spec.max_jobs.map(AtomicU64::new),
+        shutdown: shutdown.clone(),
+    };
+    let mut config = WorkerConfig::new(servers, abilities);
+    config.client_id = Some(Bytes::from(spec.client_id.clone()));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(SpawnError::Runtime)?;
+    runtime.block_on(async {
+        if let Some(ms) = spec.max_lifetime_ms {
+            let token = shutdown.clone();
+            let pool = spec.pool.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tracing::info!(%pool, "max_lifetime reached; exiting to be replaced");
+                token.cancel();
+            });
+        }
+        let stopping = {
+            let token = shutdown.clone();
+            let handler = &handler;
+            async move {
+                token.cancelled().await;
+                handler.with_slot(|w| w.set_state(ProcessState::Stopping, stats::now_ms()));
+            }
+        };
+        handler.with_slot(|w| w.set_state(ProcessState::Idle, stats::now_ms()));
+        // The loop returns only once `shutdown` is cancelled, so both futures end.
+        tokio::join!(worker::run(&config, &handler, &shutdown), stopping);
+    });
+    Ok(())
+}
+
+/// Stops the process when the host that started it is gone: PR_SET_PDEATHSIG delivers
+/// SIGTERM when the parent dies, and a check of `getppid` closes the race where the parent
+/// died before the signal was set up (and covers systems without PDEATHSIG).
+fn watch_parent(parent: Option<u32>, shutdown: &CancellationToken) {
+    let Some(parent) = parent else { return };
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    let token = shutdown.clone();
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || {
+            loop {
+                if nix::unistd::getppid().as_raw() as u32 != parent {
+                    token.cancel();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .ok();
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT. A thread of its own reads the signals (through
+/// signal-hook's self-pipe) so tokio's signal driver is not polled on every turn of the
+/// worker's hot loop, and the signal mask is left alone (commands inherit it).
+pub fn stop_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                shutdown.cancel();
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,329 @@
+//! config.toml validation: each kind of mistake gives a message naming the key and the job;
+//! `geardriver check-config` prints the job table or `PATH: message` and exits 2.
+
+mod common;
+
+use geardriver::config::{Config, LogTarget, WorkerKind};
+use geardriver::plugin::Registry;
+use std::path::Path;
+use std::time::Duration;
+
+fn load(text: &str) -> Result<Config, String> {
+    Config::from_toml(text, Path::new("test.toml"), &Registry::with_builtins())
+        .map_err(|e| e.to_string())
+}
+
+fn error(text: &str) -> String {
+    load(text).expect_err("the config should be refused")
+}
+
+#[test]
+fn defaults_are_applied() {
+    let config = load("[[jobs]]\nname = \"r\"\nworker = \"reverse\"\n").unwrap();
+    let job = &config.jobs[0];
+    assert_eq!(
+        (job.min_processes, job.max_processes, job.min_spare),
+        (1, 1, 0)
+    );
+    assert_eq!(job.max_idle_time, Duration::from_secs(30));
+    assert_eq!((job.decode.as_str(), job.encode.as_str()), ("raw", "raw"));
+    assert_eq!(job.timeout, None);
+    assert_eq!(job.worker, WorkerKind::Plugin("reverse".into()));
+    assert_eq!(config.driver.job_servers[0].to_string(), "127.0.0.1:4730");
+    assert_eq!(config.driver.interval, Some(Duration::from_secs(5)));
+    assert_eq!(config.driver.logfile, LogTarget::Stderr);
+    assert_eq!(
+        config.console.listen.unwrap().to_string(),
+        "127.0.0.1:47300"
+    );
+    assert!(!config.server.enabled);
+    // max defaults to max(min, 1); interval 0 turns autoscaling off.
+    let config = load(
+        "[driver]\ninterval = 0\n[[jobs]]\nname = \"r\"\nworker = \"reverse\"\nmin_processes = 3\n",
+    )
+    .unwrap();
+    assert_eq!(config.jobs[0].max_processes, 3);
+    assert_eq!(config.driver.interval, None);
+    let config = load("[[jobs]]\nname = \"r\"\nworker = \"reverse\"\nmin_processes = 0\n").unwrap();
+    assert_eq!(config.jobs[0].max_processes, 1);
+}
+
+#[test]
+fn the_repos_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let config = Config::load(&path, &Registry::with_builtins()).expect("config.toml is valid");
+    assert!(!config.jobs.is_empty());
+}
+
+#[test]
+fn each_kind_of_mistake_names_the_key_and_the_job() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "unknown key in a job",
+            "[[jobs]]\nname = \"resize\"\nworker = \"echo\"\nmin_proceses = 2\n",
+            &["min_proceses", "jobs[0]", "\"resize\""],
+        ),
+        (
+            "unknown key in a section",
+            "[driver]\nintreval = 5\n",
+            &["intreval", "driver"],
+        ),
+        ("unknown section", "[drivers]\ninterval = 5\n", &["drivers"]),
+        (
+            "min above max",
+            "[[jobs]]\nname = \"resize\"\nworker = \"echo\"\nmin_processes = 3\nmax_processes = 2\n",
+            &[
+                "jobs[0] \"resize\"",
+                "max_processes (2) must be >= min_processes (3)",
+            ],
+        ),
+        (
+            "duplicate names",
+            "[[jobs]]\nname = \"a\"\nworker = \"echo\"\n[[jobs]]\nname = \"a\"\nworker = \"reverse\"\n",
+            &["jobs[1]", "duplicate job name \"a\""],
+        ),
+        (
+            "no worker",
+            "[[jobs]]\nname = \"lazy\"\n",
+            &[
+                "jobs[0] \"lazy\"",
+                "needs one of worker, command or program",
+            ],
+        ),
+        (
+            "two workers",
+            "[[jobs]]\nname = \"both\"\nworker = \"echo\"\ncommand = [\"cat\"]\n",
+            &["jobs[0] \"both\"", "only one of worker, command or program"],
+        ),
+        (
+            "unknown plugin",
+            "[[jobs]]\nname = \"x\"\nworker = \"nosuch\"\n",
+            &[
+                "jobs[0] \"x\"",
+                "worker = \"nosuch\"",
+                "not a registered plugin",
+                "reverse",
+            ],
+        ),
+        (
+            "unknown codec",
+            "[[jobs]]\nname = \"x\"\nworker = \"echo\"\ndecode = \"yaml\"\n",
+            &[
+                "jobs[0] \"x\"",
+                "decode = \"yaml\"",
+                "not a known codec",
+                "json",
+            ],
+        ),
+        (
+            "missing name",
+            "[[jobs]]\nworker = \"echo\"\n",
+            &["jobs[0]", "name is required"],
+        ),
+        (
+            "empty command",
+            "[[jobs]]\nname = \"c\"\ncommand = []\n",
+            &["jobs[0] \"c\"", "command is empty"],
+        ),
+        (
+            "negative count",
+            "[[jobs]]\nname = \"n\"\nworker = \"echo\"\nmin_processes = -1\n",
+            &["min_processes", "jobs[0]", "\"n\""],
+        ),
+        (
+            "wrong type",
+            "[driver]\ninterval = \"five\"\n",
+            &["driver.interval", "five"],
+        ),
+        (
+            "negative duration",
+            "[[jobs]]\nname = \"t\"\nworker = \"echo\"\ntimeout = -2\n",
+            &["jobs[0] \"t\": timeout", ">= 0"],
+        ),
+        (
+            "bad job server",
+            "[driver]\njob_servers = [\"host:99999\"]\n",
+            &["driver.job_servers", "host:99999"],
+        ),
+        (
+            "empty job servers",
+            "[driver]\njob_servers = []\n",
+            &["driver.job_servers is empty"],
+        ),
+        (
+            "console off loopback without a secret",
+            "[console]\nlisten = \"0.0.0.0:47300\"\n",
+            &["console.listen", "console.secret is required"],
+        ),
+        (
+            "bad console address",
+            "[console]\nlisten = \"nowhere\"\n",
+            &["console.listen", "IP:PORT"],
+        ),
+        (
+            "bad log level",
+            "[driver]\nloglevel = \"loud!\"\n",
+            &["driver.loglevel", "loud!"],
+        ),
+        (
+            "min_spare above max",
+            "[[jobs]]\nname = \"s\"\nworker = \"echo\"\nmax_processes = 2\nmin_spare = 3\n",
+            &[
+                "jobs[0] \"s\"",
+                "min_spare (3) cannot exceed max_processes (2)",
+            ],
+        ),
+        (
+            "group members disagree",
+            "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\nmax_processes = 3\n[[jobs]]\nname = \"b\"\nworker = \"reverse\"\ngroup = \"g\"\nmax_processes = 4\n",
+            &[
+                "jobs[1] \"b\"",
+                "max_processes = 4 differs from 3",
+                "group \"g\"",
+            ],
+        ),
+        (
+            "a program in a group",
+            "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\n[[jobs]]\nname = \"p\"\nprogram = [\"x\"]\ngroup = \"g\"\n",
+            &["jobs[1] \"p\"", "program cannot share group \"g\""],
+        ),
+        (
+            "codec on a program",
+            "[[jobs]]\nname = \"p\"\nprogram = [\"x\"]\ndecode = \"json\"\n",
+            &["jobs[0] \"p\"", "decode does not apply to a program"],
+        ),
+        (
+            "a group named like another job",
+            "[[jobs]]\nname = \"a\"\nworker = \"echo\"\n[[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"a\"\n",
+            &["group \"a\" has the name of job \"a\""],
+        ),
+        (
+            "syntax error keeps the line",
+            "[driver\ninterval = 5\n",
+            &["line 1", "test.toml"],
+        ),
+    ];
+    for (what, text, needles) in cases {
+        let message = error(text);
+        assert!(message.starts_with("test.toml: "), "{what}: {message}");
+        for needle in *needles {
+            assert!(
+                message.contains(needle),
+                "{what}: {message:?} should mention {needle:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn groups_share_process_settings() {
+    let config = load(
+        "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\nmin_processes = 2\n\
+         [[jobs]]\nname = \"b\"\nworker = \"reverse\"\ngroup = \"g\"\nmax_processes = 5\n\
+         [[jobs]]\nname = \"c\"\nworker = \"sleep\"\n",
+    )
+    .unwrap();
+    let pools = config.pools();
+    assert_eq!(pools.len(), 2);
+    let g = pools.iter().find(|p| p.name == "g").unwrap();
+    assert_eq!(
+        g.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!((g.min_processes, g.max_processes), (2, 5));
+    let b = config.job("b").unwrap();
+    assert_eq!(
+        (b.min_processes, b.max_processes),
+        (2, 5),
+        "members see the group's values"
+    );
+    let c = pools.iter().find(|p| p.name == "c").unwrap();
+    assert_eq!((c.min_processes, c.max_processes), (1, 1));
+}
+
+#[test]
+fn environment_overrides_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[driver]\ninterval = 7\n[[jobs]]\nname = \"r\"\nworker = \"reverse\"\n",
+    )
+    .unwrap();
+    let out = common::geardriver()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("GEARDRIVER__DRIVER__INTERVAL", "1")
+        .env("GEARDRIVER__DRIVER__JOB_SERVERS", "10.0.0.1:4731,10.0.0.2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interval         1s"), "{stdout}");
+    assert!(
+        stdout.contains("job_servers      10.0.0.1:4731, 10.0.0.2:4730"),
+        "{stdout}"
+    );
+    // The path itself can come from the environment too.
+    let out = common::geardriver()
+        .arg("check-config")
+        .env("GEARDRIVER_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("interval         7s"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn check_config_prints_the_table_or_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[jobs]]\nname = \"resize\"\nworker = \"echo\"\nmax_processes = 3\n",
+    )
+    .unwrap();
+    let out = common::geardriver()
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("resize"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("resize ") && l.contains(" 3 ")),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[jobs]]\nname = \"resize\"\nworker = \"echo\"\nmin_processes = 5\nmax_processes = 2\n",
+    )
+    .unwrap();
+    let out = common::geardriver()
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: jobs[0] \"resize\"", bad.display())),
+        "{stderr}"
+    );
+
+    let out = common::geardriver()
+        .args(["check-config", "--config", "/nonexistent/geardriver.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/geardriver.toml: no such file")
+    );
+}
