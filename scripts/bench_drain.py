@@ -2,15 +2,20 @@
 """Drain benchmark: N background echo jobs drained by one worker process, per contender.
 
 Every contender runs against the same gearmand in the same run, in alternating rounds:
-  ours  - `geardriver worker` (one connection, the worker loop every worker process runs)
-  c     - `gearman -w -f FUNC` from gearman-tools (libgearman's C worker; with no command it
-          writes the workload to stdout, sent to /dev/null here, and returns an empty result)
-  perl  - Perl's Gearman::Worker (libgearman-client-perl) returning the workload
+  ours   - `geardriver worker` (one connection, the worker loop every worker process runs)
+  host1  - `geardriver run` with one echo job, min = max = 1 process
+  host4  - `geardriver run` with min = max = 4 processes
+  c, c4  - 1 or 4 `gearman -w -f FUNC` from gearman-tools (libgearman's C worker; with no
+           command it writes the workload to stdout, /dev/null here, and returns nothing)
+  perl   - Perl's Gearman::Worker (libgearman-client-perl) returning the workload
+
+The peak resident memory of the host and of its worker processes is the kernel's VmHWM,
+read once at the end of each host round (after the clock stopped).
 
 For each round: queue N background jobs (with the C client, before the worker starts), then one
 LOW-priority foreground "sentinel" job, which gearmand hands out after every normal one; start
 the worker and time from its start until the sentinel completes (a blocked read, so measuring
-adds no load). Then `status` must show the queue empty. Reports the median jobs/s per
+adds no load) and `status` shows nothing left (other processes may hold a last job). Reports the median jobs/s per
 contender (N + 1 jobs over the time), the spread, and the ratios.
 
 Usage: scripts/bench_drain.py [--jobs 20000] [--rounds 5] [--contenders ours,c,perl]
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 
+THREADS = int(os.environ.get("GEARMAND_THREADS", "4"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PERL_WORKER = r"""
 use strict; use warnings;
@@ -80,7 +86,7 @@ def start_gearmand(tmp):
     port = free_port()
     proc = subprocess.Popen(
         [gearmand_binary(), "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
-         f"--pid-file={tmp}/gearmand.pid", "--threads=2"],
+         f"--pid-file={tmp}/gearmand.pid", f"--threads={THREADS}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -137,18 +143,69 @@ def wait_sentinel(sock):
             return
 
 
-def worker_command(kind, port, function, tmp, geardriver):
+def host_config(tmp, port, function, processes):
+    path = os.path.join(tmp, f"{function}.toml")
+    with open(path, "w") as f:
+        f.write(f"""[driver]
+job_servers = ["127.0.0.1:{port}"]
+interval = 0
+logfile = "{tmp}/{function}.log"
+[console]
+listen = ""
+[[jobs]]
+name = "{function}"
+worker = "echo"
+min_processes = {processes}
+max_processes = {processes}
+""")
+    return path
+
+
+def worker_commands(kind, port, function, tmp, geardriver):
+    """The commands to start for a contender (several for the 4-process ones)."""
     server = f"127.0.0.1:{port}"
     if kind == "ours":
-        return [geardriver, "worker", "--server", server, "--function", f"{function}=echo"]
-    if kind == "c":
-        return ["gearman", "-w", "-h", "127.0.0.1", "-p", str(port), "-f", function]
+        return [[geardriver, "worker", "--server", server, "--function", f"{function}=echo"]]
+    if kind in ("host1", "host4"):
+        return [[geardriver, "run", "--config", host_config(tmp, port, function, int(kind[-1]))]]
+    if kind in ("c", "c4"):
+        count = 4 if kind == "c4" else 1
+        return [["gearman", "-w", "-h", "127.0.0.1", "-p", str(port), "-f", function]] * count
     if kind == "perl":
         script = os.path.join(tmp, "worker.pl")
         with open(script, "w") as f:
             f.write(PERL_WORKER)
-        return ["perl", script, server, function]
+        return [["perl", script, server, function]]
     raise ValueError(kind)
+
+
+def peak_rss_kb(pid):
+    """The kernel's record of a process's peak resident memory (VmHWM)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    text = f.read()
+                if int(text[text.rfind(")") + 2:].split()[1]) == pid:
+                    out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+PEAKS = {}
 
 
 def drain(kind, port, jobs, tmp, geardriver, round_no):
@@ -157,21 +214,31 @@ def drain(kind, port, jobs, tmp, geardriver, round_no):
     queue_jobs(port, function, jobs, admin)
     sentinel = submit_sentinel(port, function)
     start = time.perf_counter()
-    worker = subprocess.Popen(worker_command(kind, port, function, tmp, geardriver),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for cmd in worker_commands(kind, port, function, tmp, geardriver)]
     try:
         sentinel.settimeout(600)
         wait_sentinel(sentinel)
+        # With several processes, others may still be finishing their last jobs.
+        while admin.total(function) > 0:
+            if time.perf_counter() - start > 600:
+                sys.exit(f"{kind}: jobs still queued 600 s after the start")
+            time.sleep(0.001)
         elapsed = time.perf_counter() - start
-        left = admin.total(function)
-        if left:
-            sys.exit(f"{kind}: the sentinel finished with {left} jobs still queued")
+        if kind.startswith("host"):
+            # Read after the clock stopped, so measuring costs the run nothing.
+            host_pid = workers[0].pid
+            worker_peak = max([peak_rss_kb(c) for c in children(host_pid)] or [0])
+            host, worker = PEAKS.get(kind, (0, 0))
+            PEAKS[kind] = (max(host, peak_rss_kb(host_pid)), max(worker, worker_peak))
     finally:
-        worker.terminate()
-        try:
-            worker.wait(5)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         sentinel.close()
     return (jobs + 1) / elapsed
 
@@ -180,11 +247,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--contenders", default="ours,c,perl")
+    parser.add_argument("--contenders", default="ours,c,host1,host4,c4,perl")
     parser.add_argument("--geardriver", default=os.path.join(ROOT, "target", "release", "geardriver"))
     args = parser.parse_args()
     kinds = args.contenders.split(",")
-    if "ours" in kinds and not os.path.exists(args.geardriver):
+    if any(k in kinds for k in ("ours", "host1", "host4")) and not os.path.exists(args.geardriver):
         sys.exit(f"{args.geardriver} not found: run `cargo build --release` first")
     with tempfile.TemporaryDirectory() as tmp:
         gearmand, port = start_gearmand(tmp)
@@ -200,11 +267,17 @@ def main():
             gearmand.kill()
             gearmand.wait()
     medians = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"| worker | jobs/s (median of {args.rounds}) | min – max | ours ÷ this |")
-    print("|---|---:|---:|---:|")
+    print(f"| contender | jobs/s (median of {args.rounds}) | min – max |")
+    print("|---|---:|---:|")
     for kind in kinds:
-        ratio = medians.get("ours", 0) / medians[kind] if medians[kind] else 0
-        print(f"| {kind} | {medians[kind]:.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} | {ratio:.2f}× |")
+        print(f"| {kind} | {medians[kind]:.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} |")
+    print()
+    pairs = [("ours", "c"), ("host1", "c"), ("host4", "c4"), ("host1", "perl"), ("ours", "perl")]
+    for a, b in pairs:
+        if a in medians and b in medians:
+            print(f"- {a} ÷ {b}: {medians[a] / medians[b]:.2f}×")
+    for kind, (host, worker) in sorted(PEAKS.items()):
+        print(f"- {kind}: peak RSS host {host / 1024:.1f} MB, worker process {worker / 1024:.1f} MB")
 
 
 if __name__ == "__main__":

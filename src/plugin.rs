@@ -187,14 +187,14 @@ impl Codec for JsonCodec {
 
 /// What a worker knows about the job it runs, and how it reports progress.
 pub struct JobContext {
-    pub function: String,
+    pub function: Arc<str>,
     pub handle: Bytes,
     pub unique: Bytes,
     updates: WorkUpdates,
 }
 
 impl JobContext {
-    pub fn new(function: String, handle: Bytes, unique: Bytes, updates: WorkUpdates) -> Self {
+    pub fn new(function: Arc<str>, handle: Bytes, unique: Bytes, updates: WorkUpdates) -> Self {
         JobContext {
             function,
             handle,
@@ -237,27 +237,44 @@ pub trait Worker: Send + Sync + 'static {
     async fn end(&self, _job: &JobContext) {}
 }
 
-/// The object-safe face of a [`Worker`], as the registry stores it.
+/// The object-safe face of a [`Worker`], as the registry stores it: one call runs `begin`,
+/// the job and `end` (which runs even when the job failed or panicked).
 #[async_trait]
 pub trait DynWorker: Send + Sync {
     async fn call(&self, job: &JobContext, input: Payload) -> Result<Payload, WorkError>;
-    async fn begin(&self, job: &JobContext);
-    async fn end(&self, job: &JobContext);
 }
 
 #[async_trait]
 impl<W: Worker> DynWorker for W {
     async fn call(&self, job: &JobContext, input: Payload) -> Result<Payload, WorkError> {
-        let input = W::Input::from_payload(input)?;
-        self.run(job, input).await.map(IntoPayload::into_payload)
+        use futures_util::FutureExt;
+        Worker::begin(self, job).await;
+        let result = match W::Input::from_payload(input) {
+            Err(e) => Err(e),
+            Ok(input) => match std::panic::AssertUnwindSafe(self.run(job, input))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result.map(IntoPayload::into_payload),
+                Err(panic) => Err(WorkError::new(format!(
+                    "panic: {}",
+                    panic_message(panic.as_ref())
+                ))),
+            },
+        };
+        Worker::end(self, job).await;
+        result
     }
+}
 
-    async fn begin(&self, job: &JobContext) {
-        Worker::begin(self, job).await
-    }
-
-    async fn end(&self, job: &JobContext) {
-        Worker::end(self, job).await
+/// The text of a panic's payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".into()
     }
 }
 

@@ -16,7 +16,6 @@ use crate::gearman::worker::{
 };
 use crate::plugin::{Codec, DynWorker, JobContext, Registry};
 use crate::stats::{self, ProcessState, StatsTable};
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -77,7 +76,7 @@ pub struct StatsSlot {
 /// A function ready to run.
 struct Function {
     index: u32,
-    name: String,
+    name: Arc<str>,
     run: Run,
     decode: Arc<dyn Codec>,
     encode: Arc<dyn Codec>,
@@ -92,22 +91,27 @@ enum Run {
 /// Runs jobs for the worker loop and keeps the stats slot current.
 struct ProcessHandler {
     functions: HashMap<Bytes, Function>,
-    stats: Option<(StatsTable, usize)>,
+    /// This process's slot. Tasks of this single-threaded runtime share it; they never run at
+    /// the same time, so the slot keeps a single writer.
+    stats: Option<Arc<(StatsTable, usize)>>,
     jobs_left: Option<AtomicU64>,
     shutdown: CancellationToken,
 }
 
 impl ProcessHandler {
     fn with_slot(&self, f: impl FnOnce(&stats::SlotWriter<'_>)) {
-        if let Some((table, index)) = &self.stats {
-            if let Ok(writer) = table.writer(*index) {
-                f(&writer);
-            }
+        with_slot(self.stats.as_deref(), f);
+    }
+}
+
+fn with_slot(stats: Option<&(StatsTable, usize)>, f: impl FnOnce(&stats::SlotWriter<'_>)) {
+    if let Some((table, index)) = stats {
+        if let Ok(writer) = table.writer(*index) {
+            f(&writer);
         }
     }
 }
 
-#[async_trait]
 impl JobHandler for ProcessHandler {
     async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure> {
         let Some(function) = self.functions.get(&job.function) else {
@@ -130,39 +134,33 @@ impl JobHandler for ProcessHandler {
     }
 }
 
-/// Decode, run (catching panics), encode. An error is the message the client and the stats
-/// table get.
+/// Decode, run, encode. An error is the message the client and the stats table get.
 async fn run_function(
     function: &Function,
     job: AssignedJob,
     updates: WorkUpdates,
 ) -> Result<Bytes, String> {
     match &function.run {
-        Run::Command(argv) => run_command(argv, &function.env, job.data).await,
+        // Boxed: the command's future is large and would make every plugin job pay for
+        // moving it around.
+        Run::Command(argv) => Box::pin(run_command(argv, &function.env, job.data)).await,
         Run::Plugin(plugin) => {
             let input = function.decode.decode(job.data)?;
             let context = JobContext::new(function.name.clone(), job.handle, job.unique, updates);
-            plugin.begin(&context).await;
+            // The plugin layer catches panics in the job itself (so `end` still runs); this
+            // catches the rest (a panicking hook).
             let result = std::panic::AssertUnwindSafe(plugin.call(&context, input))
                 .catch_unwind()
                 .await;
-            plugin.end(&context).await;
             match result {
                 Ok(Ok(output)) => function.encode.encode(output),
                 Ok(Err(e)) => Err(e.message().to_string()),
-                Err(panic) => Err(format!("panic: {}", panic_message(&panic))),
+                Err(panic) => Err(format!(
+                    "panic: {}",
+                    crate::plugin::panic_message(panic.as_ref())
+                )),
             }
         }
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-text payload".into()
     }
 }
 
@@ -276,7 +274,7 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
             Bytes::from(f.name.clone()),
             Function {
                 index: index as u32,
-                name: f.name.clone(),
+                name: Arc::from(f.name.as_str()),
                 run,
                 decode: codec(&f.decode)?,
                 encode: codec(&f.encode)?,
@@ -291,7 +289,7 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
             table
                 .writer(slot.slot)?
                 .assign(std::process::id(), stats::now_ms());
-            Some((table, slot.slot))
+            Some(Arc::new((table, slot.slot)))
         }
     };
     let handler = ProcessHandler {
@@ -318,17 +316,18 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
                 token.cancel();
             });
         }
-        let stopping = {
-            let token = shutdown.clone();
-            let handler = &handler;
-            async move {
-                token.cancelled().await;
-                handler.with_slot(|w| w.set_state(ProcessState::Stopping, stats::now_ms()));
-            }
-        };
+        // A task of its own marks the slot as stopping, so the hot loop does not poll the
+        // cancellation token on every wake-up.
+        let token = shutdown.clone();
+        let slot = handler.stats.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            with_slot(slot.as_deref(), |w| {
+                w.set_state(ProcessState::Stopping, stats::now_ms())
+            });
+        });
         handler.with_slot(|w| w.set_state(ProcessState::Idle, stats::now_ms()));
-        // The loop returns only once `shutdown` is cancelled, so both futures end.
-        tokio::join!(worker::run(&config, &handler, &shutdown), stopping);
+        worker::run(&config, &handler, &shutdown).await;
     });
     Ok(())
 }

@@ -19,7 +19,6 @@
 use super::addr::ServerAddr;
 use super::codec::{ClientCodec, DEFAULT_MAX_FRAME, ProtocolError};
 use super::packet::Packet;
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -150,10 +149,14 @@ impl WorkUpdates {
     }
 }
 
-/// What runs a job. Implemented by the plugin layer; tests implement it directly.
-#[async_trait]
+/// What runs a job. Implemented by the plugin layer; tests implement it directly. A native
+/// async trait (the worker loop is generic over it): no allocation per job.
 pub trait JobHandler: Send + Sync {
-    async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure>;
+    fn handle(
+        &self,
+        job: AssignedJob,
+        updates: WorkUpdates,
+    ) -> impl std::future::Future<Output = Result<Bytes, JobFailure>> + Send;
 }
 
 /// State the per-server loops share.
@@ -165,11 +168,15 @@ struct Shared {
 }
 
 /// Runs the worker until `shutdown` is cancelled, then returns once no job is in progress.
-pub async fn run(config: &WorkerConfig, handler: &dyn JobHandler, shutdown: &CancellationToken) {
+pub async fn run<H: JobHandler>(config: &WorkerConfig, handler: &H, shutdown: &CancellationToken) {
     let shared = Shared {
         turn: Semaphore::new(1),
         waiting: AtomicUsize::new(0),
     };
+    if let [addr] = &config.servers[..] {
+        // The common case, without join_all polling every loop on every wake-up.
+        return serve_server(addr, config, &shared, handler, shutdown).await;
+    }
     let loops = config
         .servers
         .iter()
@@ -184,11 +191,11 @@ enum ConnectionEnd {
 }
 
 /// Keeps one job server served: connect, serve, and after a failure wait and reconnect.
-async fn serve_server(
+async fn serve_server<H: JobHandler>(
     addr: &ServerAddr,
     config: &WorkerConfig,
     shared: &Shared,
-    handler: &dyn JobHandler,
+    handler: &H,
     shutdown: &CancellationToken,
 ) {
     let mut backoff = config.reconnect_min;
@@ -264,11 +271,11 @@ async fn connect(addr: &ServerAddr, config: &WorkerConfig) -> Result<Connection,
 }
 
 /// Serves jobs on one live connection until it fails or the worker stops.
-async fn serve_connection(
+async fn serve_connection<H: JobHandler>(
     addr: &ServerAddr,
     mut conn: Connection,
     shared: &Shared,
-    handler: &dyn JobHandler,
+    handler: &H,
     shutdown: &CancellationToken,
 ) -> ConnectionEnd {
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
@@ -448,15 +455,16 @@ fn note_unexpected(addr: &ServerAddr, packet: &Packet) {
 }
 
 /// Runs the handler, forwarding its updates to the job server as they come.
-async fn run_job(
-    handler: &dyn JobHandler,
+async fn run_job<H: JobHandler>(
+    handler: &H,
     job: AssignedJob,
     updates: WorkUpdates,
     conn: &mut Connection,
     updates_rx: &mut mpsc::UnboundedReceiver<Packet>,
 ) -> Result<Result<Bytes, JobFailure>, ProtocolError> {
     let handle = job.handle.clone();
-    let mut work = handler.handle(job, updates);
+    let work = handler.handle(job, updates);
+    tokio::pin!(work);
     loop {
         tokio::select! {
             biased;

@@ -7,7 +7,8 @@
 
 #![allow(dead_code)]
 
-use async_trait::async_trait;
+pub mod host;
+
 use bytes::Bytes;
 use geardriver::gearman::worker::{
     self, AssignedJob, JobFailure, JobHandler, WorkUpdates, WorkerConfig,
@@ -17,7 +18,6 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -201,14 +201,17 @@ where
     FnHandler(f)
 }
 
-#[async_trait]
 impl<F, Fut> JobHandler for FnHandler<F>
 where
     F: Fn(AssignedJob, WorkUpdates) -> Fut + Send + Sync,
     Fut: Future<Output = Result<Bytes, JobFailure>> + Send,
 {
-    async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure> {
-        (self.0)(job, updates).await
+    fn handle(
+        &self,
+        job: AssignedJob,
+        updates: WorkUpdates,
+    ) -> impl Future<Output = Result<Bytes, JobFailure>> + Send {
+        (self.0)(job, updates)
     }
 }
 
@@ -261,9 +264,8 @@ pub fn start_worker_with(
     config.reconnect_max = Duration::from_millis(500);
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let handler: Arc<dyn JobHandler> = Arc::new(handler);
     let task = tokio::spawn(async move {
-        worker::run(&config, handler.as_ref(), &token).await;
+        worker::run(&config, &handler, &token).await;
     });
     RunningWorker {
         shutdown,
