@@ -196,3 +196,50 @@ async fn admin_prints_what_gearmand_answers() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_server_the_configs_first_job_server_is_used() {
+    let gearmand = require_gearmand!();
+    let worker = start_worker(
+        vec![gearmand.addr()],
+        &["upper"],
+        handler(|job, _| async move {
+            Ok(Bytes::from(
+                String::from_utf8_lossy(&job.data).to_uppercase(),
+            ))
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[driver]\njob_servers = [\"{}\", \"127.0.0.1:1\"]\n",
+            gearmand.addr()
+        ),
+    )
+    .unwrap();
+    let path = config.to_string_lossy().into_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        (
+            run(&["submit", "--config", &path, "upper", "via config"], None),
+            run(&["admin", "--config", &path, "status"], None),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.0.status.success(), "{:?}", out.0);
+    assert_eq!(text(&out.0.stdout), "VIA CONFIG");
+    assert!(
+        text(&out.1.stdout).contains("upper\t0\t0\t1"),
+        "{}",
+        text(&out.1.stdout)
+    );
+    worker.stop().await;
+    // A broken config is an error, not a silent fallback.
+    std::fs::write(&config, "[driver]\nbogus = 1\n").unwrap();
+    let path = config.to_string_lossy().into_owned();
+    let out = run(&["submit", "--config", &path, "upper", "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("bogus"), "{}", text(&out.stderr));
+}

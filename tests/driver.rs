@@ -125,6 +125,96 @@ async fn a_crash_looping_job_backs_off_and_is_marked_failed() {
     // The other job is unaffected.
     host.wait_workers("fine", 1, LIMIT);
     expect_result(gearmand.addr(), "fine", "still here", "still here").await;
+    // A reload resets the failed job: it is tried again.
+    host.signal(Signal::SIGHUP);
+    host.wait_log("config reloaded", LIMIT);
+    assert!(
+        poll_until(LIMIT, || host
+            .log()
+            .matches("[crashy] Process started")
+            .count()
+            > 5),
+        "restarted after the reload\n{}",
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_in_a_group_share_processes() {
+    let gearmand = require_gearmand!();
+    let host = Host::start(
+        &[gearmand.addr().to_string()],
+        "interval = 0",
+        "[[jobs]]\nname = \"a\"\nworker = \"reverse\"\ngroup = \"g\"\nmin_processes = 2\n\
+         [[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"g\"\n",
+    );
+    let pids = host.wait_workers("g", 2, LIMIT);
+    assert_eq!(
+        host.all_workers(),
+        pids,
+        "one pool, two processes, for two jobs"
+    );
+    expect_result(gearmand.addr(), "a", "ab", "ba").await;
+    expect_result(gearmand.addr(), "b", "ab", "ab").await;
+    // Each process registered both functions.
+    let mut admin = geardriver::gearman::AdminClient::connect(&gearmand.addr(), LIMIT)
+        .await
+        .unwrap();
+    let geardriver::gearman::AdminReply::Workers(rows) = admin
+        .execute(&geardriver::gearman::AdminCommand::Workers)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let ours: Vec<_> = rows
+        .iter()
+        .filter(|r| r.client_id.as_deref().is_some_and(|id| id.contains(":g:")))
+        .collect();
+    assert_eq!(ours.len(), 2, "{rows:?}");
+    for row in ours {
+        let mut functions = row.functions.clone();
+        functions.sort();
+        assert_eq!(functions, ["a", "b"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_down_never_stops_a_busy_process() {
+    let gearmand = require_gearmand!();
+    let host = Host::start(
+        &[gearmand.addr().to_string()],
+        "interval = 1",
+        "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = 3\nmax_idle_time = 1\n",
+    );
+    let first = host.wait_workers("nap", 1, LIMIT)[0];
+    let client = std::sync::Arc::new(client(gearmand.addr()));
+    // The only process takes the long job; the short ones wait and make the pool grow.
+    let long = client.submit(JobRequest::new("nap", "5000")).await.unwrap();
+    assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
+    let short: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.run(JobRequest::new("nap", "100")).await })
+        })
+        .collect();
+    host.wait_workers("nap", 3, LIMIT);
+    for job in short {
+        let outcome = tokio::time::timeout(LIMIT, job)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 100")));
+    }
+    // The two idle ones go after max_idle_time; the busy one stays and finishes.
+    let left = host.wait_workers("nap", 1, Duration::from_secs(10));
+    assert_eq!(left, vec![first], "the busy process was kept");
+    let outcome = tokio::time::timeout(LIMIT, long.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 5000")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
