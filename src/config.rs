@@ -69,6 +69,10 @@ pub struct ConsoleConfig {
     /// `None` turns the console off.
     pub listen: Option<SocketAddr>,
     pub secret: Option<String>,
+    /// A client silent this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Clients connected at once.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +166,8 @@ struct RawDriver {
 struct RawConsole {
     listen: Option<String>,
     secret: Option<String>,
+    idle_timeout: Option<f64>,
+    max_connections: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -446,7 +452,21 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
     Ok(Config {
         path: path.to_path_buf(),
         driver: driver_config,
-        console: ConsoleConfig { listen, secret },
+        console: ConsoleConfig {
+            listen,
+            secret,
+            idle_timeout: match seconds(
+                "console.idle_timeout",
+                console.idle_timeout.unwrap_or(300.0),
+            )? {
+                d if d.is_zero() => return Err("console.idle_timeout must be more than 0".into()),
+                d => d,
+            },
+            max_connections: match console.max_connections.unwrap_or(64) {
+                0 => return Err("console.max_connections must be at least 1".into()),
+                n => n as usize,
+            },
+        },
         server: server_config,
         jobs,
     })

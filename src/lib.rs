@@ -8,10 +8,12 @@
 //! - [`driver`]: the host (supervisor, process table, scaling); [`observer`]: the job
 //!   servers' queues; [`stats`]: the shared-memory stats table; [`worker_process`]: what a
 //!   worker process runs.
+//! - [`console`]: the telnet-style admin console.
 //! - [`cli`]: the `geardriver` command line; [`logging`]: the log format.
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod driver;
 pub mod gearman;
 pub mod logging;

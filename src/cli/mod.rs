@@ -3,6 +3,7 @@
 //! point with its own [`Registry`], so it is a complete host too.
 
 mod admin;
+mod ctl;
 mod host;
 mod submit;
 mod worker;
@@ -88,9 +89,13 @@ pub struct AdminArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
-    /// Console address [default: the config's console listen address]
+    /// Console address [default: the config's [console] listen]
     #[arg(long, value_name = "H:P")]
     pub console: Option<String>,
+    /// Seconds to wait for the reply
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// The console command and its arguments, e.g. `status` or `set_processes resize 1 4`
     #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -214,9 +219,11 @@ fn run(cli: Cli, registry: Registry) -> Outcome {
         }
         Command::Worker(args) => worker::run(args, &registry),
         Command::Launch(args) => worker::launch(args),
-        Command::Ctl(_) | Command::Server(_) => {
-            Outcome::Usage("this command is not implemented yet".into())
+        Command::Ctl(args) => {
+            init_cli_tracing();
+            ctl::run(args, config_path, &registry)
         }
+        Command::Server(_) => Outcome::Usage("this command is not implemented yet".into()),
     }
 }
 

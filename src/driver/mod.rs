@@ -128,6 +128,11 @@ pub enum HostError {
     Signals(std::io::Error),
     #[error("the built-in job server is not available yet; set [server] enabled = false")]
     ServerUnavailable,
+    #[error("cannot listen for the console on {addr}: {source}")]
+    Console {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A handle on a running host, for the console and the signal handlers.
@@ -238,6 +243,14 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         None => None,
     };
     let exe = std::env::current_exe().map_err(HostError::Exe)?;
+    let console = match config.console.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| HostError::Console { addr, source })?,
+        ),
+        None => None,
+    };
     let dir = config
         .driver
         .stats_dir
@@ -274,6 +287,22 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
 
     let supervisor = Supervisor::new(config.clone(), exe, stats.clone(), events_tx.clone(), table);
     let supervised = tokio::spawn(supervisor.run(events_rx, shutdown.clone()));
+    if let Some(listener) = console {
+        let settings = crate::console::Settings {
+            secret: config.console.secret.clone(),
+            idle_timeout: config.console.idle_timeout,
+            max_connections: config.console.max_connections,
+        };
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "console listening");
+        }
+        tokio::spawn(crate::console::run(
+            listener,
+            handle.clone(),
+            settings,
+            shutdown.clone(),
+        ));
+    }
     let mut observer = Observer::start(&config, events_tx.clone(), &shutdown);
     let signals = tokio::spawn(handle_signals(handle.clone())?);
     let mut config_changes = handle.config.subscribe();

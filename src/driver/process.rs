@@ -129,8 +129,10 @@ async fn forward_lines(
     job: Arc<str>,
     stream: &'static str,
 ) {
-    let mut buf = vec![0u8; 8192];
-    let mut line: Vec<u8> = Vec::with_capacity(256);
+    // Small: a host with hundreds of processes has two of these each, and worker output is
+    // sparse lines.
+    let mut buf = vec![0u8; 1024];
+    let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
     loop {
         let n = match reader.read(&mut buf).await {

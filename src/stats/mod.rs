@@ -28,8 +28,11 @@ const VERSION: u32 = 1;
 /// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 256;
 const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
-/// How many times a reader retries a slot that changes under it before giving up.
-const READ_ATTEMPTS: usize = 64;
+/// How many times a reader retries a slot that changes under it before giving up: a write
+/// takes well under a microsecond, so a short spin covers a live writer; a few yields cover
+/// one that was preempted mid-write. A dead writer costs a reader no more than that.
+const READ_SPINS: usize = 128;
+const READ_YIELDS: usize = 4;
 /// Index meaning "no function" in the function fields.
 pub const NO_FUNCTION: u32 = u32::MAX;
 
@@ -302,20 +305,19 @@ impl StatsTable {
             return None;
         }
         let slot = self.slot(index);
-        for attempt in 0..READ_ATTEMPTS {
+        for attempt in 0..READ_SPINS + READ_YIELDS {
             let before = slot.seq.load(Ordering::Acquire);
-            if before % 2 == 1 {
-                if attempt > 8 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
+            if before % 2 == 0 {
+                let snapshot = read_fields(slot);
+                fence(Ordering::Acquire);
+                if slot.seq.load(Ordering::Relaxed) == before {
+                    return Some(snapshot);
                 }
-                continue;
             }
-            let snapshot = read_fields(slot);
-            fence(Ordering::Acquire);
-            if slot.seq.load(Ordering::Relaxed) == before {
-                return Some(snapshot);
+            if attempt < READ_SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
         None

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod console;
 pub mod host;
 
 use bytes::Bytes;

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""What the stats table costs on the echo throughput: the same worker process (the spec the
+host gives it) drains N background echo jobs with a stats slot (two seqlock writes per job)
+and without one, in alternating rounds on one gearmand.
+
+Usage: scripts/bench_stats_cost.py [--jobs 20000] [--rounds 6]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_drain as drain  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        gearmand, port = drain.start_gearmand(tmp)
+        # A host with no processes, only to create the stats table the worker attaches to.
+        config = os.path.join(tmp, "idle.toml")
+        with open(config, "w") as f:
+            f.write(f'[driver]\njob_servers = ["127.0.0.1:{port}"]\ninterval = 0\nlogfile = "{tmp}/idle.log"\n'
+                    f'stats_dir = "/dev/shm"\n[console]\nlisten = ""\n')
+        host = subprocess.Popen([args.geardriver, "run", "--config", config],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stats_path = f"/dev/shm/geardriver-{host.pid}.stats"
+        deadline = time.time() + 10
+        while not os.path.exists(stats_path):
+            if time.time() > deadline:
+                sys.exit("the host did not create its stats table")
+            time.sleep(0.01)
+        rates = {"with slot": [], "without": []}
+        try:
+            for r in range(args.rounds):
+                kinds = ["with slot", "without"] if r % 2 == 0 else ["without", "with slot"]
+                for kind in kinds:
+                    function = f"stats_{r}_{kind[:4]}"
+                    spec = {
+                        "pool": function, "servers": [f"127.0.0.1:{port}"],
+                        "functions": [{"name": function, "run": {"Plugin": "echo"}, "decode": "raw",
+                                       "encode": "raw", "timeout_ms": None, "env": {}}],
+                        "client_id": function,
+                        "stats": {"path": stats_path, "slot": 100} if kind == "with slot" else None,
+                        "max_jobs": None, "max_lifetime_ms": None, "parent_pid": None,
+                    }
+                    admin = drain.Admin(port)
+                    drain.queue_jobs(port, function, args.jobs, admin)
+                    sentinel = drain.submit_sentinel(port, function)
+                    start = time.perf_counter()
+                    worker = subprocess.Popen([args.geardriver, "worker"],
+                                              env=dict(os.environ, GEARDRIVER_WORKER_SPEC=json.dumps(spec)),
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    drain.wait_sentinel(sentinel)
+                    rate = (args.jobs + 1) / (time.perf_counter() - start)
+                    worker.terminate()
+                    worker.wait()
+                    rates[kind].append(rate)
+                    print(f"round {r + 1} {kind:9} {rate:8.0f} jobs/s", file=sys.stderr)
+        finally:
+            host.terminate()
+            host.wait()
+            gearmand.kill()
+            gearmand.wait()
+    with_slot, without = statistics.median(rates["with slot"]), statistics.median(rates["without"])
+    print(f"| worker process | jobs/s (median of {args.rounds}) | min – max |")
+    print("|---|---:|---:|")
+    for kind in rates:
+        print(f"| {kind} | {statistics.median(rates[kind]):.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} |")
+    print(f"\nwith ÷ without: {with_slot / without:.3f}×")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+//! What the read-only commands show, gathered in one pass from the process table and the
+//! stats table: per job its limits, processes, last run and last error; per process its
+//! scoreboard state. Commands format a [`Snapshot`], so they are tested without a host.
+
+use crate::driver::HostHandle;
+use crate::stats::{ProcessState, SlotSnapshot};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Sorted by name.
+    pub jobs: Vec<JobView>,
+    /// Sorted by pid.
+    pub processes: Vec<ProcessView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobView {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
+    pub pids: Vec<u32>,
+    /// Seconds since the epoch; 0 = never.
+    pub lastrun: i64,
+    pub lasterror: i64,
+    pub lasterror_msg: String,
+    /// Why the driver gave up on the job, when it did.
+    pub failed: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessView {
+    pub pid: u32,
+    /// The pool (group or job) it serves.
+    pub job: String,
+    pub state: ProcessState,
+    pub jobs_done: u64,
+    /// When the current state began, milliseconds since the epoch.
+    pub since_ms: i64,
+}
+
+impl Snapshot {
+    pub fn collect(host: &HostHandle) -> Snapshot {
+        let stats = host.stats();
+        let mut jobs = Vec::new();
+        let mut processes = Vec::new();
+        for (pool, entry) in host.table().pools() {
+            let slots: Vec<(u32, Option<SlotSnapshot>)> = entry
+                .processes
+                .iter()
+                .map(|p| (p.pid, stats.read(p.slot).filter(|s| s.pid == p.pid)))
+                .collect();
+            for (p, (pid, slot)) in entry.processes.iter().zip(&slots) {
+                let (state, since_ms, jobs_done) = match slot {
+                    Some(s) => {
+                        let since = match s.state {
+                            ProcessState::Busy => s.job_started_ms,
+                            ProcessState::Idle => s.idle_since_ms,
+                            _ => s.started_ms,
+                        };
+                        (s.state, since, s.jobs_done)
+                    }
+                    None => (ProcessState::Starting, p.started_ms, 0),
+                };
+                processes.push(ProcessView {
+                    pid: *pid,
+                    job: pool.clone(),
+                    state: if p.stopping {
+                        ProcessState::Stopping
+                    } else {
+                        state
+                    },
+                    jobs_done,
+                    since_ms,
+                });
+            }
+            for (index, name) in entry.jobs.iter().enumerate() {
+                let record = host.table().job(name).unwrap_or_default();
+                let mut view = JobView {
+                    name: name.clone(),
+                    min: entry.min,
+                    max: entry.max,
+                    pids: entry.processes.iter().map(|p| p.pid).collect(),
+                    lastrun: record.lastrun,
+                    lasterror: record.lasterror,
+                    lasterror_msg: record.lasterror_msg,
+                    failed: entry.failed.clone(),
+                };
+                let index = Some(index as u32);
+                for slot in slots.iter().filter_map(|(_, s)| s.as_ref()) {
+                    if slot.lastrun_function == index {
+                        view.lastrun = view.lastrun.max(slot.lastrun);
+                    }
+                    if slot.lasterror_function == index && slot.lasterror >= view.lasterror {
+                        view.lasterror = slot.lasterror;
+                        view.lasterror_msg = slot.lasterror_msg.clone();
+                    }
+                }
+                jobs.push(view);
+            }
+        }
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        processes.sort_by_key(|p| p.pid);
+        Snapshot { jobs, processes }
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobView> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SS`; 0 is `1970-01-01T00:00:00`.
+pub fn utc(seconds: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    text.trim_end_matches('Z').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_without_zone() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20");
+        assert_eq!(utc(-5), "1970-01-01T00:00:00");
+    }
+}
