@@ -230,11 +230,12 @@ pub trait Worker: Send + Sync + 'static {
 
     async fn run(&self, job: &JobContext, input: Self::Input) -> Result<Self::Output, WorkError>;
 
-    /// Runs before every job.
-    async fn begin(&self, _job: &JobContext) {}
+    /// Runs before every job. Synchronous, like Gearman::Driver's: a hook that needs to wait
+    /// belongs in `run`. (Being plain methods, unused hooks cost nothing per job.)
+    fn begin(&self, _job: &JobContext) {}
 
-    /// Runs after every job, even one that failed.
-    async fn end(&self, _job: &JobContext) {}
+    /// Runs after every job, even one that failed or panicked.
+    fn end(&self, _job: &JobContext) {}
 }
 
 /// The object-safe face of a [`Worker`], as the registry stores it: one call runs `begin`,
@@ -248,7 +249,7 @@ pub trait DynWorker: Send + Sync {
 impl<W: Worker> DynWorker for W {
     async fn call(&self, job: &JobContext, input: Payload) -> Result<Payload, WorkError> {
         use futures_util::FutureExt;
-        Worker::begin(self, job).await;
+        Worker::begin(self, job);
         let result = match W::Input::from_payload(input) {
             Err(e) => Err(e),
             Ok(input) => match std::panic::AssertUnwindSafe(self.run(job, input))
@@ -262,7 +263,7 @@ impl<W: Worker> DynWorker for W {
                 ))),
             },
         };
-        Worker::end(self, job).await;
+        Worker::end(self, job);
         result
     }
 }

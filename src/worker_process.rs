@@ -19,7 +19,7 @@ use crate::stats::{self, ProcessState, StatsTable};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,8 +89,9 @@ enum Run {
 }
 
 /// Runs jobs for the worker loop and keeps the stats slot current.
-struct ProcessHandler {
-    functions: HashMap<Bytes, Function>,
+pub struct ProcessHandler {
+    /// A pool serves a few functions: a scan beats hashing the name.
+    functions: Vec<Function>,
     /// This process's slot. Tasks of this single-threaded runtime share it; they never run at
     /// the same time, so the slot keeps a single writer.
     stats: Option<Arc<(StatsTable, usize)>>,
@@ -114,7 +115,11 @@ fn with_slot(stats: Option<&(StatsTable, usize)>, f: impl FnOnce(&stats::SlotWri
 
 impl JobHandler for ProcessHandler {
     async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure> {
-        let Some(function) = self.functions.get(&job.function) else {
+        let Some(function) = self
+            .functions
+            .iter()
+            .find(|f| f.name.as_bytes() == job.function)
+        else {
             return Err(JobFailure::Exception(Bytes::from(format!(
                 "this worker does not serve {:?}",
                 String::from_utf8_lossy(&job.function)
@@ -234,12 +239,14 @@ pub fn spec_from_env() -> Option<Result<WorkerSpec, SpawnError>> {
     Some(serde_json::from_str(&json).map_err(|e| SpawnError::Spec(e.to_string())))
 }
 
-/// Runs the worker process to completion.
-pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
-    let shutdown = CancellationToken::new();
-    watch_parent(spec.parent_pid, &shutdown);
-    stop_on_signals(shutdown.clone()).map_err(SpawnError::Runtime)?;
-
+/// The worker loop's settings and the job handler for a spec: everything a worker process
+/// runs, without the process around it (signals, parent watch, runtime), so it can also be
+/// served in-process.
+pub fn prepare(
+    spec: &WorkerSpec,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(WorkerConfig, ProcessHandler), SpawnError> {
     let servers = spec
         .servers
         .iter()
@@ -248,7 +255,7 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
                 .map_err(|e| SpawnError::Spec(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut functions = HashMap::new();
+    let mut functions = Vec::new();
     let mut abilities = Vec::new();
     for (index, f) in spec.functions.iter().enumerate() {
         let codec = |name: &str| {
@@ -270,17 +277,14 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
         abilities.push(
             Ability::new(f.name.clone()).with_timeout(f.timeout_ms.map(Duration::from_millis)),
         );
-        functions.insert(
-            Bytes::from(f.name.clone()),
-            Function {
-                index: index as u32,
-                name: Arc::from(f.name.as_str()),
-                run,
-                decode: codec(&f.decode)?,
-                encode: codec(&f.encode)?,
-                env: f.env.clone(),
-            },
-        );
+        functions.push(Function {
+            index: index as u32,
+            name: Arc::from(f.name.as_str()),
+            run,
+            decode: codec(&f.decode)?,
+            encode: codec(&f.encode)?,
+            env: f.env.clone(),
+        });
     }
     let stats = match &spec.stats {
         None => None,
@@ -296,10 +300,19 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
         functions,
         stats,
         jobs_left: spec.max_jobs.map(AtomicU64::new),
-        shutdown: shutdown.clone(),
+        shutdown,
     };
     let mut config = WorkerConfig::new(servers, abilities);
     config.client_id = Some(Bytes::from(spec.client_id.clone()));
+    Ok((config, handler))
+}
+
+/// Runs the worker process to completion.
+pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
+    let shutdown = CancellationToken::new();
+    watch_parent(spec.parent_pid, &shutdown);
+    stop_on_signals(shutdown.clone()).map_err(SpawnError::Runtime)?;
+    let (config, handler) = prepare(&spec, registry, shutdown.clone())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()

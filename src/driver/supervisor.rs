@@ -161,7 +161,57 @@ impl Supervisor {
             }
             self.reconcile(name, None);
         }
+        self.kill_overruns();
         self.fold_live_stats();
+    }
+
+    /// A process whose job has run longer than its function's `timeout` is killed (with
+    /// what it started) and replaced; the overrun becomes the job's last error. The job
+    /// server has already given the job back to the queue (CAN_DO_TIMEOUT).
+    fn kill_overruns(&mut self) {
+        let now_ms = stats::now_ms();
+        let mut overruns = Vec::new();
+        for (name, pool) in &self.pools {
+            for (&pid, p) in &pool.processes {
+                if p.killed {
+                    continue;
+                }
+                let Some(slot) = self.stats.read(p.slot).filter(|s| s.pid == pid) else {
+                    continue;
+                };
+                if slot.state != ProcessState::Busy {
+                    continue;
+                }
+                let Some(job) = slot.function.and_then(|f| pool.config.jobs.get(f as usize)) else {
+                    continue;
+                };
+                if let Some(timeout) = job.timeout {
+                    if now_ms - slot.job_started_ms > timeout.as_millis() as i64 {
+                        overruns.push((name.clone(), pid, job.name.clone(), timeout));
+                    }
+                }
+            }
+        }
+        for (name, pid, job, timeout) in overruns {
+            let message = format!(
+                "timeout: the job ran longer than {}s; its process was killed",
+                timeout.as_secs_f64()
+            );
+            tracing::warn!(pid, job = %name, function = %job, "{message}");
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            if let Some(p) = self
+                .pools
+                .get_mut(&name)
+                .and_then(|pool| pool.processes.get_mut(&pid))
+            {
+                // Asked for, as far as crash-loop accounting goes: the process did not crash.
+                p.stop_requested = Some(Instant::now());
+                p.killed = true;
+            }
+            self.table
+                .merge_job(&job, &name, 0, now_ms.div_euclid(1000), &message);
+            self.publish(&name);
+        }
     }
 
     fn on_queues(&mut self, report: &QueueReport) {

@@ -241,6 +241,24 @@ impl Drop for RunningWorker {
 }
 
 /// Starts our worker loop serving `functions` on `servers` with `handler`.
+impl RunningWorker {
+    /// Runs the worker loop with `config` and `handler` in a task until `shutdown`.
+    pub fn spawn<H: JobHandler + 'static>(
+        config: WorkerConfig,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> RunningWorker {
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            worker::run(&config, &handler, &token).await;
+        });
+        RunningWorker {
+            shutdown,
+            task: Some(task),
+        }
+    }
+}
+
 pub fn start_worker(
     servers: Vec<ServerAddr>,
     functions: &[&str],
@@ -334,4 +352,23 @@ pub async fn wait_for_status(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether Perl's Gearman::Worker is installed; `false` (after a notice) when it is not and
+/// not required.
+pub fn perl_gearman_available() -> bool {
+    let ok = Command::new("perl")
+        .args(["-MGearman::Worker", "-e", "1"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if gearmand_required() {
+            panic!("Perl's Gearman::Worker is required in CI (install libgearman-client-perl)");
+        }
+        eprintln!(
+            "NOTICE: Perl's Gearman::Worker not found; skipping this part (install libgearman-client-perl)"
+        );
+    }
+    ok
 }
