@@ -337,3 +337,76 @@ async fn hooks_run_around_every_job_and_panics_are_caught() {
     assert_eq!(outcome(&plain, "hooked", "panic").await, JobOutcome::Fail);
     worker.stop().await;
 }
+
+/// A codec a binary registers: workloads are `key=value` lines, results likewise.
+struct KeyValues;
+
+impl geardriver::plugin::Codec for KeyValues {
+    fn decode(&self, bytes: Bytes) -> Result<Payload, String> {
+        let text = std::str::from_utf8(&bytes).map_err(|_| "kv: not text".to_string())?;
+        let mut map = serde_json::Map::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("kv: no '=' in {line:?}"))?;
+            map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        }
+        Ok(Payload::Value(serde_json::Value::Object(map)))
+    }
+
+    fn encode(&self, payload: Payload) -> Result<Bytes, String> {
+        match payload {
+            Payload::Value(serde_json::Value::Object(map)) => Ok(Bytes::from(
+                map.iter()
+                    .map(|(k, v)| {
+                        format!("{k}={}\n", v.as_str().map_or(v.to_string(), str::to_string))
+                    })
+                    .collect::<String>(),
+            )),
+            other => Err(format!("kv: cannot encode {other:?}")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_can_register_its_own_codec() {
+    let gearmand = require_gearmand!();
+    let registry = Registry::with_builtins().codec("kv", KeyValues);
+    // The config accepts the new codec name, and refuses unknown ones, from this registry.
+    let config = "[[jobs]]\nname = \"e\"\nworker = \"echo\"\ndecode = \"kv\"\nencode = \"kv\"\n";
+    assert!(
+        geardriver::config::Config::from_toml(config, std::path::Path::new("c.toml"), &registry)
+            .is_ok()
+    );
+    assert!(
+        geardriver::config::Config::from_toml(
+            config,
+            std::path::Path::new("c.toml"),
+            &Registry::with_builtins()
+        )
+        .is_err()
+    );
+    let worker = serve(
+        &gearmand,
+        &registry,
+        vec![
+            function("kv_echo", "echo", "kv", "kv"),
+            function("kv_to_json", "echo", "kv", "json"),
+        ],
+        None,
+    );
+    let c = client(&gearmand);
+    assert_eq!(
+        outcome(&c, "kv_echo", "b=2\na=1\n").await,
+        complete("a=1\nb=2\n")
+    );
+    assert_eq!(
+        outcome(&c, "kv_to_json", "name=Ada").await,
+        complete(r#"{"name":"Ada"}"#)
+    );
+    assert_eq!(
+        outcome(&c, "kv_echo", "oops").await,
+        exception("kv: no '=' in \"oops\"")
+    );
+    worker.stop().await;
+}
