@@ -373,7 +373,20 @@ fn check_loglevel(value: &str) -> Result<(), String> {
 
 fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, String> {
     let driver = raw.driver.unwrap_or_default();
+    let server = raw.server.unwrap_or_default();
+    let server_config = ServerConfig {
+        enabled: server.enabled.unwrap_or(false),
+        listen: socket_addr(
+            "server.listen",
+            server.listen.as_deref().unwrap_or("127.0.0.1:4730"),
+        )?,
+    };
     let job_servers = match driver.job_servers {
+        // With the built-in server on, workers use it unless told otherwise.
+        None if server_config.enabled => vec![ServerAddr::new(
+            server_config.listen.ip().to_string(),
+            server_config.listen.port(),
+        )],
         None => vec![ServerAddr::new("127.0.0.1", crate::gearman::DEFAULT_PORT)],
         Some(list) if list.is_empty() => {
             return Err("driver.job_servers is empty: give at least one HOST:PORT".into());
@@ -427,14 +440,6 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
             ));
         }
     }
-    let server = raw.server.unwrap_or_default();
-    let server_config = ServerConfig {
-        enabled: server.enabled.unwrap_or(false),
-        listen: socket_addr(
-            "server.listen",
-            server.listen.as_deref().unwrap_or("127.0.0.1:4730"),
-        )?,
-    };
 
     let raw_jobs = raw.jobs.unwrap_or_default();
     let mut jobs = Vec::with_capacity(raw_jobs.len());

@@ -37,466 +37,466 @@ const JOBS: &str = "[[jobs]]\nname = \"reverse\"\nworker = \"reverse\"\nmin_proc
                     [[jobs]]\nname = \"failing\"\nworker = \"fail\"\nmin_processes = 1\nmax_processes = 1\n\
                     [[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 0\nmax_processes = 3\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_and_show_report_exactly() {
-    let gearmand = require_gearmand!();
-    let (host, port) = host_with_console(&gearmand, JOBS, "");
-    host.wait_workers("reverse", 2, LIMIT);
-    host.wait_workers("failing", 1, LIMIT);
-    let mut console = Console::connect(port);
-    assert_eq!(
-        console.cmd("status"),
-        format!(
-            "failing  1   1  1  {NEVER}  {NEVER}  \r\n\
-             nap      0   3  0  {NEVER}  {NEVER}  \r\n\
-             reverse  2  10  2  {NEVER}  {NEVER}  \r\n.\r\n"
-        )
-    );
-
-    // A successful job and a failed one.
-    let client = Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap();
-    let ok = client.run(JobRequest::new("reverse", "abc")).await.unwrap();
-    assert_eq!(ok, JobOutcome::Complete(bytes::Bytes::from("cba")));
-    let failed = client
-        .run(JobRequest::new("failing", "disk on fire"))
-        .await
-        .unwrap();
-    assert_eq!(
-        failed,
-        JobOutcome::Exception(bytes::Bytes::from("fail: disk on fire"))
-    );
-    let lines = console.lines("status");
-    let cols = |line: &str| {
-        line.split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    let failing = cols(&lines[0]);
-    assert_eq!(&failing[..4], ["failing", "1", "1", "1"]);
-    assert_ne!(failing[4], NEVER, "lastrun recorded");
-    assert_eq!(failing[4], failing[5], "lasterror is the same moment");
-    assert_eq!(failing[6], "ERROR: fail: disk on fire");
-    let reverse = cols(&lines[2]);
-    assert_ne!(reverse[4], NEVER, "lastrun recorded");
-    assert_eq!(reverse[5], NEVER, "no error");
-    assert!(
-        lines[2].ends_with("  "),
-        "no error: the line ends in two spaces"
-    );
-
-    // show: the status line unpadded, then exactly the job's pids.
-    let pids = host.workers("reverse");
-    let shown = console.lines("show reverse");
-    assert!(shown[0].starts_with("reverse  2  10  2  "), "{shown:?}");
-    let mut shown_pids: Vec<u32> = shown[1..].iter().map(|p| p.parse().unwrap()).collect();
-    shown_pids.sort_unstable();
-    assert_eq!(shown_pids, pids);
-    assert_eq!(
-        console.cmd("show nosuch"),
-        "ERR invalid_job_name: nosuch\r\n.\r\n"
-    );
-    assert_eq!(console.cmd("show"), "ERR invalid_job_name: \r\n.\r\n");
-
-    // scoreboard: one line per process.
-    let board = console.lines("scoreboard");
-    assert_eq!(board.len(), 3, "{board:?}");
-    for line in &board {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            host.all_workers().contains(&fields[0].parse().unwrap()),
-            "{line}"
+both_servers! {
+    async fn status_and_show_report_exactly(gearmand) {
+        let (host, port) = host_with_console(&gearmand, JOBS, "");
+        host.wait_workers("reverse", 2, LIMIT);
+        host.wait_workers("failing", 1, LIMIT);
+        let mut console = Console::connect(port);
+        assert_eq!(
+            console.cmd("status"),
+            format!(
+                "failing  1   1  1  {NEVER}  {NEVER}  \r\n\
+                 nap      0   3  0  {NEVER}  {NEVER}  \r\n\
+                 reverse  2  10  2  {NEVER}  {NEVER}  \r\n.\r\n"
+            )
         );
-        assert!(["_", "B", "S", "T"].contains(&fields[2]), "{line}");
+
+        // A successful job and a failed one.
+        let client = Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap();
+        let ok = client.run(JobRequest::new("reverse", "abc")).await.unwrap();
+        assert_eq!(ok, JobOutcome::Complete(bytes::Bytes::from("cba")));
+        let failed = client
+            .run(JobRequest::new("failing", "disk on fire"))
+            .await
+            .unwrap();
+        assert_eq!(
+            failed,
+            JobOutcome::Exception(bytes::Bytes::from("fail: disk on fire"))
+        );
+        let lines = console.lines("status");
+        let cols = |line: &str| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let failing = cols(&lines[0]);
+        assert_eq!(&failing[..4], ["failing", "1", "1", "1"]);
+        assert_ne!(failing[4], NEVER, "lastrun recorded");
+        assert_eq!(failing[4], failing[5], "lasterror is the same moment");
+        assert_eq!(failing[6], "ERROR: fail: disk on fire");
+        let reverse = cols(&lines[2]);
+        assert_ne!(reverse[4], NEVER, "lastrun recorded");
+        assert_eq!(reverse[5], NEVER, "no error");
+        assert!(
+            lines[2].ends_with("  "),
+            "no error: the line ends in two spaces"
+        );
+
+        // show: the status line unpadded, then exactly the job's pids.
+        let pids = host.workers("reverse");
+        let shown = console.lines("show reverse");
+        assert!(shown[0].starts_with("reverse  2  10  2  "), "{shown:?}");
+        let mut shown_pids: Vec<u32> = shown[1..].iter().map(|p| p.parse().unwrap()).collect();
+        shown_pids.sort_unstable();
+        assert_eq!(shown_pids, pids);
+        assert_eq!(
+            console.cmd("show nosuch"),
+            "ERR invalid_job_name: nosuch\r\n.\r\n"
+        );
+        assert_eq!(console.cmd("show"), "ERR invalid_job_name: \r\n.\r\n");
+
+        // scoreboard: one line per process.
+        let board = console.lines("scoreboard");
+        assert_eq!(board.len(), 3, "{board:?}");
+        for line in &board {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert!(
+                host.all_workers().contains(&fields[0].parse().unwrap()),
+                "{line}"
+            );
+            assert!(["_", "B", "S", "T"].contains(&fields[2]), "{line}");
+        }
+        let reverse_done: u64 = board
+            .iter()
+            .filter(|l| l.split_whitespace().nth(1) == Some("reverse"))
+            .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(reverse_done, 1, "{board:?}");
     }
-    let reverse_done: u64 = board
-        .iter()
-        .filter(|l| l.split_whitespace().nth(1) == Some("reverse"))
-        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap())
-        .sum();
-    assert_eq!(reverse_done, 1, "{board:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_error_text_is_gearman_drivers() {
-    let gearmand = require_gearmand!();
-    let (host, port) = host_with_console(&gearmand, JOBS, "");
-    host.wait_workers("reverse", 2, LIMIT);
-    let mut c = Console::connect(port);
-    let cases: &[(&str, &str)] = &[
-        ("frobnicate now", "ERR unknown_command: frobnicate"),
-        ("", "ERR unknown_command: "),
-        ("STATUS", "ERR unknown_command: STATUS"),
-        ("set_min_processes nosuch 1", "ERR invalid_job_name: nosuch"),
-        (
-            "set_min_processes reverse -1",
-            "ERR invalid_value: min_processes must be >= 0",
-        ),
-        (
-            "set_min_processes reverse x",
-            "ERR invalid_value: min_processes must be >= 0",
-        ),
-        (
-            "set_min_processes reverse",
-            "ERR invalid_value: min_processes must be >= 0",
-        ),
-        (
-            "set_min_processes reverse 11",
-            "ERR invalid_value: min_processes must be smaller than max_processes",
-        ),
-        ("set_max_processes nosuch 1", "ERR invalid_job_name: nosuch"),
-        (
-            "set_max_processes reverse -1",
-            "ERR invalid_value: max_processes must be >= 0",
-        ),
-        (
-            "set_max_processes reverse 1",
-            "ERR invalid_value: max_processes must be greater than min_processes",
-        ),
-        ("set_processes nosuch 1 2", "ERR invalid_job_name: nosuch"),
-        (
-            "set_processes reverse -1 2",
-            "ERR invalid_value: min_processes must be >= 0",
-        ),
-        (
-            "set_processes reverse 1 x",
-            "ERR invalid_value: max_processes must be >= 0",
-        ),
-        (
-            "set_processes reverse 3 2",
-            "ERR invalid_value: max_processes must be greater than min_processes",
-        ),
-        (
-            "kill 1",
-            "ERR invalid_value: the given PID(s) do not belong to us",
-        ),
-        (
-            "kill",
-            "ERR invalid_value: the given PID(s) do not belong to us",
-        ),
-        (
-            "kill abc",
-            "ERR invalid_value: the given PID(s) do not belong to us",
-        ),
-        ("killall", "ERR invalid_value: no job_names given"),
-        ("killall reverse nosuch", "ERR invalid_job_name: nosuch"),
-    ];
-    for (line, expected) in cases {
-        assert_eq!(c.cmd(line), format!("{expected}\r\n.\r\n"), "for {line:?}");
-    }
-    // Nothing was changed by the refused commands (killall checks every name first).
-    assert!(c.cmd("status").contains("reverse  2  10  2"));
-    assert_eq!(host.workers("reverse").len(), 2);
-    // Equal limits are allowed.
-    assert_eq!(c.cmd("set_min_processes reverse 10"), "OK\r\n.\r\n");
-    assert_eq!(c.cmd("set_processes reverse 2 10"), "OK\r\n.\r\n");
-    assert_eq!(c.cmd("set_max_processes reverse 2"), "OK\r\n.\r\n");
-    // version and help.
-    assert_eq!(
-        c.cmd("version"),
-        format!("geardriver {}\r\n.\r\n", env!("CARGO_PKG_VERSION"))
-    );
-    let help = c.lines("help");
-    assert_eq!(help.len(), geardriver::console::command::COMMANDS.len());
-    for def in geardriver::console::command::COMMANDS {
-        assert!(
-            help.iter().any(|l| l.starts_with(def.usage)),
-            "{} in {help:?}",
-            def.usage
+both_servers! {
+    async fn every_error_text_is_gearman_drivers(gearmand) {
+        let (host, port) = host_with_console(&gearmand, JOBS, "");
+        host.wait_workers("reverse", 2, LIMIT);
+        let mut c = Console::connect(port);
+        let cases: &[(&str, &str)] = &[
+            ("frobnicate now", "ERR unknown_command: frobnicate"),
+            ("", "ERR unknown_command: "),
+            ("STATUS", "ERR unknown_command: STATUS"),
+            ("set_min_processes nosuch 1", "ERR invalid_job_name: nosuch"),
+            (
+                "set_min_processes reverse -1",
+                "ERR invalid_value: min_processes must be >= 0",
+            ),
+            (
+                "set_min_processes reverse x",
+                "ERR invalid_value: min_processes must be >= 0",
+            ),
+            (
+                "set_min_processes reverse",
+                "ERR invalid_value: min_processes must be >= 0",
+            ),
+            (
+                "set_min_processes reverse 11",
+                "ERR invalid_value: min_processes must be smaller than max_processes",
+            ),
+            ("set_max_processes nosuch 1", "ERR invalid_job_name: nosuch"),
+            (
+                "set_max_processes reverse -1",
+                "ERR invalid_value: max_processes must be >= 0",
+            ),
+            (
+                "set_max_processes reverse 1",
+                "ERR invalid_value: max_processes must be greater than min_processes",
+            ),
+            ("set_processes nosuch 1 2", "ERR invalid_job_name: nosuch"),
+            (
+                "set_processes reverse -1 2",
+                "ERR invalid_value: min_processes must be >= 0",
+            ),
+            (
+                "set_processes reverse 1 x",
+                "ERR invalid_value: max_processes must be >= 0",
+            ),
+            (
+                "set_processes reverse 3 2",
+                "ERR invalid_value: max_processes must be greater than min_processes",
+            ),
+            (
+                "kill 1",
+                "ERR invalid_value: the given PID(s) do not belong to us",
+            ),
+            (
+                "kill",
+                "ERR invalid_value: the given PID(s) do not belong to us",
+            ),
+            (
+                "kill abc",
+                "ERR invalid_value: the given PID(s) do not belong to us",
+            ),
+            ("killall", "ERR invalid_value: no job_names given"),
+            ("killall reverse nosuch", "ERR invalid_job_name: nosuch"),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(c.cmd(line), format!("{expected}\r\n.\r\n"), "for {line:?}");
+        }
+        // Nothing was changed by the refused commands (killall checks every name first).
+        assert!(c.cmd("status").contains("reverse  2  10  2"));
+        assert_eq!(host.workers("reverse").len(), 2);
+        // Equal limits are allowed.
+        assert_eq!(c.cmd("set_min_processes reverse 10"), "OK\r\n.\r\n");
+        assert_eq!(c.cmd("set_processes reverse 2 10"), "OK\r\n.\r\n");
+        assert_eq!(c.cmd("set_max_processes reverse 2"), "OK\r\n.\r\n");
+        // version and help.
+        assert_eq!(
+            c.cmd("version"),
+            format!("geardriver {}\r\n.\r\n", env!("CARGO_PKG_VERSION"))
         );
+        let help = c.lines("help");
+        assert_eq!(help.len(), geardriver::console::command::COMMANDS.len());
+        for def in geardriver::console::command::COMMANDS {
+            assert!(
+                help.iter().any(|l| l.starts_with(def.usage)),
+                "{} in {help:?}",
+                def.usage
+            );
+        }
+        // quit closes without a dot.
+        c.send_raw(b"quit\r\n");
+        assert_eq!(c.read_to_close(), "");
     }
-    // quit closes without a dot.
-    c.send_raw(b"quit\r\n");
-    assert_eq!(c.read_to_close(), "");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_change_the_processes() {
-    let gearmand = require_gearmand!();
-    let (host, port) = host_with_console(&gearmand, JOBS, "");
-    let before = host.wait_workers("reverse", 2, LIMIT);
-    let mut c = Console::connect(port);
+both_servers! {
+    async fn commands_change_the_processes(gearmand) {
+        let (host, port) = host_with_console(&gearmand, JOBS, "");
+        let before = host.wait_workers("reverse", 2, LIMIT);
+        let mut c = Console::connect(port);
 
-    // set_min_processes raises the pool.
-    assert_eq!(c.cmd("set_min_processes reverse 4"), "OK\r\n.\r\n");
-    let four = host.wait_workers("reverse", 4, LIMIT);
-    assert!(before.iter().all(|p| four.contains(p)));
+        // set_min_processes raises the pool.
+        assert_eq!(c.cmd("set_min_processes reverse 4"), "OK\r\n.\r\n");
+        let four = host.wait_workers("reverse", 4, LIMIT);
+        assert!(before.iter().all(|p| four.contains(p)));
 
-    // kill: replaced.
-    let victim = four[0];
-    assert_eq!(
-        c.cmd(&format!("kill {victim} 1")),
-        "OK\r\n.\r\n",
-        "foreign pids are ignored"
-    );
-    assert!(poll_until(LIMIT, || !alive(victim)));
-    let after = host.wait_workers("reverse", 4, LIMIT);
-    assert!(!after.contains(&victim));
-    host.wait_log(&format!("({victim}) [reverse] Process killed"), LIMIT);
+        // kill: replaced.
+        let victim = four[0];
+        assert_eq!(
+            c.cmd(&format!("kill {victim} 1")),
+            "OK\r\n.\r\n",
+            "foreign pids are ignored"
+        );
+        assert!(poll_until(LIMIT, || !alive(victim)));
+        let after = host.wait_workers("reverse", 4, LIMIT);
+        assert!(!after.contains(&victim));
+        host.wait_log(&format!("({victim}) [reverse] Process killed"), LIMIT);
 
-    // set_max_processes below the current count: the surplus stops, idle ones first.
-    let client =
-        std::sync::Arc::new(Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap());
-    assert_eq!(c.cmd("set_processes nap 1 3"), "OK\r\n.\r\n");
-    let nap = host.wait_workers("nap", 1, LIMIT);
-    let long = client.submit(JobRequest::new("nap", "3000")).await.unwrap();
-    assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
-    assert_eq!(c.cmd("set_min_processes nap 3"), "OK\r\n.\r\n");
-    host.wait_workers("nap", 3, LIMIT);
-    assert_eq!(c.cmd("set_processes nap 0 1"), "OK\r\n.\r\n");
-    let left = host.wait_workers("nap", 1, LIMIT);
-    assert_eq!(left, nap, "the busy process is the one kept");
-    let outcome = tokio::time::timeout(LIMIT, long.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        outcome,
-        JobOutcome::Complete(bytes::Bytes::from("slept 3000"))
-    );
-    // Below the busy ones too: they stop after their job.
-    let long = client.submit(JobRequest::new("nap", "1500")).await.unwrap();
-    assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
-    assert_eq!(c.cmd("set_processes nap 0 0"), "OK\r\n.\r\n");
-    let outcome = tokio::time::timeout(LIMIT, long.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        outcome,
-        JobOutcome::Complete(bytes::Bytes::from("slept 1500"))
-    );
-    host.wait_workers("nap", 0, LIMIT);
+        // set_max_processes below the current count: the surplus stops, idle ones first.
+        let client =
+            std::sync::Arc::new(Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap());
+        assert_eq!(c.cmd("set_processes nap 1 3"), "OK\r\n.\r\n");
+        let nap = host.wait_workers("nap", 1, LIMIT);
+        let long = client.submit(JobRequest::new("nap", "3000")).await.unwrap();
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
+        assert_eq!(c.cmd("set_min_processes nap 3"), "OK\r\n.\r\n");
+        host.wait_workers("nap", 3, LIMIT);
+        assert_eq!(c.cmd("set_processes nap 0 1"), "OK\r\n.\r\n");
+        let left = host.wait_workers("nap", 1, LIMIT);
+        assert_eq!(left, nap, "the busy process is the one kept");
+        let outcome = tokio::time::timeout(LIMIT, long.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            JobOutcome::Complete(bytes::Bytes::from("slept 3000"))
+        );
+        // Below the busy ones too: they stop after their job.
+        let long = client.submit(JobRequest::new("nap", "1500")).await.unwrap();
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
+        assert_eq!(c.cmd("set_processes nap 0 0"), "OK\r\n.\r\n");
+        let outcome = tokio::time::timeout(LIMIT, long.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            JobOutcome::Complete(bytes::Bytes::from("slept 1500"))
+        );
+        host.wait_workers("nap", 0, LIMIT);
 
-    // killall JOB and killall *: every process replaced.
-    let old = host.workers("reverse");
-    assert_eq!(c.cmd("killall reverse"), "OK\r\n.\r\n");
-    assert!(poll_until(LIMIT, || old.iter().all(|p| !alive(*p))));
-    host.wait_workers("reverse", 4, LIMIT);
-    let old = host.all_workers();
-    assert_eq!(c.cmd("killall *"), "OK\r\n.\r\n");
-    assert!(poll_until(LIMIT, || old.iter().all(|p| !alive(*p))));
-    host.wait_workers("reverse", 4, LIMIT);
-    host.wait_workers("failing", 1, LIMIT);
+        // killall JOB and killall *: every process replaced.
+        let old = host.workers("reverse");
+        assert_eq!(c.cmd("killall reverse"), "OK\r\n.\r\n");
+        assert!(poll_until(LIMIT, || old.iter().all(|p| !alive(*p))));
+        host.wait_workers("reverse", 4, LIMIT);
+        let old = host.all_workers();
+        assert_eq!(c.cmd("killall *"), "OK\r\n.\r\n");
+        assert!(poll_until(LIMIT, || old.iter().all(|p| !alive(*p))));
+        host.wait_workers("reverse", 4, LIMIT);
+        host.wait_workers("failing", 1, LIMIT);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_jobs_are_marked_and_reset() {
-    let gearmand = require_gearmand!();
-    let jobs = "[[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"exit 9\"]\n";
-    let (host, port) = host_with_console(&gearmand, jobs, "");
-    host.wait_log("giving up on this job", Duration::from_secs(20));
-    let mut c = Console::connect(port);
-    let status = c.cmd("status");
-    assert!(
-        status.contains("crashy  1  1  0  ")
-            && status.contains("FAILED: 5 processes in a row died"),
-        "{status}"
-    );
-    assert!(status.contains("exited with status 9"), "{status}");
-    for reset in ["set_processes crashy 1 1", "killall crashy", "reload"] {
-        let starts = host.log().matches("[crashy] Process started").count();
-        assert_eq!(c.cmd(reset), "OK\r\n.\r\n", "{reset}");
-        assert!(
-            !c.cmd("status").contains("FAILED"),
-            "{reset} clears the mark"
-        );
-        assert!(
-            poll_until(LIMIT, || host
-                .log()
-                .matches("[crashy] Process started")
-                .count()
-                > starts),
-            "{reset} restarts the job"
-        );
+both_servers! {
+    async fn failed_jobs_are_marked_and_reset(gearmand) {
+        let jobs = "[[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"exit 9\"]\n";
+        let (host, port) = host_with_console(&gearmand, jobs, "");
         host.wait_log("giving up on this job", Duration::from_secs(20));
-        assert!(poll_until(LIMIT, || c.cmd("status").contains("FAILED")));
-    }
-    // An invalid config is refused by reload, and the old one stays.
-    std::fs::write(
-        &host.config,
-        "[[jobs]]\nname = \"x\"\nworker = \"nosuch\"\n",
-    )
-    .unwrap();
-    let reply = c.cmd("reload");
-    assert!(reply.starts_with("ERR invalid_config: "), "{reply}");
-    assert!(
-        reply.contains("worker = \\\"nosuch\\\"") || reply.contains("worker = \"nosuch\""),
-        "{reply}"
-    );
-    assert!(reply.ends_with("\r\n.\r\n"));
-    assert!(c.cmd("status").contains("crashy"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_an_err_and_the_console_keeps_serving() {
-    let gearmand = require_gearmand!();
-    let (host, port) = host_with_console(&gearmand, JOBS, "max_connections = 30\nidle_timeout = 2");
-    host.wait_workers("reverse", 2, LIMIT);
-    let mut c = Console::connect(port);
-    // A line over 4 KiB.
-    let mut long = vec![b'x'; 5000];
-    long.extend_from_slice(b"\r\n");
-    c.send_raw(&long);
-    assert_eq!(
-        c.read_reply(),
-        "ERR line_too_long: lines are limited to 4096 bytes\r\n.\r\n"
-    );
-    // Telnet negotiation around a command.
-    c.send_raw(b"\xff\xfd\x03\xff\xfb\x18status\r\n");
-    assert!(c.read_reply().starts_with("failing  1"));
-    // Bytes that are not UTF-8.
-    c.send_raw(b"st\xc3\x28tus\r\n");
-    assert_eq!(
-        c.read_reply(),
-        "ERR invalid_input: the line is not UTF-8 text\r\n.\r\n"
-    );
-    // LF alone ends a line too.
-    c.send_raw(b"version\n");
-    assert!(c.read_reply().starts_with("geardriver "));
-
-    // Many clients at once.
-    let handles: Vec<_> = (0..20)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = Console::connect(port);
-                (0..5).all(|_| c.cmd("status").starts_with("failing"))
-            })
-        })
-        .collect();
-    for h in handles {
-        assert!(h.join().unwrap());
-    }
-
-    // A client that says nothing is disconnected after idle_timeout; others are unaffected.
-    let mut silent = Console::connect(port);
-    let started = std::time::Instant::now();
-    assert_eq!(
-        silent.read_to_close(),
-        "ERR timeout: no command for 2 s; closing\r\n.\r\n"
-    );
-    assert!(started.elapsed() >= Duration::from_secs(2));
-    // (`c` has been quiet for as long, so it was closed too.)
-    assert_eq!(
-        c.read_to_close(),
-        "ERR timeout: no command for 2 s; closing\r\n.\r\n"
-    );
-    let mut fresh = Console::connect(port);
-    assert!(fresh.cmd("status").starts_with("failing"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_many_clients_are_turned_away() {
-    let gearmand = require_gearmand!();
-    let (host, port) = host_with_console(&gearmand, JOBS, "max_connections = 2");
-    host.wait_workers("reverse", 2, LIMIT);
-    let mut first = Console::connect(port);
-    let mut second = Console::connect(port);
-    assert!(first.cmd("version").starts_with("geardriver"));
-    assert!(second.cmd("version").starts_with("geardriver"));
-    let mut third = Console::connect(port);
-    assert_eq!(
-        third.read_to_close(),
-        "ERR too_many_connections: at most 2 at once\r\n.\r\n"
-    );
-    drop(first);
-    assert!(poll_until(LIMIT, || {
-        let mut again = Console::connect(port);
-        again.send_raw(b"version\r\n");
-        again.read_reply().starts_with("geardriver")
-    }));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn off_loopback_every_command_needs_auth_first() {
-    let gearmand = require_gearmand!();
-    let port = free_port();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        &format!("[console]\nlisten = \"0.0.0.0:{port}\"\nsecret = \"s3cret\"\n{JOBS}"),
-    );
-    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
-        "127.0.0.1",
-        port
-    ))
-    .is_ok()));
-    let mut c = Console::connect(port);
-    assert_eq!(
-        c.cmd("status"),
-        "ERR auth_required: send \"auth SECRET\" first\r\n.\r\n"
-    );
-    assert_eq!(
-        c.cmd("shutdown"),
-        "ERR auth_required: send \"auth SECRET\" first\r\n.\r\n"
-    );
-    assert_eq!(
-        c.cmd("auth wrong"),
-        "ERR auth_failed: wrong secret\r\n.\r\n"
-    );
-    assert_eq!(
-        c.cmd("status"),
-        "ERR auth_required: send \"auth SECRET\" first\r\n.\r\n"
-    );
-    assert_eq!(c.cmd("auth s3cret"), "OK\r\n.\r\n");
-    assert!(c.cmd("status").starts_with("failing"));
-    // ctl sends the secret from the config by itself.
-    let out = common::geardriver()
-        .args(["ctl", "--config"])
-        .arg(&host.config)
-        .args(["--console", &format!("127.0.0.1:{port}"), "show", "reverse"])
-        .output()
+        let mut c = Console::connect(port);
+        let status = c.cmd("status");
+        assert!(
+            status.contains("crashy  1  1  0  ")
+                && status.contains("FAILED: 5 processes in a row died"),
+            "{status}"
+        );
+        assert!(status.contains("exited with status 9"), "{status}");
+        for reset in ["set_processes crashy 1 1", "killall crashy", "reload"] {
+            let starts = host.log().matches("[crashy] Process started").count();
+            assert_eq!(c.cmd(reset), "OK\r\n.\r\n", "{reset}");
+            assert!(
+                !c.cmd("status").contains("FAILED"),
+                "{reset} clears the mark"
+            );
+            assert!(
+                poll_until(LIMIT, || host
+                    .log()
+                    .matches("[crashy] Process started")
+                    .count()
+                    > starts),
+                "{reset} restarts the job"
+            );
+            host.wait_log("giving up on this job", Duration::from_secs(20));
+            assert!(poll_until(LIMIT, || c.cmd("status").contains("FAILED")));
+        }
+        // An invalid config is refused by reload, and the old one stays.
+        std::fs::write(
+            &host.config,
+            "[[jobs]]\nname = \"x\"\nworker = \"nosuch\"\n",
+        )
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("reverse  2  10  "));
-    drop(host);
+        let reply = c.cmd("reload");
+        assert!(reply.starts_with("ERR invalid_config: "), "{reply}");
+        assert!(
+            reply.contains("worker = \\\"nosuch\\\"") || reply.contains("worker = \"nosuch\""),
+            "{reply}"
+        );
+        assert!(reply.ends_with("\r\n.\r\n"));
+        assert!(c.cmd("status").contains("crashy"));
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctl_prints_replies_and_shutdown_stops_the_host() {
-    let gearmand = require_gearmand!();
-    let (mut host, port) = host_with_console(&gearmand, JOBS, "");
-    let workers = host.wait_workers("reverse", 2, LIMIT);
-    let ctl = |args: &[&str]| {
-        common::geardriver()
+both_servers! {
+    async fn bad_input_gets_an_err_and_the_console_keeps_serving(gearmand) {
+        let (host, port) = host_with_console(&gearmand, JOBS, "max_connections = 30\nidle_timeout = 2");
+        host.wait_workers("reverse", 2, LIMIT);
+        let mut c = Console::connect(port);
+        // A line over 4 KiB.
+        let mut long = vec![b'x'; 5000];
+        long.extend_from_slice(b"\r\n");
+        c.send_raw(&long);
+        assert_eq!(
+            c.read_reply(),
+            "ERR line_too_long: lines are limited to 4096 bytes\r\n.\r\n"
+        );
+        // Telnet negotiation around a command.
+        c.send_raw(b"\xff\xfd\x03\xff\xfb\x18status\r\n");
+        assert!(c.read_reply().starts_with("failing  1"));
+        // Bytes that are not UTF-8.
+        c.send_raw(b"st\xc3\x28tus\r\n");
+        assert_eq!(
+            c.read_reply(),
+            "ERR invalid_input: the line is not UTF-8 text\r\n.\r\n"
+        );
+        // LF alone ends a line too.
+        c.send_raw(b"version\n");
+        assert!(c.read_reply().starts_with("geardriver "));
+
+        // Many clients at once.
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut c = Console::connect(port);
+                    (0..5).all(|_| c.cmd("status").starts_with("failing"))
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap());
+        }
+
+        // A client that says nothing is disconnected after idle_timeout; others are unaffected.
+        let mut silent = Console::connect(port);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            silent.read_to_close(),
+            "ERR timeout: no command for 2 s; closing\r\n.\r\n"
+        );
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        // (`c` has been quiet for as long, so it was closed too.)
+        assert_eq!(
+            c.read_to_close(),
+            "ERR timeout: no command for 2 s; closing\r\n.\r\n"
+        );
+        let mut fresh = Console::connect(port);
+        assert!(fresh.cmd("status").starts_with("failing"));
+    }
+}
+
+both_servers! {
+    async fn too_many_clients_are_turned_away(gearmand) {
+        let (host, port) = host_with_console(&gearmand, JOBS, "max_connections = 2");
+        host.wait_workers("reverse", 2, LIMIT);
+        let mut first = Console::connect(port);
+        let mut second = Console::connect(port);
+        assert!(first.cmd("version").starts_with("geardriver"));
+        assert!(second.cmd("version").starts_with("geardriver"));
+        let mut third = Console::connect(port);
+        assert_eq!(
+            third.read_to_close(),
+            "ERR too_many_connections: at most 2 at once\r\n.\r\n"
+        );
+        drop(first);
+        assert!(poll_until(LIMIT, || {
+            let mut again = Console::connect(port);
+            again.send_raw(b"version\r\n");
+            again.read_reply().starts_with("geardriver")
+        }));
+    }
+}
+
+both_servers! {
+    async fn off_loopback_every_command_needs_auth_first(gearmand) {
+        let port = free_port();
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            &format!("[console]\nlisten = \"0.0.0.0:{port}\"\nsecret = \"s3cret\"\n{JOBS}"),
+        );
+        assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()));
+        let mut c = Console::connect(port);
+        assert_eq!(
+            c.cmd("status"),
+            "ERR auth_required: send \"auth SECRET\" first\r\n.\r\n"
+        );
+        assert_eq!(
+            c.cmd("shutdown"),
+            "ERR auth_required: send \"auth SECRET\" first\r\n.\r\n"
+        );
+        assert_eq!(
+            c.cmd("auth wrong"),
+            "ERR auth_failed: wrong secret\r\n.\r\n"
+        );
+        assert_eq!(
+            c.cmd("status"),
+            "ERR auth_required: send \"auth SECRET\" first\r\n.\r\n"
+        );
+        assert_eq!(c.cmd("auth s3cret"), "OK\r\n.\r\n");
+        assert!(c.cmd("status").starts_with("failing"));
+        // ctl sends the secret from the config by itself.
+        let out = common::geardriver()
             .args(["ctl", "--config"])
             .arg(&host.config)
-            .args(args)
+            .args(["--console", &format!("127.0.0.1:{port}"), "show", "reverse"])
             .output()
-            .unwrap()
-    };
-    let out = ctl(&["status"]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 3, "{stdout}");
-    assert!(!stdout.contains("\r"), "ctl prints plain lines");
-    let out = ctl(&["set_max_processes", "reverse", "1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        "ERR invalid_value: max_processes must be greater than min_processes"
-    );
-    let out = common::geardriver()
-        .args([
-            "ctl",
-            "--console",
-            &format!("127.0.0.1:{}", free_port()),
-            "status",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to the console"));
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("reverse  2  10  "));
+        drop(host);
+    }
+}
 
-    let out = ctl(&["shutdown"]);
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
-    let status = host.wait_exit(LIMIT);
-    assert!(status.success(), "{status:?}");
-    assert!(workers.iter().all(|p| !alive(*p)));
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "console closed"
-    );
+both_servers! {
+    async fn ctl_prints_replies_and_shutdown_stops_the_host(gearmand) {
+        let (mut host, port) = host_with_console(&gearmand, JOBS, "");
+        let workers = host.wait_workers("reverse", 2, LIMIT);
+        let ctl = |args: &[&str]| {
+            common::geardriver()
+                .args(["ctl", "--config"])
+                .arg(&host.config)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = ctl(&["status"]);
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.lines().count(), 3, "{stdout}");
+        assert!(!stdout.contains("\r"), "ctl prints plain lines");
+        let out = ctl(&["set_max_processes", "reverse", "1"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            "ERR invalid_value: max_processes must be greater than min_processes"
+        );
+        let out = common::geardriver()
+            .args([
+                "ctl",
+                "--console",
+                &format!("127.0.0.1:{}", free_port()),
+                "status",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to the console"));
+
+        let out = ctl(&["shutdown"]);
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+        let status = host.wait_exit(LIMIT);
+        assert!(status.success(), "{status:?}");
+        assert!(workers.iter().all(|p| !alive(*p)));
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "console closed"
+        );
+    }
 }

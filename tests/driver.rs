@@ -37,417 +37,417 @@ fn sigkill(pid: u32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn min_processes_are_started_and_a_killed_one_is_replaced() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"rev\"\nworker = \"reverse\"\nmin_processes = 2\nmax_processes = 4\n",
-    );
-    let pids = host.wait_workers("rev", 2, LIMIT);
-    for pid in &pids {
-        host.wait_log(&format!("({pid}) [rev] Process started"), LIMIT);
-    }
-    // They serve.
-    expect_result(gearmand.addr(), "rev", "abc", "cba").await;
+both_servers! {
+    async fn min_processes_are_started_and_a_killed_one_is_replaced(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"rev\"\nworker = \"reverse\"\nmin_processes = 2\nmax_processes = 4\n",
+        );
+        let pids = host.wait_workers("rev", 2, LIMIT);
+        for pid in &pids {
+            host.wait_log(&format!("({pid}) [rev] Process started"), LIMIT);
+        }
+        // They serve.
+        expect_result(gearmand.addr(), "rev", "abc", "cba").await;
 
-    let killed = pids[0];
-    let at = Instant::now();
-    sigkill(killed);
-    let mut now = Vec::new();
-    assert!(
-        poll_until(LIMIT, || {
-            now = host.workers("rev");
-            now.len() == 2 && !now.contains(&killed)
-        }),
-        "replaced: {now:?}\n{}",
-        host.log()
-    );
-    assert!(
-        at.elapsed() < Duration::from_secs(3),
-        "replaced within a second or so: {:?}",
-        at.elapsed()
-    );
-    host.wait_log(
-        &format!("({killed}) [rev] Exited with status 137 (killed by SIGKILL)"),
-        LIMIT,
-    );
-    assert!(zombies_of(host.pid()).is_empty(), "every child is reaped");
-    expect_result(gearmand.addr(), "rev", "xyz", "zyx").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_output_and_program_environment_are_logged() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"prog\"\nprogram = [\"sh\", \"-c\", \"echo out:$GEARDRIVER_JOB:$GEARDRIVER_JOB_SERVERS:$EXTRA; echo err-line >&2; exec sleep 60\"]\nenv = { EXTRA = \"x1\" }\n",
-    );
-    let pid = host.wait_workers("prog", 1, LIMIT)[0];
-    host.wait_log(
-        &format!("({pid}) [prog] STDOUT: out:prog:{}:x1", gearmand.addr()),
-        LIMIT,
-    );
-    host.wait_log(&format!("({pid}) [prog] STDERR: err-line"), LIMIT);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_looping_job_backs_off_and_is_marked_failed() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"echo starting; exit 7\"]\n\
-         [[jobs]]\nname = \"fine\"\nworker = \"echo\"\n",
-    );
-    // 0.5 + 1 + 2 + 4 s of backoff between five quick deaths.
-    host.wait_log("giving up on this job", Duration::from_secs(20));
-    let log = host.log();
-    let starts = log.matches("[crashy] Process started").count();
-    assert_eq!(starts, 5, "{log}");
-    assert!(
-        log.contains(
-            "5 processes in a row died within 5s of starting; the last one exited with status 7"
-        ),
-        "{log}"
-    );
-    // No more restarts, and no CPU burnt meanwhile.
-    let ticks = cpu_ticks(host.pid());
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(host.log().matches("[crashy] Process started").count(), 5);
-    let used = cpu_ticks(host.pid()) - ticks;
-    assert!(
-        used < 20,
-        "host used {used} ticks in 2 s while a job was failed"
-    );
-    // The other job is unaffected.
-    host.wait_workers("fine", 1, LIMIT);
-    expect_result(gearmand.addr(), "fine", "still here", "still here").await;
-    // A reload resets the failed job: it is tried again.
-    host.signal(Signal::SIGHUP);
-    host.wait_log("config reloaded", LIMIT);
-    assert!(
-        poll_until(LIMIT, || host
-            .log()
-            .matches("[crashy] Process started")
-            .count()
-            > 5),
-        "restarted after the reload\n{}",
-        host.log()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_in_a_group_share_processes() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"a\"\nworker = \"reverse\"\ngroup = \"g\"\nmin_processes = 2\n\
-         [[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"g\"\n",
-    );
-    let pids = host.wait_workers("g", 2, LIMIT);
-    assert_eq!(
-        host.all_workers(),
-        pids,
-        "one pool, two processes, for two jobs"
-    );
-    expect_result(gearmand.addr(), "a", "ab", "ba").await;
-    expect_result(gearmand.addr(), "b", "ab", "ab").await;
-    // Each process registered both functions.
-    let mut admin = geardriver::gearman::AdminClient::connect(&gearmand.addr(), LIMIT)
-        .await
-        .unwrap();
-    let geardriver::gearman::AdminReply::Workers(rows) = admin
-        .execute(&geardriver::gearman::AdminCommand::Workers)
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let ours: Vec<_> = rows
-        .iter()
-        .filter(|r| r.client_id.as_deref().is_some_and(|id| id.contains(":g:")))
-        .collect();
-    assert_eq!(ours.len(), 2, "{rows:?}");
-    for row in ours {
-        let mut functions = row.functions.clone();
-        functions.sort();
-        assert_eq!(functions, ["a", "b"]);
+        let killed = pids[0];
+        let at = Instant::now();
+        sigkill(killed);
+        let mut now = Vec::new();
+        assert!(
+            poll_until(LIMIT, || {
+                now = host.workers("rev");
+                now.len() == 2 && !now.contains(&killed)
+            }),
+            "replaced: {now:?}\n{}",
+            host.log()
+        );
+        assert!(
+            at.elapsed() < Duration::from_secs(3),
+            "replaced within a second or so: {:?}",
+            at.elapsed()
+        );
+        host.wait_log(
+            &format!("({killed}) [rev] Exited with status 137 (killed by SIGKILL)"),
+            LIMIT,
+        );
+        assert!(zombies_of(host.pid()).is_empty(), "every child is reaped");
+        expect_result(gearmand.addr(), "rev", "xyz", "zyx").await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scaling_down_never_stops_a_busy_process() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 1",
-        "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = 3\nmax_idle_time = 1\n",
-    );
-    let first = host.wait_workers("nap", 1, LIMIT)[0];
-    let client = std::sync::Arc::new(client(gearmand.addr()));
-    // The only process takes the long job; the short ones wait and make the pool grow.
-    let long = client.submit(JobRequest::new("nap", "5000")).await.unwrap();
-    assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
-    let short: Vec<_> = (0..2)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.run(JobRequest::new("nap", "100")).await })
-        })
-        .collect();
-    host.wait_workers("nap", 3, LIMIT);
-    for job in short {
-        let outcome = tokio::time::timeout(LIMIT, job)
+both_servers! {
+    async fn worker_output_and_program_environment_are_logged(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"prog\"\nprogram = [\"sh\", \"-c\", \"echo out:$GEARDRIVER_JOB:$GEARDRIVER_JOB_SERVERS:$EXTRA; echo err-line >&2; exec sleep 60\"]\nenv = { EXTRA = \"x1\" }\n",
+        );
+        let pid = host.wait_workers("prog", 1, LIMIT)[0];
+        host.wait_log(
+            &format!("({pid}) [prog] STDOUT: out:prog:{}:x1", gearmand.addr()),
+            LIMIT,
+        );
+        host.wait_log(&format!("({pid}) [prog] STDERR: err-line"), LIMIT);
+    }
+}
+
+both_servers! {
+    async fn a_crash_looping_job_backs_off_and_is_marked_failed(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"echo starting; exit 7\"]\n\
+             [[jobs]]\nname = \"fine\"\nworker = \"echo\"\n",
+        );
+        // 0.5 + 1 + 2 + 4 s of backoff between five quick deaths.
+        host.wait_log("giving up on this job", Duration::from_secs(20));
+        let log = host.log();
+        let starts = log.matches("[crashy] Process started").count();
+        assert_eq!(starts, 5, "{log}");
+        assert!(
+            log.contains(
+                "5 processes in a row died within 5s of starting; the last one exited with status 7"
+            ),
+            "{log}"
+        );
+        // No more restarts, and no CPU burnt meanwhile.
+        let ticks = cpu_ticks(host.pid());
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(host.log().matches("[crashy] Process started").count(), 5);
+        let used = cpu_ticks(host.pid()) - ticks;
+        assert!(
+            used < 20,
+            "host used {used} ticks in 2 s while a job was failed"
+        );
+        // The other job is unaffected.
+        host.wait_workers("fine", 1, LIMIT);
+        expect_result(gearmand.addr(), "fine", "still here", "still here").await;
+        // A reload resets the failed job: it is tried again.
+        host.signal(Signal::SIGHUP);
+        host.wait_log("config reloaded", LIMIT);
+        assert!(
+            poll_until(LIMIT, || host
+                .log()
+                .matches("[crashy] Process started")
+                .count()
+                > 5),
+            "restarted after the reload\n{}",
+            host.log()
+        );
+    }
+}
+
+both_servers! {
+    async fn jobs_in_a_group_share_processes(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"a\"\nworker = \"reverse\"\ngroup = \"g\"\nmin_processes = 2\n\
+             [[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"g\"\n",
+        );
+        let pids = host.wait_workers("g", 2, LIMIT);
+        assert_eq!(
+            host.all_workers(),
+            pids,
+            "one pool, two processes, for two jobs"
+        );
+        expect_result(gearmand.addr(), "a", "ab", "ba").await;
+        expect_result(gearmand.addr(), "b", "ab", "ab").await;
+        // Each process registered both functions.
+        let mut admin = geardriver::gearman::AdminClient::connect(&gearmand.addr(), LIMIT)
+            .await
+            .unwrap();
+        let geardriver::gearman::AdminReply::Workers(rows) = admin
+            .execute(&geardriver::gearman::AdminCommand::Workers)
             .await
             .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 100")));
-    }
-    // The two idle ones go after max_idle_time; the busy one stays and finishes.
-    let left = host.wait_workers("nap", 1, Duration::from_secs(10));
-    assert_eq!(left, vec![first], "the busy process was kept");
-    let outcome = tokio::time::timeout(LIMIT, long.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 5000")));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_scales_up_to_max_and_idleness_back_down_to_min() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 1",
-        "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = 4\nmax_idle_time = 2\n",
-    );
-    host.wait_workers("nap", 1, LIMIT);
-    let client = std::sync::Arc::new(client(gearmand.addr()));
-    let started = Instant::now();
-    let jobs: Vec<_> = (0..12)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.run(JobRequest::new("nap", "600")).await })
-        })
-        .collect();
-    let mut seen = 0;
-    assert!(
-        poll_until(LIMIT, || {
-            seen = seen.max(host.workers("nap").len());
-            seen == 4
-        }),
-        "scaled to max\n{}",
-        host.log()
-    );
-    let reaction = started.elapsed();
-    assert!(
-        reaction < Duration::from_secs(4),
-        "backlog to max took {reaction:?}"
-    );
-    for job in jobs {
-        let outcome = tokio::time::timeout(LIMIT, job)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 600")));
-    }
-    assert!(host.workers("nap").len() <= 4, "never above max");
-    // Idle for max_idle_time with nothing waiting: back to min.
-    host.wait_workers("nap", 1, Duration::from_secs(10));
-    assert!(
-        host.log().contains("Exited with status 0"),
-        "stopped gracefully\n{}",
-        host.log()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_finishes_the_jobs_in_hand_and_leaves_no_process() {
-    let gearmand = require_gearmand!();
-    let mut host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 3\nmax_processes = 3\n",
-    );
-    let workers = host.wait_workers("nap", 3, LIMIT);
-    let client = std::sync::Arc::new(client(gearmand.addr()));
-    let jobs: Vec<_> = (0..3)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.run(JobRequest::new("nap", "1500")).await })
-        })
-        .collect();
-    assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 3).await);
-    host.signal(Signal::SIGTERM);
-    for job in jobs {
-        let outcome = tokio::time::timeout(LIMIT, job)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 1500")));
-    }
-    let status = host.wait_exit(LIMIT);
-    assert!(status.success(), "{status:?}\n{}", host.log());
-    for pid in workers {
-        assert!(!alive(pid), "worker {pid} outlived the host");
-    }
-    assert!(
-        !host
-            .dir
-            .path()
-            .read_dir()
-            .unwrap()
-            .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".stats") }),
-        "the stats file is removed at stop"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkilled_host_leaves_no_worker_behind() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 2\nmax_processes = 2\n\
-         [[jobs]]\nname = \"prog\"\nprogram = [\"sleep\", \"60\"]\n",
-    );
-    let mut workers = host.wait_workers("nap", 2, LIMIT);
-    workers.extend(host.wait_workers("prog", 1, LIMIT));
-    // One worker holds a job when the host dies: it finishes it, then exits.
-    let client = client(gearmand.addr());
-    let job = client.submit(JobRequest::new("nap", "1000")).await.unwrap();
-    assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
-    sigkill(host.pid());
-    let outcome = tokio::time::timeout(LIMIT, job.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 1000")));
-    assert!(
-        poll_until(Duration::from_secs(5), || workers
+        else {
+            panic!()
+        };
+        let ours: Vec<_> = rows
             .iter()
-            .all(|&pid| !alive(pid))),
-        "workers outlived a SIGKILLed host: {:?}",
-        workers.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_adds_and_removes_jobs_without_touching_the_others() {
-    let gearmand = require_gearmand!();
-    let servers = [gearmand.addr().to_string()];
-    let jobs = |names: &[(&str, &str, u32)]| -> String {
-        names
-            .iter()
-            .map(|(name, worker, min)| format!("[[jobs]]\nname = \"{name}\"\nworker = \"{worker}\"\nmin_processes = {min}\nmax_processes = 4\n"))
-            .collect()
-    };
-    let host = Host::start(
-        &servers,
-        "interval = 0",
-        &jobs(&[("keep", "echo", 2), ("drop", "reverse", 1)]),
-    );
-    let kept = host.wait_workers("keep", 2, LIMIT);
-    let dropped = host.wait_workers("drop", 1, LIMIT);
-
-    host.rewrite_config(
-        &servers,
-        "interval = 0",
-        &jobs(&[("keep", "echo", 2), ("added", "reverse", 1)]),
-    );
-    host.signal(Signal::SIGHUP);
-    host.wait_log("config reloaded", LIMIT);
-    host.wait_workers("added", 1, LIMIT);
-    host.wait_workers("drop", 0, LIMIT);
-    assert!(!alive(dropped[0]));
-    assert_eq!(
-        host.workers("keep"),
-        kept,
-        "an unchanged job keeps its processes"
-    );
-
-    // A changed limit applies in place.
-    host.rewrite_config(
-        &servers,
-        "interval = 0",
-        &jobs(&[("keep", "echo", 3), ("added", "reverse", 1)]),
-    );
-    host.signal(Signal::SIGHUP);
-    let now = host.wait_workers("keep", 3, LIMIT);
-    assert!(
-        kept.iter().all(|pid| now.contains(pid)),
-        "raising min keeps the old processes"
-    );
-
-    // An invalid config is logged and the old one kept.
-    std::fs::write(&host.config, "[[jobs]]\nname = \"broken\"\n").unwrap();
-    host.signal(Signal::SIGHUP);
-    host.wait_log("reload refused; keeping the old config", LIMIT);
-    host.wait_log("needs one of worker, command or program", LIMIT);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(host.workers("keep").len(), 3);
-    assert_eq!(host.workers("added").len(), 1);
-    expect_result(gearmand.addr(), "added", "olleh", "hello").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_job_servers_are_served_and_one_can_die() {
-    let first = require_gearmand!();
-    let mut second = require_gearmand!();
-    let host = Host::start(
-        &[first.addr().to_string(), second.addr().to_string()],
-        "interval = 1",
-        "[[jobs]]\nname = \"rev\"\nworker = \"reverse\"\nmin_processes = 1\nmax_processes = 2\n",
-    );
-    host.wait_workers("rev", 1, LIMIT);
-    for gearmand in [&first, &second] {
-        expect_result(gearmand.addr(), "rev", "ab", "ba").await;
+            .filter(|r| r.client_id.as_deref().is_some_and(|id| id.contains(":g:")))
+            .collect();
+        assert_eq!(ours.len(), 2, "{rows:?}");
+        for row in ours {
+            let mut functions = row.functions.clone();
+            functions.sort();
+            assert_eq!(functions, ["a", "b"]);
+        }
     }
-    second.kill();
-    host.wait_log("observer: lost the job server", LIMIT);
-    for _ in 0..3 {
-        expect_result(first.addr(), "rev", "abc", "cba").await;
-    }
-    assert_eq!(
-        host.workers("rev").len(),
-        1,
-        "losing a job server costs no process"
-    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_host_with_the_same_pidfile_refuses_to_start() {
-    let gearmand = require_gearmand!();
-    let servers = [gearmand.addr().to_string()];
-    let pidfile_dir = tempfile::tempdir().unwrap();
-    let pidfile = pidfile_dir.path().join("geardriver.pid");
-    let extra = format!("interval = 0\npidfile = \"{}\"", pidfile.display());
-    let jobs = "[[jobs]]\nname = \"e\"\nworker = \"echo\"\n";
-    let first = Host::start(&servers, &extra, jobs);
-    first.wait_workers("e", 1, LIMIT);
-    assert_eq!(
-        std::fs::read_to_string(&pidfile).unwrap().trim(),
-        first.pid().to_string()
-    );
-    let mut second = Host::start(&servers, &extra, jobs);
-    let status = second.wait_exit(LIMIT);
-    assert!(!status.success());
-    let said = second.stderr() + &second.log();
-    assert!(
-        said.contains(&format!(
-            "is held by another running geardriver (pid {})",
-            first.pid()
-        )),
-        "{said}"
-    );
-    assert_eq!(children_of(second.pid()), Vec::<u32>::new());
-    assert!(alive(first.pid()));
+both_servers! {
+    async fn scaling_down_never_stops_a_busy_process(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = 3\nmax_idle_time = 1\n",
+        );
+        let first = host.wait_workers("nap", 1, LIMIT)[0];
+        let client = std::sync::Arc::new(client(gearmand.addr()));
+        // The only process takes the long job; the short ones wait and make the pool grow.
+        let long = client.submit(JobRequest::new("nap", "5000")).await.unwrap();
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
+        let short: Vec<_> = (0..2)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.run(JobRequest::new("nap", "100")).await })
+            })
+            .collect();
+        host.wait_workers("nap", 3, LIMIT);
+        for job in short {
+            let outcome = tokio::time::timeout(LIMIT, job)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 100")));
+        }
+        // The two idle ones go after max_idle_time; the busy one stays and finishes.
+        let left = host.wait_workers("nap", 1, Duration::from_secs(10));
+        assert_eq!(left, vec![first], "the busy process was kept");
+        let outcome = tokio::time::timeout(LIMIT, long.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 5000")));
+    }
+}
+
+both_servers! {
+    async fn a_backlog_scales_up_to_max_and_idleness_back_down_to_min(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = 4\nmax_idle_time = 2\n",
+        );
+        host.wait_workers("nap", 1, LIMIT);
+        let client = std::sync::Arc::new(client(gearmand.addr()));
+        let started = Instant::now();
+        let jobs: Vec<_> = (0..12)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.run(JobRequest::new("nap", "600")).await })
+            })
+            .collect();
+        let mut seen = 0;
+        assert!(
+            poll_until(LIMIT, || {
+                seen = seen.max(host.workers("nap").len());
+                seen == 4
+            }),
+            "scaled to max\n{}",
+            host.log()
+        );
+        let reaction = started.elapsed();
+        assert!(
+            reaction < Duration::from_secs(4),
+            "backlog to max took {reaction:?}"
+        );
+        for job in jobs {
+            let outcome = tokio::time::timeout(LIMIT, job)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 600")));
+        }
+        assert!(host.workers("nap").len() <= 4, "never above max");
+        // Idle for max_idle_time with nothing waiting: back to min.
+        host.wait_workers("nap", 1, Duration::from_secs(10));
+        assert!(
+            host.log().contains("Exited with status 0"),
+            "stopped gracefully\n{}",
+            host.log()
+        );
+    }
+}
+
+both_servers! {
+    async fn sigterm_under_load_finishes_the_jobs_in_hand_and_leaves_no_process(gearmand) {
+        let mut host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 3\nmax_processes = 3\n",
+        );
+        let workers = host.wait_workers("nap", 3, LIMIT);
+        let client = std::sync::Arc::new(client(gearmand.addr()));
+        let jobs: Vec<_> = (0..3)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.run(JobRequest::new("nap", "1500")).await })
+            })
+            .collect();
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 3).await);
+        host.signal(Signal::SIGTERM);
+        for job in jobs {
+            let outcome = tokio::time::timeout(LIMIT, job)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 1500")));
+        }
+        let status = host.wait_exit(LIMIT);
+        assert!(status.success(), "{status:?}\n{}", host.log());
+        for pid in workers {
+            assert!(!alive(pid), "worker {pid} outlived the host");
+        }
+        assert!(
+            !host
+                .dir
+                .path()
+                .read_dir()
+                .unwrap()
+                .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".stats") }),
+            "the stats file is removed at stop"
+        );
+    }
+}
+
+both_servers! {
+    async fn a_sigkilled_host_leaves_no_worker_behind(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 2\nmax_processes = 2\n\
+             [[jobs]]\nname = \"prog\"\nprogram = [\"sleep\", \"60\"]\n",
+        );
+        let mut workers = host.wait_workers("nap", 2, LIMIT);
+        workers.extend(host.wait_workers("prog", 1, LIMIT));
+        // One worker holds a job when the host dies: it finishes it, then exits.
+        let client = client(gearmand.addr());
+        let job = client.submit(JobRequest::new("nap", "1000")).await.unwrap();
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 1).await);
+        sigkill(host.pid());
+        let outcome = tokio::time::timeout(LIMIT, job.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 1000")));
+        assert!(
+            poll_until(Duration::from_secs(5), || workers
+                .iter()
+                .all(|&pid| !alive(pid))),
+            "workers outlived a SIGKILLed host: {:?}",
+            workers.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+    }
+}
+
+both_servers! {
+    async fn sighup_adds_and_removes_jobs_without_touching_the_others(gearmand) {
+        let servers = [gearmand.addr().to_string()];
+        let jobs = |names: &[(&str, &str, u32)]| -> String {
+            names
+                .iter()
+                .map(|(name, worker, min)| format!("[[jobs]]\nname = \"{name}\"\nworker = \"{worker}\"\nmin_processes = {min}\nmax_processes = 4\n"))
+                .collect()
+        };
+        let host = Host::start(
+            &servers,
+            "interval = 0",
+            &jobs(&[("keep", "echo", 2), ("drop", "reverse", 1)]),
+        );
+        let kept = host.wait_workers("keep", 2, LIMIT);
+        let dropped = host.wait_workers("drop", 1, LIMIT);
+
+        host.rewrite_config(
+            &servers,
+            "interval = 0",
+            &jobs(&[("keep", "echo", 2), ("added", "reverse", 1)]),
+        );
+        host.signal(Signal::SIGHUP);
+        host.wait_log("config reloaded", LIMIT);
+        host.wait_workers("added", 1, LIMIT);
+        host.wait_workers("drop", 0, LIMIT);
+        assert!(!alive(dropped[0]));
+        assert_eq!(
+            host.workers("keep"),
+            kept,
+            "an unchanged job keeps its processes"
+        );
+
+        // A changed limit applies in place.
+        host.rewrite_config(
+            &servers,
+            "interval = 0",
+            &jobs(&[("keep", "echo", 3), ("added", "reverse", 1)]),
+        );
+        host.signal(Signal::SIGHUP);
+        let now = host.wait_workers("keep", 3, LIMIT);
+        assert!(
+            kept.iter().all(|pid| now.contains(pid)),
+            "raising min keeps the old processes"
+        );
+
+        // An invalid config is logged and the old one kept.
+        std::fs::write(&host.config, "[[jobs]]\nname = \"broken\"\n").unwrap();
+        host.signal(Signal::SIGHUP);
+        host.wait_log("reload refused; keeping the old config", LIMIT);
+        host.wait_log("needs one of worker, command or program", LIMIT);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(host.workers("keep").len(), 3);
+        assert_eq!(host.workers("added").len(), 1);
+        expect_result(gearmand.addr(), "added", "olleh", "hello").await;
+    }
+}
+
+both_servers! {
+    async fn two_job_servers_are_served_and_one_can_die(first) {
+        let mut second = first.another();
+        let host = Host::start(
+            &[first.addr().to_string(), second.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"rev\"\nworker = \"reverse\"\nmin_processes = 1\nmax_processes = 2\n",
+        );
+        host.wait_workers("rev", 1, LIMIT);
+        for gearmand in [&first, &second] {
+            expect_result(gearmand.addr(), "rev", "ab", "ba").await;
+        }
+        second.kill();
+        host.wait_log("observer: lost the job server", LIMIT);
+        for _ in 0..3 {
+            expect_result(first.addr(), "rev", "abc", "cba").await;
+        }
+        assert_eq!(
+            host.workers("rev").len(),
+            1,
+            "losing a job server costs no process"
+        );
+    }
+}
+
+both_servers! {
+    async fn a_second_host_with_the_same_pidfile_refuses_to_start(gearmand) {
+        let servers = [gearmand.addr().to_string()];
+        let pidfile_dir = tempfile::tempdir().unwrap();
+        let pidfile = pidfile_dir.path().join("geardriver.pid");
+        let extra = format!("interval = 0\npidfile = \"{}\"", pidfile.display());
+        let jobs = "[[jobs]]\nname = \"e\"\nworker = \"echo\"\n";
+        let first = Host::start(&servers, &extra, jobs);
+        first.wait_workers("e", 1, LIMIT);
+        assert_eq!(
+            std::fs::read_to_string(&pidfile).unwrap().trim(),
+            first.pid().to_string()
+        );
+        let mut second = Host::start(&servers, &extra, jobs);
+        let status = second.wait_exit(LIMIT);
+        assert!(!status.success());
+        let said = second.stderr() + &second.log();
+        assert!(
+            said.contains(&format!(
+                "is held by another running geardriver (pid {})",
+                first.pid()
+            )),
+            "{said}"
+        );
+        assert_eq!(children_of(second.pid()), Vec::<u32>::new());
+        assert!(alive(first.pid()));
+    }
 }
 
 #[test]

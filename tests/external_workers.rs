@@ -28,312 +28,312 @@ fn complete(s: &str) -> JobOutcome {
     JobOutcome::Complete(Bytes::from(s.to_string()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_run_per_job_with_the_payload_on_stdin() {
-    let gearmand = require_gearmand!();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"shout\"\ncommand = [\"tr\", \"a-z\", \"A-Z\"]\n\
-         [[jobs]]\nname = \"upper\"\ncommand = [\"python3\", \"workers/upper.py\"]\n\
-         [[jobs]]\nname = \"greeting\"\ncommand = [\"sh\", \"-c\", \"printf '%s, ' \\\"$GREETING\\\"; cat\"]\nenv = { GREETING = \"hi\" }\n\
-         [[jobs]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; echo 'disk on fire' >&2; exit 3\"]\n\
-         [[jobs]]\nname = \"quoting\"\ncommand = [\"printf\", \"%s|\", \"a b\", \"$HOME\", \";ls\"]\n\
-         [[jobs]]\nname = \"missing\"\ncommand = [\"/nonexistent/program\"]\n",
-    );
-    for job in ["shout", "upper", "greeting", "broken", "quoting", "missing"] {
-        host.wait_workers(job, 1, LIMIT);
+both_servers! {
+    async fn commands_run_per_job_with_the_payload_on_stdin(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"shout\"\ncommand = [\"tr\", \"a-z\", \"A-Z\"]\n\
+             [[jobs]]\nname = \"upper\"\ncommand = [\"python3\", \"workers/upper.py\"]\n\
+             [[jobs]]\nname = \"greeting\"\ncommand = [\"sh\", \"-c\", \"printf '%s, ' \\\"$GREETING\\\"; cat\"]\nenv = { GREETING = \"hi\" }\n\
+             [[jobs]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; echo 'disk on fire' >&2; exit 3\"]\n\
+             [[jobs]]\nname = \"quoting\"\ncommand = [\"printf\", \"%s|\", \"a b\", \"$HOME\", \";ls\"]\n\
+             [[jobs]]\nname = \"missing\"\ncommand = [\"/nonexistent/program\"]\n",
+        );
+        for job in ["shout", "upper", "greeting", "broken", "quoting", "missing"] {
+            host.wait_workers(job, 1, LIMIT);
+        }
+        let addr = gearmand.addr();
+        assert_eq!(
+            run(&addr, "shout", "quiet please").await,
+            complete("QUIET PLEASE")
+        );
+        assert_eq!(
+            run(&addr, "upper", "from python").await,
+            complete("FROM PYTHON")
+        );
+        assert_eq!(run(&addr, "greeting", "world").await, complete("hi, world"));
+        // A non-zero exit fails the job with the command's stderr.
+        assert_eq!(
+            run(&addr, "broken", "x").await,
+            JobOutcome::Exception(Bytes::from("sh failed (exit status 3): disk on fire"))
+        );
+        assert_eq!(
+            run(&addr, "upper", "").await,
+            JobOutcome::Exception(Bytes::from(
+                "python3 failed (exit status 1): upper: the workload is empty"
+            ))
+        );
+        // argv is executed directly: no shell expands or splits anything.
+        assert_eq!(run(&addr, "quoting", "").await, complete("a b|$HOME|;ls|"));
+        let missing = run(&addr, "missing", "x").await;
+        let JobOutcome::Exception(message) = &missing else {
+            panic!("{missing:?}")
+        };
+        assert!(
+            message.starts_with(b"cannot run \"/nonexistent/program\""),
+            "{missing:?}"
+        );
+        // The worker processes survived all of it.
+        for job in ["broken", "missing"] {
+            assert_eq!(host.workers(job).len(), 1);
+        }
+        assert_eq!(run(&addr, "shout", "still").await, complete("STILL"));
     }
-    let addr = gearmand.addr();
-    assert_eq!(
-        run(&addr, "shout", "quiet please").await,
-        complete("QUIET PLEASE")
-    );
-    assert_eq!(
-        run(&addr, "upper", "from python").await,
-        complete("FROM PYTHON")
-    );
-    assert_eq!(run(&addr, "greeting", "world").await, complete("hi, world"));
-    // A non-zero exit fails the job with the command's stderr.
-    assert_eq!(
-        run(&addr, "broken", "x").await,
-        JobOutcome::Exception(Bytes::from("sh failed (exit status 3): disk on fire"))
-    );
-    assert_eq!(
-        run(&addr, "upper", "").await,
-        JobOutcome::Exception(Bytes::from(
-            "python3 failed (exit status 1): upper: the workload is empty"
-        ))
-    );
-    // argv is executed directly: no shell expands or splits anything.
-    assert_eq!(run(&addr, "quoting", "").await, complete("a b|$HOME|;ls|"));
-    let missing = run(&addr, "missing", "x").await;
-    let JobOutcome::Exception(message) = &missing else {
-        panic!("{missing:?}")
-    };
-    assert!(
-        message.starts_with(b"cannot run \"/nonexistent/program\""),
-        "{missing:?}"
-    );
-    // The worker processes survived all of it.
-    for job in ["broken", "missing"] {
-        assert_eq!(host.workers(job).len(), 1);
-    }
-    assert_eq!(run(&addr, "shout", "still").await, complete("STILL"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_perl_program_speaking_gearman_is_supervised() {
-    let gearmand = require_gearmand!();
-    if !common::perl_gearman_available() {
-        return;
-    }
-    let mut host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"perl_reverse\"\nprogram = [\"perl\", \"workers/reverse_worker.pl\"]\nmin_processes = 2\nmax_processes = 2\n",
-    );
-    let pids = host.wait_workers("perl_reverse", 2, LIMIT);
-    host.wait_log(
-        &format!(
-            "({}) [perl_reverse] STDOUT: serving perl_reverse on {}",
-            pids[0],
-            gearmand.addr()
-        ),
-        LIMIT,
-    );
-    assert!(
-        common::wait_for_status(&gearmand.addr(), "perl_reverse", |s| s.available_workers
-            == 2)
-        .await
-    );
-    assert_eq!(
-        run(&gearmand.addr(), "perl_reverse", "stressed").await,
-        complete("desserts")
-    );
-    // A killed program is replaced like any worker.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pids[0] as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(poll_until(LIMIT, || {
-        let now = host.workers("perl_reverse");
-        now.len() == 2 && !now.contains(&pids[0])
-    }));
-    assert_eq!(
-        run(&gearmand.addr(), "perl_reverse", "live").await,
-        complete("evil")
-    );
-    // On SIGTERM the host stops the programs and exits 0. (How a program takes SIGTERM is its
-    // own business: Gearman::Worker 2.004 sometimes dies of it instead of running the
-    // script's handler, so the exit status is not checked.)
-    let programs = host.workers("perl_reverse");
-    host.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(host.wait_exit(LIMIT).success());
-    assert!(
-        programs.iter().all(|&pid| !alive(pid)),
-        "no program outlives the host"
-    );
-    let log = host.log();
-    for pid in programs {
+both_servers! {
+    async fn a_perl_program_speaking_gearman_is_supervised(gearmand) {
+        if !common::perl_gearman_available() {
+            return;
+        }
+        let mut host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"perl_reverse\"\nprogram = [\"perl\", \"workers/reverse_worker.pl\"]\nmin_processes = 2\nmax_processes = 2\n",
+        );
+        let pids = host.wait_workers("perl_reverse", 2, LIMIT);
+        host.wait_log(
+            &format!(
+                "({}) [perl_reverse] STDOUT: serving perl_reverse on {}",
+                pids[0],
+                gearmand.addr()
+            ),
+            LIMIT,
+        );
         assert!(
-            log.contains(&format!("({pid}) [perl_reverse] Exited with status ")),
-            "{log}"
+            common::wait_for_status(&gearmand.addr(), "perl_reverse", |s| s.available_workers
+                == 2)
+            .await
+        );
+        assert_eq!(
+            run(&gearmand.addr(), "perl_reverse", "stressed").await,
+            complete("desserts")
+        );
+        // A killed program is replaced like any worker.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pids[0] as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert!(poll_until(LIMIT, || {
+            let now = host.workers("perl_reverse");
+            now.len() == 2 && !now.contains(&pids[0])
+        }));
+        assert_eq!(
+            run(&gearmand.addr(), "perl_reverse", "live").await,
+            complete("evil")
+        );
+        // On SIGTERM the host stops the programs and exits 0. (How a program takes SIGTERM is its
+        // own business: Gearman::Worker 2.004 sometimes dies of it instead of running the
+        // script's handler, so the exit status is not checked.)
+        let programs = host.workers("perl_reverse");
+        host.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(host.wait_exit(LIMIT).success());
+        assert!(
+            programs.iter().all(|&pid| !alive(pid)),
+            "no program outlives the host"
+        );
+        let log = host.log();
+        for pid in programs {
+            assert!(
+                log.contains(&format!("({pid}) [perl_reverse] Exited with status ")),
+                "{log}"
+            );
+        }
+    }
+}
+
+both_servers! {
+    async fn a_job_overrunning_its_timeout_has_its_process_killed_and_replaced(gearmand) {
+        let port = free_port();
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0",
+            &format!(
+                "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[jobs]]\nname = \"slow\"\nworker = \"sleep\"\ntimeout = 1\n\
+                 [[jobs]]\nname = \"slowcmd\"\ncommand = [\"sleep\", \"30\"]\ntimeout = 1\n"
+            ),
+        );
+        let stuck = host.wait_workers("slow", 1, LIMIT)[0];
+        let client = Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap();
+        client
+            .submit(JobRequest::new("slow", "60000").background())
+            .await
+            .unwrap();
+        assert!(
+            poll_until(LIMIT, || !alive(stuck)),
+            "the stuck process was killed"
+        );
+        host.wait_log(
+            &format!("({stuck}) [slow] timeout: the job ran longer than 1s; its process was killed"),
+            LIMIT,
+        );
+        host.wait_log(
+            &format!("({stuck}) [slow] Exited with status 137 (killed by SIGKILL)"),
+            LIMIT,
+        );
+        let replacement = host.wait_workers("slow", 1, LIMIT);
+        assert_ne!(replacement, vec![stuck]);
+        let mut console = Console::connect(port);
+        let status = console.cmd("show slow");
+        assert!(
+            status.contains("ERROR: timeout: the job ran longer than 1s; its process was killed"),
+            "{status}"
+        );
+        assert!(
+            !status.contains("FAILED"),
+            "a timeout is not a crash loop: {status}"
+        );
+
+        // A command that overruns goes with its worker process (they share a process group).
+        let worker = host.wait_workers("slowcmd", 1, LIMIT)[0];
+        client
+            .submit(JobRequest::new("slowcmd", "x").background())
+            .await
+            .unwrap();
+        let mut command_pid = None;
+        assert!(poll_until(LIMIT, || {
+            command_pid = common::host::children_of(worker).first().copied();
+            command_pid.is_some()
+        }));
+        assert!(
+            poll_until(LIMIT, || !alive(worker) && !alive(command_pid.unwrap())),
+            "worker and command killed"
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_overrunning_its_timeout_has_its_process_killed_and_replaced() {
-    let gearmand = require_gearmand!();
-    let port = free_port();
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        &format!(
-            "[console]\nlisten = \"127.0.0.1:{port}\"\n\
-             [[jobs]]\nname = \"slow\"\nworker = \"sleep\"\ntimeout = 1\n\
-             [[jobs]]\nname = \"slowcmd\"\ncommand = [\"sleep\", \"30\"]\ntimeout = 1\n"
-        ),
-    );
-    let stuck = host.wait_workers("slow", 1, LIMIT)[0];
-    let client = Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap();
-    client
-        .submit(JobRequest::new("slow", "60000").background())
-        .await
-        .unwrap();
-    assert!(
-        poll_until(LIMIT, || !alive(stuck)),
-        "the stuck process was killed"
-    );
-    host.wait_log(
-        &format!("({stuck}) [slow] timeout: the job ran longer than 1s; its process was killed"),
-        LIMIT,
-    );
-    host.wait_log(
-        &format!("({stuck}) [slow] Exited with status 137 (killed by SIGKILL)"),
-        LIMIT,
-    );
-    let replacement = host.wait_workers("slow", 1, LIMIT);
-    assert_ne!(replacement, vec![stuck]);
-    let mut console = Console::connect(port);
-    let status = console.cmd("show slow");
-    assert!(
-        status.contains("ERROR: timeout: the job ran longer than 1s; its process was killed"),
-        "{status}"
-    );
-    assert!(
-        !status.contains("FAILED"),
-        "a timeout is not a crash loop: {status}"
-    );
-
-    // A command that overruns goes with its worker process (they share a process group).
-    let worker = host.wait_workers("slowcmd", 1, LIMIT)[0];
-    client
-        .submit(JobRequest::new("slowcmd", "x").background())
-        .await
-        .unwrap();
-    let mut command_pid = None;
-    assert!(poll_until(LIMIT, || {
-        command_pid = common::host::children_of(worker).first().copied();
-        command_pid.is_some()
-    }));
-    assert!(
-        poll_until(LIMIT, || !alive(worker) && !alive(command_pid.unwrap())),
-        "worker and command killed"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_are_recycled_after_max_jobs_and_max_lifetime() {
-    let gearmand = require_gearmand!();
-    // `echo $PPID` from the command's shell is the worker process's pid.
-    let host = Host::start(
-        &[gearmand.addr().to_string()],
-        "interval = 0",
-        "[[jobs]]\nname = \"whoami\"\ncommand = [\"sh\", \"-c\", \"printf %s $PPID\"]\nmax_jobs = 3\n\
-         [[jobs]]\nname = \"short_lived\"\nworker = \"echo\"\nmax_lifetime = 1\n",
-    );
-    host.wait_workers("whoami", 1, LIMIT);
-    let mut pids = Vec::new();
-    for _ in 0..7 {
-        let JobOutcome::Complete(pid) = run(&gearmand.addr(), "whoami", "").await else {
-            panic!()
-        };
-        pids.push(String::from_utf8_lossy(&pid).into_owned());
-    }
-    assert_eq!(pids[0], pids[1]);
-    assert_eq!(pids[1], pids[2]);
-    assert_ne!(pids[2], pids[3], "a new process after 3 jobs: {pids:?}");
-    assert_eq!(pids[3], pids[5]);
-    assert_ne!(pids[5], pids[6], "{pids:?}");
-    host.wait_log("max_jobs reached; exiting to be replaced", LIMIT);
-    assert!(
-        !host.log().contains("giving up"),
-        "recycling is not a crash"
-    );
-
-    let first = host.wait_workers("short_lived", 1, LIMIT)[0];
-    assert!(poll_until(Duration::from_secs(5), || {
-        let now = host.workers("short_lived");
-        now.len() == 1 && now[0] != first
-    }));
-    host.wait_log(
-        &format!("({first}) [short_lived] Exited with status 0"),
-        LIMIT,
-    );
-    host.wait_log("max_lifetime reached; exiting to be replaced", LIMIT);
-    assert_eq!(
-        run(&gearmand.addr(), "short_lived", "still served").await,
-        complete("still served")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_users_own_binary_is_a_complete_host() {
-    let gearmand = require_gearmand!();
-    // Build the example crate with the same cargo and profile as these tests.
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut build = std::process::Command::new(env!("CARGO"));
-    build.current_dir(root).args(["build", "-p", "custom-host"]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let built = tokio::task::spawn_blocking(move || build.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let binary =
-        std::path::Path::new(env!("CARGO_BIN_EXE_geardriver")).with_file_name("custom-host");
-    assert!(binary.is_file(), "{}", binary.display());
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        common::host::config_text(
-            dir.path(),
+both_servers! {
+    async fn processes_are_recycled_after_max_jobs_and_max_lifetime(gearmand) {
+        // `echo $PPID` from the command's shell is the worker process's pid.
+        let host = Host::start(
             &[gearmand.addr().to_string()],
             "interval = 0",
-            "[[jobs]]\nname = \"greet\"\nworker = \"greet\"\ndecode = \"json\"\nencode = \"json\"\n\
-             [[jobs]]\nname = \"rev\"\nworker = \"reverse\"\n",
-        ),
-    )
-    .unwrap();
-    let check = std::process::Command::new(&binary)
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
+            "[[jobs]]\nname = \"whoami\"\ncommand = [\"sh\", \"-c\", \"printf %s $PPID\"]\nmax_jobs = 3\n\
+             [[jobs]]\nname = \"short_lived\"\nworker = \"echo\"\nmax_lifetime = 1\n",
+        );
+        host.wait_workers("whoami", 1, LIMIT);
+        let mut pids = Vec::new();
+        for _ in 0..7 {
+            let JobOutcome::Complete(pid) = run(&gearmand.addr(), "whoami", "").await else {
+                panic!()
+            };
+            pids.push(String::from_utf8_lossy(&pid).into_owned());
+        }
+        assert_eq!(pids[0], pids[1]);
+        assert_eq!(pids[1], pids[2]);
+        assert_ne!(pids[2], pids[3], "a new process after 3 jobs: {pids:?}");
+        assert_eq!(pids[3], pids[5]);
+        assert_ne!(pids[5], pids[6], "{pids:?}");
+        host.wait_log("max_jobs reached; exiting to be replaced", LIMIT);
+        assert!(
+            !host.log().contains("giving up"),
+            "recycling is not a crash"
+        );
+
+        let first = host.wait_workers("short_lived", 1, LIMIT)[0];
+        assert!(poll_until(Duration::from_secs(5), || {
+            let now = host.workers("short_lived");
+            now.len() == 1 && now[0] != first
+        }));
+        host.wait_log(
+            &format!("({first}) [short_lived] Exited with status 0"),
+            LIMIT,
+        );
+        host.wait_log("max_lifetime reached; exiting to be replaced", LIMIT);
+        assert_eq!(
+            run(&gearmand.addr(), "short_lived", "still served").await,
+            complete("still served")
+        );
+    }
+}
+
+both_servers! {
+    async fn a_users_own_binary_is_a_complete_host(gearmand) {
+        // Build the example crate with the same cargo and profile as these tests.
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.current_dir(root).args(["build", "-p", "custom-host"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let built = tokio::task::spawn_blocking(move || build.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let binary =
+            std::path::Path::new(env!("CARGO_BIN_EXE_geardriver")).with_file_name("custom-host");
+        assert!(binary.is_file(), "{}", binary.display());
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            common::host::config_text(
+                dir.path(),
+                &[gearmand.addr().to_string()],
+                "interval = 0",
+                "[[jobs]]\nname = \"greet\"\nworker = \"greet\"\ndecode = \"json\"\nencode = \"json\"\n\
+                 [[jobs]]\nname = \"rev\"\nworker = \"reverse\"\n",
+            ),
+        )
         .unwrap();
-    assert!(check.status.success(), "{check:?}");
-    assert!(String::from_utf8_lossy(&check.stdout).contains("worker greet"));
-    let mut host = std::process::Command::new(&binary)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        let check = std::process::Command::new(&binary)
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{check:?}");
+        assert!(String::from_utf8_lossy(&check.stdout).contains("worker greet"));
+        let mut host = std::process::Command::new(&binary)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _guard = scopeguard(host.id());
+        assert_eq!(
+            run(&gearmand.addr(), "greet", r#"{"name": "Ada"}"#).await,
+            complete(r#"{"greeting":"hello, Ada"}"#)
+        );
+        assert_eq!(
+            run(&gearmand.addr(), "greet", r#"{"name": ""}"#).await,
+            JobOutcome::Exception(Bytes::from("greet: the name is empty"))
+        );
+        assert_eq!(
+            run(&gearmand.addr(), "rev", "abc").await,
+            complete("cba"),
+            "the built-ins are there too"
+        );
+        // Its submit subcommand works as geardriver's does.
+        let submit = std::process::Command::new(&binary)
+            .args([
+                "submit",
+                "--server",
+                &gearmand.addr().to_string(),
+                "greet",
+                r#"{"name":"Bob"}"#,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&submit.stdout),
+            r#"{"greeting":"hello, Bob"}"#
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(host.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
         .unwrap();
-    let _guard = scopeguard(host.id());
-    assert_eq!(
-        run(&gearmand.addr(), "greet", r#"{"name": "Ada"}"#).await,
-        complete(r#"{"greeting":"hello, Ada"}"#)
-    );
-    assert_eq!(
-        run(&gearmand.addr(), "greet", r#"{"name": ""}"#).await,
-        JobOutcome::Exception(Bytes::from("greet: the name is empty"))
-    );
-    assert_eq!(
-        run(&gearmand.addr(), "rev", "abc").await,
-        complete("cba"),
-        "the built-ins are there too"
-    );
-    // Its submit subcommand works as geardriver's does.
-    let submit = std::process::Command::new(&binary)
-        .args([
-            "submit",
-            "--server",
-            &gearmand.addr().to_string(),
-            "greet",
-            r#"{"name":"Bob"}"#,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&submit.stdout),
-        r#"{"greeting":"hello, Bob"}"#
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(host.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = host.wait().unwrap();
-    assert!(status.success());
+        let status = host.wait().unwrap();
+        assert!(status.success());
+    }
 }
 
 /// Kills the process with `pid` (and it alone) if the test ends early.

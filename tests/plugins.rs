@@ -127,215 +127,215 @@ fn exception(s: &str) -> JobOutcome {
     JobOutcome::Exception(Bytes::from(s.to_string()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_and_wordcount_under_every_codec() {
-    let gearmand = require_gearmand!();
-    let dir = tempfile::tempdir().unwrap();
-    let table = StatsTable::create(&dir.path().join("t.stats"), 4).unwrap();
-    let registry = Registry::with_builtins();
-    let worker = serve(
-        &gearmand,
-        &registry,
-        vec![
-            function("echo_raw", "echo", "raw", "raw"),
-            function("echo_json", "echo", "json", "json"),
-            function("echo_raw_json", "echo", "raw", "json"),
-            function("echo_json_raw", "echo", "json", "raw"),
-            function("wc_json", "wordcount", "json", "json"),
-            function("wc_raw", "wordcount", "raw", "raw"),
-            function("rev", "reverse", "raw", "raw"),
-        ],
-        Some(StatsSlot {
-            path: table.path().to_path_buf(),
-            slot: 1,
-        }),
-    );
-    let c = client(&gearmand);
-    assert_eq!(
-        outcome(&c, "echo_raw", "any \u{0} bytes").await,
-        complete("any \u{0} bytes")
-    );
-    assert_eq!(
-        outcome(&c, "echo_json", r#"{ "a" : [1, 2] }"#).await,
-        complete(r#"{"a":[1,2]}"#)
-    );
-    let invalid = outcome(&c, "echo_json", "{not json").await;
-    let JobOutcome::Exception(message) = &invalid else {
-        panic!("{invalid:?}")
-    };
-    assert!(
-        message.starts_with(b"json: invalid input: key must be a string"),
-        "{invalid:?}"
-    );
-    // The codec's message is the job's lasterror_msg, and the process keeps serving.
-    let slot = table.read(1).unwrap();
-    assert!(
-        slot.lasterror_msg.starts_with("json: invalid input"),
-        "{slot:?}"
-    );
-    assert_eq!(
-        slot.lasterror_function,
-        Some(1),
-        "echo_json is the 2nd function"
-    );
-    assert_eq!(
-        outcome(&c, "echo_raw_json", "plain text").await,
-        complete("\"plain text\"")
-    );
-    assert_eq!(
-        outcome(&c, "echo_json_raw", "[true,null]").await,
-        complete("[true,null]")
-    );
-    assert_eq!(
-        outcome(&c, "wc_json", r#"{"text": "one two\nthree"}"#).await,
-        complete(r#"{"lines":2,"words":3}"#)
-    );
-    assert_eq!(
-        outcome(&c, "wc_raw", r#"{"text": "a b c d"}"#).await,
-        complete(r#"{"lines":1,"words":4}"#)
-    );
-    let wrong = outcome(&c, "wc_json", r#"{"txt": "x"}"#).await;
-    let JobOutcome::Exception(message) = &wrong else {
-        panic!("{wrong:?}")
-    };
-    assert!(
-        message.starts_with(b"unexpected input: unknown field `txt`"),
-        "{wrong:?}"
-    );
-    let not_json = outcome(&c, "wc_raw", "just words").await;
-    assert!(matches!(not_json, JobOutcome::Exception(_)), "{not_json:?}");
-    assert_eq!(
-        outcome(&c, "rev", "\u{e9}t\u{e9}!").await,
-        complete("!\u{e9}t\u{e9}")
-    );
-    let bad_utf8 = c
-        .run(JobRequest::new("rev", Bytes::from_static(b"\xff\xfe")))
-        .await
-        .unwrap();
-    let JobOutcome::Exception(message) = &bad_utf8 else {
-        panic!("{bad_utf8:?}")
-    };
-    assert!(
-        message.starts_with(b"the workload is not UTF-8 text"),
-        "{bad_utf8:?}"
-    );
-    let slot = table.read(1).unwrap();
-    assert_eq!((slot.jobs_done, slot.jobs_failed), (7, 4), "{slot:?}");
-    worker.stop().await;
+both_servers! {
+    async fn echo_and_wordcount_under_every_codec(gearmand) {
+        let dir = tempfile::tempdir().unwrap();
+        let table = StatsTable::create(&dir.path().join("t.stats"), 4).unwrap();
+        let registry = Registry::with_builtins();
+        let worker = serve(
+            &gearmand,
+            &registry,
+            vec![
+                function("echo_raw", "echo", "raw", "raw"),
+                function("echo_json", "echo", "json", "json"),
+                function("echo_raw_json", "echo", "raw", "json"),
+                function("echo_json_raw", "echo", "json", "raw"),
+                function("wc_json", "wordcount", "json", "json"),
+                function("wc_raw", "wordcount", "raw", "raw"),
+                function("rev", "reverse", "raw", "raw"),
+            ],
+            Some(StatsSlot {
+                path: table.path().to_path_buf(),
+                slot: 1,
+            }),
+        );
+        let c = client(&gearmand);
+        assert_eq!(
+            outcome(&c, "echo_raw", "any \u{0} bytes").await,
+            complete("any \u{0} bytes")
+        );
+        assert_eq!(
+            outcome(&c, "echo_json", r#"{ "a" : [1, 2] }"#).await,
+            complete(r#"{"a":[1,2]}"#)
+        );
+        let invalid = outcome(&c, "echo_json", "{not json").await;
+        let JobOutcome::Exception(message) = &invalid else {
+            panic!("{invalid:?}")
+        };
+        assert!(
+            message.starts_with(b"json: invalid input: key must be a string"),
+            "{invalid:?}"
+        );
+        // The codec's message is the job's lasterror_msg, and the process keeps serving.
+        let slot = table.read(1).unwrap();
+        assert!(
+            slot.lasterror_msg.starts_with("json: invalid input"),
+            "{slot:?}"
+        );
+        assert_eq!(
+            slot.lasterror_function,
+            Some(1),
+            "echo_json is the 2nd function"
+        );
+        assert_eq!(
+            outcome(&c, "echo_raw_json", "plain text").await,
+            complete("\"plain text\"")
+        );
+        assert_eq!(
+            outcome(&c, "echo_json_raw", "[true,null]").await,
+            complete("[true,null]")
+        );
+        assert_eq!(
+            outcome(&c, "wc_json", r#"{"text": "one two\nthree"}"#).await,
+            complete(r#"{"lines":2,"words":3}"#)
+        );
+        assert_eq!(
+            outcome(&c, "wc_raw", r#"{"text": "a b c d"}"#).await,
+            complete(r#"{"lines":1,"words":4}"#)
+        );
+        let wrong = outcome(&c, "wc_json", r#"{"txt": "x"}"#).await;
+        let JobOutcome::Exception(message) = &wrong else {
+            panic!("{wrong:?}")
+        };
+        assert!(
+            message.starts_with(b"unexpected input: unknown field `txt`"),
+            "{wrong:?}"
+        );
+        let not_json = outcome(&c, "wc_raw", "just words").await;
+        assert!(matches!(not_json, JobOutcome::Exception(_)), "{not_json:?}");
+        assert_eq!(
+            outcome(&c, "rev", "\u{e9}t\u{e9}!").await,
+            complete("!\u{e9}t\u{e9}")
+        );
+        let bad_utf8 = c
+            .run(JobRequest::new("rev", Bytes::from_static(b"\xff\xfe")))
+            .await
+            .unwrap();
+        let JobOutcome::Exception(message) = &bad_utf8 else {
+            panic!("{bad_utf8:?}")
+        };
+        assert!(
+            message.starts_with(b"the workload is not UTF-8 text"),
+            "{bad_utf8:?}"
+        );
+        let slot = table.read(1).unwrap();
+        assert_eq!((slot.jobs_done, slot.jobs_failed), (7, 4), "{slot:?}");
+        worker.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_context_packets_reach_a_real_client() {
-    let gearmand = require_gearmand!();
-    let registry = Registry::with_builtins().register("progress", Progress);
-    let worker = serve(
-        &gearmand,
-        &registry,
-        vec![function("prog", "progress", "raw", "json")],
-        None,
-    );
-    let c = client(&gearmand);
-    let mut job = c
-        .submit(JobRequest::new("prog", "x").unique("my-unique"))
-        .await
-        .unwrap();
-    let mut events = Vec::new();
-    while let Some(event) = tokio::time::timeout(LIMIT, job.next_event()).await.unwrap() {
-        events.push(event.unwrap());
+both_servers! {
+    async fn job_context_packets_reach_a_real_client(gearmand) {
+        let registry = Registry::with_builtins().register("progress", Progress);
+        let worker = serve(
+            &gearmand,
+            &registry,
+            vec![function("prog", "progress", "raw", "json")],
+            None,
+        );
+        let c = client(&gearmand);
+        let mut job = c
+            .submit(JobRequest::new("prog", "x").unique("my-unique"))
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while let Some(event) = tokio::time::timeout(LIMIT, job.next_event()).await.unwrap() {
+            events.push(event.unwrap());
+        }
+        assert_eq!(
+            events,
+            vec![
+                JobEvent::Status {
+                    numerator: 1,
+                    denominator: 3
+                },
+                JobEvent::Data(Bytes::from("chunk-1;")),
+                JobEvent::Warning(Bytes::from("half way")),
+                JobEvent::Status {
+                    numerator: 3,
+                    denominator: 3
+                },
+                JobEvent::Complete(Bytes::from(
+                    r#"{"function":"prog","handle_seen":true,"unique":"my-unique"}"#
+                )),
+            ]
+        );
+        // The C client sees the data chunk and the result too.
+        if let Some(mut cli) = common::gearman_cli() {
+            let out = tokio::task::spawn_blocking(move || {
+                cli.args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &gearmand.port.to_string(),
+                    "-f",
+                    "prog",
+                    "y",
+                ])
+                .output()
+                .unwrap()
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.starts_with("chunk-1;"), "{stdout}");
+            assert!(stdout.contains(r#""function":"prog""#), "{stdout}");
+        }
+        worker.stop().await;
     }
-    assert_eq!(
-        events,
-        vec![
-            JobEvent::Status {
-                numerator: 1,
-                denominator: 3
-            },
-            JobEvent::Data(Bytes::from("chunk-1;")),
-            JobEvent::Warning(Bytes::from("half way")),
-            JobEvent::Status {
-                numerator: 3,
-                denominator: 3
-            },
-            JobEvent::Complete(Bytes::from(
-                r#"{"function":"prog","handle_seen":true,"unique":"my-unique"}"#
-            )),
-        ]
-    );
-    // The C client sees the data chunk and the result too.
-    if let Some(mut cli) = common::gearman_cli() {
-        let out = tokio::task::spawn_blocking(move || {
-            cli.args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &gearmand.port.to_string(),
-                "-f",
-                "prog",
-                "y",
-            ])
-            .output()
-            .unwrap()
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.starts_with("chunk-1;"), "{stdout}");
-        assert!(stdout.contains(r#""function":"prog""#), "{stdout}");
-    }
-    worker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hooks_run_around_every_job_and_panics_are_caught() {
-    let gearmand = require_gearmand!();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let registry = Registry::with_builtins().register("hooked", Hooked { log: log.clone() });
-    let worker = serve(
-        &gearmand,
-        &registry,
-        vec![function("hooked", "hooked", "raw", "raw")],
-        None,
-    );
-    let c = client(&gearmand);
-    assert_eq!(outcome(&c, "hooked", "one").await, complete("done one"));
-    assert_eq!(
-        outcome(&c, "hooked", "fail").await,
-        exception("hooked: asked to fail")
-    );
-    assert_eq!(
-        outcome(&c, "hooked", "panic").await,
-        exception("panic: hooked: asked to panic")
-    );
-    // The same process keeps serving after a panic.
-    assert_eq!(outcome(&c, "hooked", "two").await, complete("done two"));
-    assert_eq!(
-        *log.lock().unwrap(),
-        [
-            "begin hooked",
-            "run one",
-            "end", //
-            "begin hooked",
-            "run fail",
-            "end", //
-            "begin hooked",
-            "run panic",
-            "end", //
-            "begin hooked",
-            "run two",
-            "end",
-        ]
-    );
-    // A client that did not ask for exceptions gets WORK_FAIL.
-    let plain = Client::new(
-        vec![gearmand.addr()],
-        ClientOptions {
-            exceptions: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(outcome(&plain, "hooked", "panic").await, JobOutcome::Fail);
-    worker.stop().await;
+both_servers! {
+    async fn hooks_run_around_every_job_and_panics_are_caught(gearmand) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let registry = Registry::with_builtins().register("hooked", Hooked { log: log.clone() });
+        let worker = serve(
+            &gearmand,
+            &registry,
+            vec![function("hooked", "hooked", "raw", "raw")],
+            None,
+        );
+        let c = client(&gearmand);
+        assert_eq!(outcome(&c, "hooked", "one").await, complete("done one"));
+        assert_eq!(
+            outcome(&c, "hooked", "fail").await,
+            exception("hooked: asked to fail")
+        );
+        assert_eq!(
+            outcome(&c, "hooked", "panic").await,
+            exception("panic: hooked: asked to panic")
+        );
+        // The same process keeps serving after a panic.
+        assert_eq!(outcome(&c, "hooked", "two").await, complete("done two"));
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "begin hooked",
+                "run one",
+                "end", //
+                "begin hooked",
+                "run fail",
+                "end", //
+                "begin hooked",
+                "run panic",
+                "end", //
+                "begin hooked",
+                "run two",
+                "end",
+            ]
+        );
+        // A client that did not ask for exceptions gets WORK_FAIL.
+        let plain = Client::new(
+            vec![gearmand.addr()],
+            ClientOptions {
+                exceptions: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(outcome(&plain, "hooked", "panic").await, JobOutcome::Fail);
+        worker.stop().await;
+    }
 }
 
 /// A codec a binary registers: workloads are `key=value` lines, results likewise.
@@ -368,45 +368,45 @@ impl geardriver::plugin::Codec for KeyValues {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_binary_can_register_its_own_codec() {
-    let gearmand = require_gearmand!();
-    let registry = Registry::with_builtins().codec("kv", KeyValues);
-    // The config accepts the new codec name, and refuses unknown ones, from this registry.
-    let config = "[[jobs]]\nname = \"e\"\nworker = \"echo\"\ndecode = \"kv\"\nencode = \"kv\"\n";
-    assert!(
-        geardriver::config::Config::from_toml(config, std::path::Path::new("c.toml"), &registry)
-            .is_ok()
-    );
-    assert!(
-        geardriver::config::Config::from_toml(
-            config,
-            std::path::Path::new("c.toml"),
-            &Registry::with_builtins()
-        )
-        .is_err()
-    );
-    let worker = serve(
-        &gearmand,
-        &registry,
-        vec![
-            function("kv_echo", "echo", "kv", "kv"),
-            function("kv_to_json", "echo", "kv", "json"),
-        ],
-        None,
-    );
-    let c = client(&gearmand);
-    assert_eq!(
-        outcome(&c, "kv_echo", "b=2\na=1\n").await,
-        complete("a=1\nb=2\n")
-    );
-    assert_eq!(
-        outcome(&c, "kv_to_json", "name=Ada").await,
-        complete(r#"{"name":"Ada"}"#)
-    );
-    assert_eq!(
-        outcome(&c, "kv_echo", "oops").await,
-        exception("kv: no '=' in \"oops\"")
-    );
-    worker.stop().await;
+both_servers! {
+    async fn a_binary_can_register_its_own_codec(gearmand) {
+        let registry = Registry::with_builtins().codec("kv", KeyValues);
+        // The config accepts the new codec name, and refuses unknown ones, from this registry.
+        let config = "[[jobs]]\nname = \"e\"\nworker = \"echo\"\ndecode = \"kv\"\nencode = \"kv\"\n";
+        assert!(
+            geardriver::config::Config::from_toml(config, std::path::Path::new("c.toml"), &registry)
+                .is_ok()
+        );
+        assert!(
+            geardriver::config::Config::from_toml(
+                config,
+                std::path::Path::new("c.toml"),
+                &Registry::with_builtins()
+            )
+            .is_err()
+        );
+        let worker = serve(
+            &gearmand,
+            &registry,
+            vec![
+                function("kv_echo", "echo", "kv", "kv"),
+                function("kv_to_json", "echo", "kv", "json"),
+            ],
+            None,
+        );
+        let c = client(&gearmand);
+        assert_eq!(
+            outcome(&c, "kv_echo", "b=2\na=1\n").await,
+            complete("a=1\nb=2\n")
+        );
+        assert_eq!(
+            outcome(&c, "kv_to_json", "name=Ada").await,
+            complete(r#"{"name":"Ada"}"#)
+        );
+        assert_eq!(
+            outcome(&c, "kv_echo", "oops").await,
+            exception("kv: no '=' in \"oops\"")
+        );
+        worker.stop().await;
+    }
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod ctl;
 mod host;
+mod server;
 mod submit;
 mod worker;
 
@@ -223,7 +224,7 @@ fn run(cli: Cli, registry: Registry) -> Outcome {
             init_cli_tracing();
             ctl::run(args, config_path, &registry)
         }
-        Command::Server(_) => Outcome::Usage("this command is not implemented yet".into()),
+        Command::Server(args) => server::run(args, config_path, &registry),
     }
 }
 

@@ -126,8 +126,11 @@ pub enum HostError {
     Exe(std::io::Error),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
-    #[error("the built-in job server is not available yet; set [server] enabled = false")]
-    ServerUnavailable,
+    #[error("cannot listen for the built-in job server on {addr}: {source}")]
+    Server {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen for the console on {addr}: {source}")]
     Console {
         addr: std::net::SocketAddr,
@@ -214,10 +217,11 @@ impl HostHandle {
             .map_err(|e| ControlError::Config(e.to_string()))?;
         let config =
             Arc::new(loaded.map_err(|e: ConfigError| ControlError::Config(e.to_string()))?);
-        if config.server.enabled {
-            return Err(ControlError::Config(
-                HostError::ServerUnavailable.to_string(),
-            ));
+        let current = self.config();
+        if config.server != current.server || config.console != current.console {
+            tracing::warn!(
+                "[server] and [console] changes take effect at the next start, not on reload"
+            );
         }
         let reply = self
             .ask(|reply| Control::Reload {
@@ -235,14 +239,29 @@ impl HostHandle {
 /// Runs the host until SIGTERM/SIGINT (or a console `shutdown`), then stops every process
 /// and returns.
 pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
-    if config.server.enabled {
-        return Err(HostError::ServerUnavailable);
-    }
     let _pidfile = match &config.driver.pidfile {
         Some(path) => Some(Pidfile::acquire(path)?),
         None => None,
     };
     let exe = std::env::current_exe().map_err(HostError::Exe)?;
+    // The job server first: the workers started next connect to it.
+    let server = match config.server.enabled {
+        false => None,
+        true => {
+            let addr = config.server.listen;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| HostError::Server { addr, source })?;
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(crate::gearman::server::run(
+                listener,
+                crate::gearman::server::Settings::default(),
+                stop.clone(),
+            ));
+            tracing::info!(%addr, "built-in job server listening");
+            Some((stop, task))
+        }
+    };
     let console = match config.console.listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -320,6 +339,11 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     tracing::info!("shutting down");
     observer.stop();
     let _ = supervised.await;
+    // Only now: until every worker finished its job, they needed the job server.
+    if let Some((stop, task)) = server {
+        stop.cancel();
+        let _ = task.await;
+    }
     signals.abort();
     tracing::info!("stopped");
     Ok(())

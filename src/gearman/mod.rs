@@ -3,6 +3,7 @@
 //! - `packet`: packet types and typed packets; `codec`: bytes ⇄ packets, client and server side;
 //! - `admin`: the text admin protocol's commands and replies; `admin_client`: a client for it;
 //! - `client`: submitting and following jobs; `worker`: the loop every worker process runs;
+//! - `server`: the built-in job server;
 //! - `addr`: job server addresses.
 
 pub mod addr;
@@ -11,6 +12,7 @@ pub mod admin_client;
 pub mod client;
 pub mod codec;
 pub mod packet;
+pub mod server;
 pub mod worker;
 
 pub use addr::{DEFAULT_PORT, ServerAddr};

@@ -39,11 +39,41 @@ pub fn gearmand_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("GEARDRIVER_REQUIRE_GEARMAND").is_some()
 }
 
-/// Returns from the test (after a notice) when gearmand is missing outside CI.
+/// Defines a test twice, `NAME::gearmand` and `NAME::builtin`: the body runs against a real
+/// gearmand and against geardriver's built-in job server. Without gearmand (outside CI) the
+/// first prints a notice and returns.
+#[macro_export]
+macro_rules! both_servers {
+    ($(#[$meta:meta])* async fn $name:ident($server:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($server: common::JobServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn gearmand() {
+                if let Some(server) = common::JobServer::start(common::ServerKind::Gearmand) {
+                    body(server).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn builtin() {
+                let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+                body(server).await;
+            }
+        }
+    };
+}
+
+/// Returns from the test (after a notice) when gearmand is missing outside CI; for tests
+/// about gearmand itself.
 #[macro_export]
 macro_rules! require_gearmand {
     () => {
-        match common::Gearmand::start() {
+        match common::JobServer::start(common::ServerKind::Gearmand) {
             Some(gearmand) => gearmand,
             None => return,
         }
@@ -58,18 +88,27 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// A gearmand child process, stopped when dropped.
-pub struct Gearmand {
+/// Which job server a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    Gearmand,
+    /// `geardriver server`, as a child process like gearmand.
+    Builtin,
+}
+
+/// A job server child process on a free loopback port, stopped when dropped.
+pub struct JobServer {
+    pub kind: ServerKind,
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
-impl Gearmand {
-    /// Starts gearmand on a free port; `None` (after a notice) when it is not installed and
-    /// not required.
-    pub fn start() -> Option<Gearmand> {
-        let Some(_) = gearmand_binary() else {
+impl JobServer {
+    /// Starts a server of `kind` on a free port; `None` (after a notice) for gearmand when it
+    /// is not installed and not required.
+    pub fn start(kind: ServerKind) -> Option<JobServer> {
+        if kind == ServerKind::Gearmand && gearmand_binary().is_none() {
             if gearmand_required() {
                 panic!("gearmand is required in CI but was not found (install gearman-job-server)");
             }
@@ -77,36 +116,53 @@ impl Gearmand {
                 "NOTICE: gearmand not found; skipping this test (install gearman-job-server)"
             );
             return None;
-        };
+        }
         for _ in 0..5 {
-            let mut gearmand = Gearmand {
+            let mut server = JobServer {
+                kind,
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir"),
             };
-            if gearmand.spawn() {
-                return Some(gearmand);
+            if server.spawn() {
+                return Some(server);
             }
         }
-        panic!("gearmand did not start on any of 5 free ports");
+        panic!("{kind:?} did not start on any of 5 free ports");
+    }
+
+    /// Another server of the same kind.
+    pub fn another(&self) -> JobServer {
+        JobServer::start(self.kind).expect("a second server of a kind that started once")
     }
 
     fn spawn(&mut self) -> bool {
-        let binary = gearmand_binary().expect("gearmand present");
-        let child = Command::new(binary)
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={}", self.port))
-            .arg("--log-file=none")
-            .arg(format!(
-                "--pid-file={}",
-                self.dir.path().join("gearmand.pid").display()
-            ))
-            .arg("--threads=2")
+        let mut command = match self.kind {
+            ServerKind::Gearmand => {
+                let mut c = Command::new(gearmand_binary().expect("gearmand present"));
+                c.arg("--listen=127.0.0.1")
+                    .arg(format!("--port={}", self.port))
+                    .arg("--log-file=none")
+                    .arg(format!(
+                        "--pid-file={}",
+                        self.dir.path().join("gearmand.pid").display()
+                    ))
+                    .arg("--threads=2");
+                c
+            }
+            ServerKind::Builtin => {
+                let mut c = geardriver();
+                c.args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
+                    .env("GEARDRIVER_LOG", "warn");
+                c
+            }
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn gearmand");
+            .expect("spawn the job server");
         self.child = Some(child);
         let ready = poll_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
@@ -135,7 +191,7 @@ impl Gearmand {
         self.child.as_ref().expect("running").id()
     }
 
-    /// SIGKILLs gearmand (queued jobs are lost, connections drop).
+    /// SIGKILLs the server (queued jobs are lost, connections drop).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -143,19 +199,26 @@ impl Gearmand {
         }
     }
 
-    /// Kills gearmand and starts a new one on the same port.
+    /// Kills the server and starts a new one on the same port.
     pub fn restart(&mut self) {
         self.kill();
         let ok = poll_until(Duration::from_secs(10), || self.spawn());
-        assert!(ok, "gearmand did not come back on port {}", self.port);
+        assert!(
+            ok,
+            "{:?} did not come back on port {}",
+            self.kind, self.port
+        );
     }
 }
 
-impl Drop for Gearmand {
+impl Drop for JobServer {
     fn drop(&mut self) {
         self.kill();
     }
 }
+
+/// The name most tests use for "the job server".
+pub type Gearmand = JobServer;
 
 /// Polls `check` every 20 ms until it is true or `limit` passes.
 pub fn poll_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {

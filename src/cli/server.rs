@@ -1,0 +1,70 @@
+//! `geardriver server`: only the built-in job server, in the foreground, until SIGTERM or
+//! SIGINT. The address is `--listen`, else the config's `[server] listen`, else
+//! 127.0.0.1:4730.
+
+use super::{Outcome, ServerArgs};
+use crate::config::Config;
+use crate::gearman::server::{self, Settings};
+use crate::plugin::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Outcome {
+    let level = std::env::var("GEARDRIVER_LOG").unwrap_or_else(|_| "info".into());
+    let _ = crate::logging::init_host(&crate::config::LogTarget::Stderr, &level);
+    let addr: SocketAddr = match args.listen {
+        Some(given) => match given.replace("localhost:", "127.0.0.1:").parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                return Outcome::Usage(format!(
+                    "--listen {given:?} is not an address of the form IP:PORT"
+                ));
+            }
+        },
+        None => {
+            let path = Config::resolve_path(config.as_deref());
+            let explicit = config.is_some() || std::env::var_os(crate::config::PATH_VAR).is_some();
+            if explicit || path.exists() {
+                match Config::load(&path, registry) {
+                    Ok(config) => config.server.listen,
+                    Err(e) => return Outcome::Usage(format!("{e} (or give --listen)")),
+                }
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], crate::gearman::DEFAULT_PORT))
+            }
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return Outcome::Failed(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => return Outcome::Failed(format!("cannot listen on {addr}: {e}")),
+        };
+        tracing::info!(%addr, pid = std::process::id(), "job server listening");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                stop.cancel();
+            }
+        });
+        server::run(listener, Settings::default(), shutdown).await;
+        tracing::info!("job server stopped");
+        Outcome::Success
+    })
+}

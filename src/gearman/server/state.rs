@@ -1,0 +1,783 @@
+//! The job server's state and every rule of the protocol that changes it: jobs, their
+//! queues (per function and priority), the connections (as clients, workers or both), and
+//! what each packet or admin command does to them.
+//!
+//! Everything here is synchronous and owned by one lock in `mod.rs`: a packet is handled
+//! completely (queues, indexes, replies to other connections) before the next one, so the
+//! structures never disagree. Replies for the connection that sent the packet are returned;
+//! replies for others go into their outbound queues here.
+
+use crate::gearman::admin::{
+    AdminCommand, AdminError, AdminReply, FunctionStatus, JobRow, MaxQueueLimits, PriorityRow,
+    WorkerRow,
+};
+use crate::gearman::codec::ServerOutbound;
+use crate::gearman::packet::{Packet, Priority};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A connection's id; never reused.
+pub type ConnId = u64;
+type JobId = u64;
+
+const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+fn slot(priority: Priority) -> usize {
+    match priority {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+struct Job {
+    handle: Bytes,
+    function: Bytes,
+    unique: Bytes,
+    data: Bytes,
+    priority: Priority,
+    /// Foreground clients waiting for the result (a connection may appear once).
+    clients: Vec<ConnId>,
+    /// The worker connection running it.
+    worker: Option<ConnId>,
+    numerator: u32,
+    denominator: u32,
+    /// Times it went back to its queue because its worker disconnected.
+    retries: u32,
+    /// Cancelled by `cancel job`: dropped when it reaches the head of its queue.
+    cancelled: bool,
+    /// Order of arrival, for "oldest first" across functions.
+    seq: u64,
+    /// Bumped on every assignment, so a timer only fails the assignment it was set for.
+    assignment: u64,
+}
+
+#[derive(Default)]
+struct Function {
+    queues: [VecDeque<JobId>; 3],
+    running: usize,
+    /// Worker connections that registered the function.
+    workers: usize,
+    /// Per priority; zero or less = unlimited.
+    max_queue: [i64; 3],
+}
+
+impl Function {
+    fn queued(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+}
+
+struct Ability {
+    function: Bytes,
+    timeout: Option<Duration>,
+}
+
+pub struct Conn {
+    fd: i32,
+    ip: IpAddr,
+    outbound: mpsc::Sender<ServerOutbound>,
+    /// Cancelled to drop a connection from outside its task (its queue overflowed).
+    kill: CancellationToken,
+    client_id: Option<Bytes>,
+    /// Newest first, as gearmand lists them.
+    abilities: Vec<Ability>,
+    sleeping: bool,
+    exceptions: bool,
+    /// Jobs this connection runs, as a worker.
+    running: Vec<JobId>,
+    /// Jobs this connection waits for, as a client.
+    waiting: Vec<JobId>,
+}
+
+/// Work the caller has to do outside the lock.
+pub enum Effect {
+    /// Fail the job if it is still on that assignment after `after`.
+    Timeout {
+        job: JobId,
+        assignment: u64,
+        after: Duration,
+    },
+}
+
+pub struct State {
+    jobs: HashMap<JobId, Job>,
+    handles: HashMap<Bytes, JobId>,
+    /// Foreground and background jobs with a unique id, per function.
+    uniques: HashMap<(Bytes, Bytes), JobId>,
+    functions: BTreeMap<Bytes, Function>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_job: JobId,
+    next_handle: u64,
+    handle_prefix: String,
+    version: String,
+}
+
+fn error(code: &str, text: &str) -> Packet {
+    Packet::Error {
+        code: Bytes::copy_from_slice(code.as_bytes()),
+        text: Bytes::copy_from_slice(text.as_bytes()),
+    }
+}
+
+impl State {
+    pub fn new(host: &str) -> State {
+        State {
+            jobs: HashMap::new(),
+            handles: HashMap::new(),
+            uniques: HashMap::new(),
+            functions: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_job: 1,
+            next_handle: 1,
+            handle_prefix: format!("H:{host}:"),
+            version: format!("geardriver {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    pub fn connect(
+        &mut self,
+        id: ConnId,
+        fd: i32,
+        ip: IpAddr,
+        outbound: mpsc::Sender<ServerOutbound>,
+        kill: CancellationToken,
+    ) {
+        self.conns.insert(
+            id,
+            Conn {
+                fd,
+                ip,
+                outbound,
+                kill,
+                client_id: None,
+                abilities: Vec::new(),
+                sleeping: false,
+                exceptions: false,
+                running: Vec::new(),
+                waiting: Vec::new(),
+            },
+        );
+    }
+
+    /// Sends to another connection; one that cannot keep up is dropped.
+    fn send(&mut self, to: ConnId, packet: Packet) {
+        if let Some(conn) = self.conns.get(&to) {
+            if conn
+                .outbound
+                .try_send(ServerOutbound::Packet(packet))
+                .is_err()
+            {
+                tracing::warn!(
+                    conn = to,
+                    "job server: a connection is not reading its replies; dropping it"
+                );
+                conn.kill.cancel();
+            }
+        }
+    }
+
+    /// Wakes every sleeping worker that can do `function`.
+    fn wake(&mut self, function: &Bytes) {
+        let sleepers: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.sleeping && c.abilities.iter().any(|a| a.function == function))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in sleepers {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.sleeping = false;
+            }
+            self.send(id, Packet::Noop);
+        }
+    }
+
+    /// Handles one binary packet from connection `id`. Replies for `id` are appended to
+    /// `out`; effects for the caller to `effects`.
+    pub fn packet(
+        &mut self,
+        id: ConnId,
+        packet: Packet,
+        out: &mut Vec<ServerOutbound>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let mut reply = |p: Packet| out.push(ServerOutbound::Packet(p));
+        match packet {
+            Packet::CanDo { function } => self.can_do(id, function, None),
+            Packet::CanDoTimeout {
+                function,
+                timeout_ms,
+            } => {
+                let timeout =
+                    (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+                self.can_do(id, function, timeout);
+            }
+            Packet::CantDo { function } => self.cant_do(id, &function),
+            Packet::ResetAbilities => {
+                let functions: Vec<Bytes> = self.conns[&id]
+                    .abilities
+                    .iter()
+                    .map(|a| a.function.clone())
+                    .collect();
+                for f in functions {
+                    self.cant_do(id, &f);
+                }
+            }
+            Packet::SetClientId { id: client_id } => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.client_id = Some(client_id);
+                }
+            }
+            Packet::PreSleep => {
+                if self.has_work_for(id) {
+                    reply(Packet::Noop);
+                } else if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.sleeping = true;
+                }
+            }
+            Packet::GrabJob | Packet::GrabJobUniq | Packet::GrabJobAll => {
+                let uniq = !matches!(packet, Packet::GrabJob);
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.sleeping = false;
+                }
+                match self.take(id, effects) {
+                    None => reply(Packet::NoJob),
+                    Some(job) => {
+                        let job = &self.jobs[&job];
+                        // gearmand answers GRAB_JOB_ALL with JOB_ASSIGN_UNIQ too (no reducer).
+                        reply(if uniq {
+                            Packet::JobAssignUniq {
+                                handle: job.handle.clone(),
+                                function: job.function.clone(),
+                                unique: job.unique.clone(),
+                                data: job.data.clone(),
+                            }
+                        } else {
+                            Packet::JobAssign {
+                                handle: job.handle.clone(),
+                                function: job.function.clone(),
+                                data: job.data.clone(),
+                            }
+                        });
+                    }
+                }
+            }
+            Packet::Submit {
+                priority,
+                background,
+                function,
+                unique,
+                data,
+            } => reply(self.submit(id, priority, background, function, unique, data)),
+            Packet::GetStatus { handle } => {
+                let status = self.handles.get(&handle).map(|id| &self.jobs[id]);
+                reply(Packet::StatusRes {
+                    known: status.is_some(),
+                    running: status.is_some_and(|j| j.worker.is_some()),
+                    numerator: status.map_or(0, |j| j.numerator),
+                    denominator: status.map_or(0, |j| j.denominator),
+                    handle,
+                });
+            }
+            Packet::GetStatusUnique { unique } => {
+                let job = self
+                    .uniques
+                    .iter()
+                    .find(|((_, u), _)| *u == unique)
+                    .map(|(_, id)| &self.jobs[id]);
+                reply(Packet::StatusResUnique {
+                    known: job.is_some(),
+                    running: job.is_some_and(|j| j.worker.is_some()),
+                    numerator: job.map_or(0, |j| j.numerator),
+                    denominator: job.map_or(0, |j| j.denominator),
+                    waiting: job.map_or(0, |j| j.clients.len() as u32),
+                    unique,
+                });
+            }
+            Packet::EchoReq { data } => reply(Packet::EchoRes { data }),
+            Packet::OptionReq { option } => {
+                if &option[..] == b"exceptions" {
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.exceptions = true;
+                    }
+                    reply(Packet::OptionRes { option });
+                } else {
+                    reply(error(
+                        "UNKNOWN_OPTION",
+                        "Server does not recognize given option",
+                    ));
+                }
+            }
+            Packet::WorkStatus {
+                handle,
+                numerator,
+                denominator,
+            } => match self.handles.get(&handle).copied() {
+                None => reply(not_found()),
+                Some(job) => {
+                    let j = self.jobs.get_mut(&job).expect("indexed");
+                    j.numerator = numerator;
+                    j.denominator = denominator;
+                    self.relay(job, |_| Packet::WorkStatus {
+                        handle: handle.clone(),
+                        numerator,
+                        denominator,
+                    });
+                }
+            },
+            Packet::WorkData { handle, data } => {
+                self.relay_or_not_found(&handle, out, |_| Packet::WorkData {
+                    handle: handle.clone(),
+                    data: data.clone(),
+                })
+            }
+            Packet::WorkWarning { handle, data } => {
+                self.relay_or_not_found(&handle, out, |_| Packet::WorkWarning {
+                    handle: handle.clone(),
+                    data: data.clone(),
+                })
+            }
+            Packet::WorkComplete { handle, data } => {
+                self.finish(&handle, out, |_| Packet::WorkComplete {
+                    handle: handle.clone(),
+                    data: data.clone(),
+                })
+            }
+            Packet::WorkFail { handle } => self.finish(&handle, out, |_| Packet::WorkFail {
+                handle: handle.clone(),
+            }),
+            Packet::WorkException { handle, data } => self.finish(&handle, out, |exceptions| {
+                if exceptions {
+                    Packet::WorkException {
+                        handle: handle.clone(),
+                        data: data.clone(),
+                    }
+                } else {
+                    Packet::WorkFail {
+                        handle: handle.clone(),
+                    }
+                }
+            }),
+            // Scheduled, epoch and reduce jobs are not run here; gearmand answers the same
+            // to SUBMIT_JOB_SCHED and ALL_YOURS.
+            Packet::SubmitJobSched { .. }
+            | Packet::SubmitJobEpoch { .. }
+            | Packet::SubmitReduceJob { .. }
+            | Packet::AllYours => reply(error("INVALID_COMMAND", "Command not expected")),
+            // Response packets never decode on a server connection (wrong magic).
+            other => reply(error(
+                "INVALID_COMMAND",
+                &format!("{} is not a request", other.packet_type()),
+            )),
+        }
+    }
+
+    fn can_do(&mut self, id: ConnId, function: Bytes, timeout: Option<Duration>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if let Some(ability) = conn.abilities.iter_mut().find(|a| a.function == function) {
+            ability.timeout = timeout;
+            return;
+        }
+        conn.abilities.insert(
+            0,
+            Ability {
+                function: function.clone(),
+                timeout,
+            },
+        );
+        self.functions.entry(function).or_default().workers += 1;
+    }
+
+    fn cant_do(&mut self, id: ConnId, function: &Bytes) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let before = conn.abilities.len();
+        conn.abilities.retain(|a| a.function != function);
+        if conn.abilities.len() < before {
+            if let Some(f) = self.functions.get_mut(function) {
+                f.workers = f.workers.saturating_sub(1);
+            }
+        }
+    }
+
+    fn submit(
+        &mut self,
+        id: ConnId,
+        priority: Priority,
+        background: bool,
+        function: Bytes,
+        unique: Bytes,
+        data: Bytes,
+    ) -> Packet {
+        if !unique.is_empty() {
+            if let Some(&existing) = self.uniques.get(&(function.clone(), unique.clone())) {
+                let job = self.jobs.get_mut(&existing).expect("indexed");
+                if !background && !job.clients.contains(&id) {
+                    job.clients.push(id);
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.waiting.push(existing);
+                    }
+                }
+                return Packet::JobCreated {
+                    handle: job.handle.clone(),
+                };
+            }
+        }
+        let f = self.functions.entry(function.clone()).or_default();
+        let limit = f.max_queue[slot(priority)];
+        if limit > 0 && f.queues[slot(priority)].len() as i64 >= limit {
+            return error("QUEUE_ERROR", "Job queue is full");
+        }
+        let job_id = self.next_job;
+        self.next_job += 1;
+        let handle = Bytes::from(format!("{}{}", self.handle_prefix, self.next_handle));
+        self.next_handle += 1;
+        f.queues[slot(priority)].push_back(job_id);
+        if !unique.is_empty() {
+            self.uniques
+                .insert((function.clone(), unique.clone()), job_id);
+        }
+        self.handles.insert(handle.clone(), job_id);
+        self.jobs.insert(
+            job_id,
+            Job {
+                handle: handle.clone(),
+                function: function.clone(),
+                unique,
+                data,
+                priority,
+                clients: if background { Vec::new() } else { vec![id] },
+                worker: None,
+                numerator: 0,
+                denominator: 0,
+                retries: 0,
+                cancelled: false,
+                seq: job_id,
+                assignment: 0,
+            },
+        );
+        if !background {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.waiting.push(job_id);
+            }
+        }
+        self.wake(&function);
+        Packet::JobCreated { handle }
+    }
+
+    /// Whether a job waits for one of the connection's functions.
+    fn has_work_for(&self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return false;
+        };
+        conn.abilities.iter().any(|a| {
+            self.functions
+                .get(&a.function)
+                .is_some_and(|f| f.queues.iter().flatten().any(|j| !self.jobs[j].cancelled))
+        })
+    }
+
+    /// Hands the connection the best job it can do: highest priority first, then the oldest,
+    /// across all its functions. Cancelled jobs met at a queue's head are dropped.
+    fn take(&mut self, id: ConnId, effects: &mut Vec<Effect>) -> Option<JobId> {
+        let conn = self.conns.get(&id)?;
+        let abilities: Vec<(Bytes, Option<Duration>)> = conn
+            .abilities
+            .iter()
+            .map(|a| (a.function.clone(), a.timeout))
+            .collect();
+        for priority in PRIORITIES {
+            let p = slot(priority);
+            loop {
+                let mut best: Option<(u64, &Bytes, Option<Duration>)> = None;
+                for (function, timeout) in &abilities {
+                    if let Some(&head) = self
+                        .functions
+                        .get(function)
+                        .and_then(|f| f.queues[p].front())
+                    {
+                        let seq = self.jobs[&head].seq;
+                        if best.is_none_or(|(s, _, _)| seq < s) {
+                            best = Some((seq, function, *timeout));
+                        }
+                    }
+                }
+                let Some((_, function, timeout)) = best else {
+                    break; // nothing at this priority: try the next one
+                };
+                let function = function.clone();
+                let f = self.functions.get_mut(&function).expect("has a queue");
+                let job_id = f.queues[p].pop_front().expect("has a head");
+                if self.jobs[&job_id].cancelled {
+                    self.remove(job_id);
+                    continue;
+                }
+                f.running += 1;
+                let job = self.jobs.get_mut(&job_id).expect("queued");
+                job.worker = Some(id);
+                job.assignment += 1;
+                if let Some(after) = timeout {
+                    effects.push(Effect::Timeout {
+                        job: job_id,
+                        assignment: job.assignment,
+                        after,
+                    });
+                }
+                self.conns
+                    .get_mut(&id)
+                    .expect("exists")
+                    .running
+                    .push(job_id);
+                return Some(job_id);
+            }
+        }
+        None
+    }
+
+    /// Sends `make(exceptions)` to every client waiting for the job.
+    fn relay(&mut self, job: JobId, make: impl Fn(bool) -> Packet) {
+        let clients = self.jobs[&job].clients.clone();
+        for client in clients {
+            let exceptions = self.conns.get(&client).is_some_and(|c| c.exceptions);
+            self.send(client, make(exceptions));
+        }
+    }
+
+    fn relay_or_not_found(
+        &mut self,
+        handle: &Bytes,
+        out: &mut Vec<ServerOutbound>,
+        make: impl Fn(bool) -> Packet,
+    ) {
+        match self.handles.get(handle).copied() {
+            Some(job) => self.relay(job, make),
+            None => out.push(ServerOutbound::Packet(not_found())),
+        }
+    }
+
+    /// The job's final packet to its clients, then the job is gone.
+    fn finish(
+        &mut self,
+        handle: &Bytes,
+        out: &mut Vec<ServerOutbound>,
+        make: impl Fn(bool) -> Packet,
+    ) {
+        match self.handles.get(handle).copied() {
+            Some(job) => {
+                self.relay(job, make);
+                self.remove(job);
+            }
+            None => out.push(ServerOutbound::Packet(not_found())),
+        }
+    }
+
+    /// Forgets a job everywhere.
+    fn remove(&mut self, job_id: JobId) {
+        let Some(job) = self.jobs.remove(&job_id) else {
+            return;
+        };
+        self.handles.remove(&job.handle);
+        if !job.unique.is_empty() {
+            let key = (job.function.clone(), job.unique.clone());
+            if self.uniques.get(&key) == Some(&job_id) {
+                self.uniques.remove(&key);
+            }
+        }
+        if let Some(f) = self.functions.get_mut(&job.function) {
+            if job.worker.is_some() {
+                f.running = f.running.saturating_sub(1);
+            } else {
+                f.queues[slot(job.priority)].retain(|&j| j != job_id);
+            }
+        }
+        if let Some(worker) = job.worker.and_then(|w| self.conns.get_mut(&w)) {
+            worker.running.retain(|&j| j != job_id);
+        }
+        for client in job.clients {
+            if let Some(conn) = self.conns.get_mut(&client) {
+                conn.waiting.retain(|&j| j != job_id);
+            }
+        }
+    }
+
+    /// A job's time ran out on the assignment `assignment`: it fails (CAN_DO_TIMEOUT).
+    pub fn expire(&mut self, job: JobId, assignment: u64) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        if j.worker.is_none() || j.assignment != assignment {
+            return;
+        }
+        tracing::info!(handle = %String::from_utf8_lossy(&j.handle), "job server: a job overran its worker's CAN_DO_TIMEOUT; failing it");
+        let handle = j.handle.clone();
+        self.relay(job, |_| Packet::WorkFail {
+            handle: handle.clone(),
+        });
+        self.remove(job);
+    }
+
+    /// A connection went away: its jobs go back to the head of their queues, it stops
+    /// waiting for any, and its abilities are forgotten.
+    pub fn disconnect(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        for ability in &conn.abilities {
+            if let Some(f) = self.functions.get_mut(&ability.function) {
+                f.workers = f.workers.saturating_sub(1);
+            }
+        }
+        for job_id in conn.waiting {
+            if let Some(job) = self.jobs.get_mut(&job_id) {
+                job.clients.retain(|&c| c != id);
+            }
+        }
+        let mut requeued = Vec::new();
+        for job_id in conn.running.into_iter().rev() {
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            job.worker = None;
+            job.retries += 1;
+            let f = self
+                .functions
+                .get_mut(&job.function)
+                .expect("job's function");
+            f.running = f.running.saturating_sub(1);
+            f.queues[slot(job.priority)].push_front(job_id);
+            requeued.push(job.function.clone());
+        }
+        for function in requeued {
+            self.wake(&function);
+        }
+    }
+
+    /// Tells every connection the server is going away.
+    pub fn shutdown_notice(&mut self) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.send(id, error("SHUTDOWN", "the job server is shutting down"));
+        }
+    }
+
+    /// Runs a text admin command; the reply is the exact bytes to write.
+    pub fn admin(&mut self, line: &str) -> Bytes {
+        let command = match AdminCommand::parse(line) {
+            Ok(command) => command,
+            Err(e) => return Bytes::from(e.to_wire()),
+        };
+        let reply = match command {
+            AdminCommand::Status => AdminReply::Status(
+                self.functions
+                    .iter()
+                    .map(|(name, f)| FunctionStatus {
+                        function: String::from_utf8_lossy(name).into_owned(),
+                        total: (f.queued() + f.running) as u64,
+                        running: f.running as u64,
+                        available_workers: f.workers as u64,
+                    })
+                    .collect(),
+            ),
+            AdminCommand::PriorityStatus => AdminReply::PriorityStatus(
+                self.functions
+                    .iter()
+                    .map(|(name, f)| PriorityRow {
+                        function: String::from_utf8_lossy(name).into_owned(),
+                        high: f.queues[0].len() as u64,
+                        normal: f.queues[1].len() as u64,
+                        low: f.queues[2].len() as u64,
+                        workers: f.workers as u64,
+                    })
+                    .collect(),
+            ),
+            AdminCommand::Workers => AdminReply::Workers(
+                self.conns
+                    .values()
+                    .map(|c| WorkerRow {
+                        fd: c.fd.to_string(),
+                        address: c.ip.to_string(),
+                        client_id: c
+                            .client_id
+                            .as_ref()
+                            .map(|id| String::from_utf8_lossy(id).into_owned()),
+                        functions: c
+                            .abilities
+                            .iter()
+                            .map(|a| String::from_utf8_lossy(&a.function).into_owned())
+                            .collect(),
+                    })
+                    .collect(),
+            ),
+            AdminCommand::ShowJobs => AdminReply::ShowJobs(
+                self.jobs_in_order()
+                    .map(|j| JobRow {
+                        handle: String::from_utf8_lossy(&j.handle).into_owned(),
+                        retries: u64::from(j.retries),
+                        ignore_job: j.cancelled,
+                        job_queued: j.worker.is_none() && !j.cancelled,
+                    })
+                    .collect(),
+            ),
+            AdminCommand::ShowUniqueJobs => AdminReply::ShowUniqueJobs(
+                self.jobs_in_order()
+                    .map(|j| String::from_utf8_lossy(&j.unique).into_owned())
+                    .collect(),
+            ),
+            AdminCommand::Version => AdminReply::Version(self.version.clone()),
+            AdminCommand::Getpid => AdminReply::Pid(std::process::id()),
+            AdminCommand::MaxQueue { function, limits } => {
+                let limits = match limits {
+                    MaxQueueLimits::Default => [0; 3],
+                    MaxQueueLimits::All(n) => [n; 3],
+                    MaxQueueLimits::PerPriority { high, normal, low } => [high, normal, low],
+                };
+                self.functions
+                    .entry(Bytes::from(function))
+                    .or_default()
+                    .max_queue = limits;
+                AdminReply::Ok
+            }
+            AdminCommand::CancelJob { handle } => {
+                match self.handles.get(handle.as_bytes()).copied() {
+                    None => return Bytes::from(AdminError::new("UNKNOWN_JOB", "").to_wire()),
+                    Some(job) if self.jobs[&job].worker.is_some() => {
+                        return Bytes::from(AdminError::new("UNKNOWN_ERROR", "").to_wire());
+                    }
+                    Some(job) => {
+                        // Like gearmand, the job is marked and dropped when it reaches the head of
+                        // its queue; unlike it, clients waiting for it are told now.
+                        let handle = self.jobs[&job].handle.clone();
+                        self.relay(job, |_| Packet::WorkFail {
+                            handle: handle.clone(),
+                        });
+                        let j = self.jobs.get_mut(&job).expect("indexed");
+                        j.cancelled = true;
+                        for client in std::mem::take(&mut j.clients) {
+                            if let Some(conn) = self.conns.get_mut(&client) {
+                                conn.waiting.retain(|&w| w != job);
+                            }
+                        }
+                        AdminReply::Ok
+                    }
+                }
+            }
+        };
+        Bytes::from(reply.to_wire())
+    }
+
+    fn jobs_in_order(&self) -> impl Iterator<Item = &Job> {
+        let mut jobs: Vec<&Job> = self.jobs.values().collect();
+        jobs.sort_by_key(|j| j.seq);
+        jobs.into_iter()
+    }
+}
+
+fn not_found() -> Packet {
+    error("JOB_NOT_FOUND", "Job given in work result not found")
+}
