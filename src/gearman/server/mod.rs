@@ -17,7 +17,7 @@
 mod state;
 
 use super::codec::{
-    DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE, ServerCodec, ServerInbound, ServerOutbound,
+    DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE, ProtocolError, ServerCodec, ServerInbound, ServerOutbound,
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use state::{ConnId, Effect, State};
@@ -126,6 +126,21 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
     }
 }
 
+/// The ERROR packet a peer gets for bytes that cannot be a request.
+fn refusal(error: &ProtocolError) -> crate::gearman::Packet {
+    let code = match error {
+        ProtocolError::BadMagic { .. } | ProtocolError::WrongMagic { .. } => "INVALID_MAGIC",
+        ProtocolError::UnknownType(_) => "INVALID_COMMAND",
+        ProtocolError::TooLarge { .. } => "PACKET_TOO_LARGE",
+        ProtocolError::LineTooLong { .. } => "LINE_TOO_LONG",
+        _ => "INVALID_PACKET",
+    };
+    crate::gearman::Packet::Error {
+        code: bytes::Bytes::from_static(code.as_bytes()),
+        text: bytes::Bytes::from(error.to_string()),
+    }
+}
+
 /// One connection until it closes, misbehaves, is dropped for not reading, or the server
 /// stops (it is sent a SHUTDOWN error, then closed).
 async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
@@ -174,7 +189,13 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
                     loop {
                         match inbound {
                             None => { failure = Some("closed by the peer".to_string()); break }
-                            Some(Err(e)) => { failure = Some(e.to_string()); break }
+                            Some(Err(e)) => {
+                                // Say why before closing, as gearmand does for the errors it
+                                // reports (it leaves some connections open; this one goes).
+                                replies.push(ServerOutbound::Packet(refusal(&e)));
+                                failure = Some(e.to_string());
+                                break;
+                            }
                             Some(Ok(ServerInbound::Packet(packet))) => state.packet(id, packet, &mut replies, &mut effects),
                             Some(Ok(ServerInbound::AdminLine(line))) => {
                                 let text = String::from_utf8_lossy(&line);

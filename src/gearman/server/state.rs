@@ -432,8 +432,10 @@ impl State {
             }
         }
         let f = self.functions.entry(function.clone()).or_default();
+        // As gearmand does: the priority's limit against all the function's jobs, queued and
+        // running.
         let limit = f.max_queue[slot(priority)];
-        if limit > 0 && f.queues[slot(priority)].len() as i64 >= limit {
+        if limit > 0 && (f.queued() + f.running) as i64 >= limit {
             return error("QUEUE_ERROR", "Job queue is full");
         }
         let job_id = self.next_job;
@@ -720,7 +722,9 @@ impl State {
                         handle: String::from_utf8_lossy(&j.handle).into_owned(),
                         retries: u64::from(j.retries),
                         ignore_job: j.cancelled,
-                        job_queued: j.worker.is_none() && !j.cancelled,
+                        // gearmand's flag: set when queued, cleared only by a cancel (a running
+                        // job still shows 1).
+                        job_queued: !j.cancelled,
                     })
                     .collect(),
             ),
