@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The built-in job server against gearmand, with the same C client and C worker
+(gearman-tools), in alternating rounds of the same run:
+
+  submit  - `gearman -b -N -f F` submits N background jobs (one per line), timed
+  drain   - then one `gearman -w -f F` drains them (until a LOW-priority sentinel job
+            completes and `status` shows nothing left), timed
+  fg      - C clients in parallel (`gearman -N -f F`, one foreground job per line, each
+            waiting for its result) against as many C workers: round trips per second
+
+Usage: cargo build --release && scripts/bench_server.py [--jobs 20000] [--rounds 4]
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_drain as drain  # noqa: E402
+
+
+def start_builtin(geardriver):
+    port = drain.free_port()
+    proc = subprocess.Popen([geardriver, "server", "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, GEARDRIVER_LOG="warn"))
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    sys.exit("the built-in server did not start")
+
+
+def submit_and_drain(port, function, jobs):
+    admin = drain.Admin(port)
+    lines = "".join(f"job-{i}\n" for i in range(jobs)).encode()
+    start = time.perf_counter()
+    subprocess.run(["gearman", "-h", "127.0.0.1", "-p", str(port), "-b", "-N", "-f", function],
+                   input=lines, stdout=subprocess.DEVNULL, check=True)
+    submit_s = time.perf_counter() - start
+    while admin.total(function) < jobs:
+        time.sleep(0.01)
+    sentinel = drain.submit_sentinel(port, function)
+    start = time.perf_counter()
+    worker = subprocess.Popen(["gearman", "-w", "-h", "127.0.0.1", "-p", str(port), "-f", function],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    drain.wait_sentinel(sentinel)
+    while admin.total(function) > 0:
+        time.sleep(0.001)
+    drain_s = time.perf_counter() - start
+    worker.terminate()
+    worker.wait()
+    return jobs / submit_s, (jobs + 1) / drain_s
+
+
+def foreground(port, function, clients, per_client):
+    admin = drain.Admin(port)
+    workers = [subprocess.Popen(["gearman", "-w", "-h", "127.0.0.1", "-p", str(port), "-f", function],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(clients)]
+    while admin.status().get(function, (0, 0, 0))[2] < clients:
+        time.sleep(0.01)
+    lines = "".join(f"rt-{i}\n" for i in range(per_client)).encode()
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["gearman", "-h", "127.0.0.1", "-p", str(port), "-N", "-f", function],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) for _ in range(clients)]
+    for p in procs:
+        p.stdin.write(lines)
+        p.stdin.close()
+    for p in procs:
+        if p.wait() != 0:
+            sys.exit("a foreground client failed")
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.terminate()
+        w.wait()
+    return clients * per_client / elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--per-client", type=int, default=5000)
+    parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
+    args = parser.parse_args()
+    results = {kind: {"submit": [], "drain": [], "fg": []} for kind in ("gearmand", "built-in")}
+    with tempfile.TemporaryDirectory() as tmp:
+        gearmand, gport = drain.start_gearmand(tmp)
+        builtin, bport = start_builtin(args.geardriver)
+        ports = {"gearmand": gport, "built-in": bport}
+        try:
+            for r in range(args.rounds):
+                order = ["gearmand", "built-in"] if r % 2 == 0 else ["built-in", "gearmand"]
+                for kind in order:
+                    submit, drained = submit_and_drain(ports[kind], f"bg_{r}", args.jobs)
+                    fg = foreground(ports[kind], f"fg_{r}", args.clients, args.per_client)
+                    for key, value in (("submit", submit), ("drain", drained), ("fg", fg)):
+                        results[kind][key].append(value)
+                    print(f"round {r + 1} {kind:8} submit {submit:7.0f}/s  drain {drained:7.0f}/s  "
+                          f"fg {fg:7.0f}/s", file=sys.stderr)
+        finally:
+            for proc in (gearmand, builtin):
+                proc.kill()
+                proc.wait()
+    print(f"| phase | gearmand (median of {args.rounds}) | built-in | built-in ÷ gearmand |")
+    print("|---|---:|---:|---:|")
+    labels = {"submit": f"submit {args.jobs} background jobs (jobs/s)",
+              "drain": "drain them with one C worker (jobs/s)",
+              "fg": f"foreground round trips, {args.clients} clients × {args.per_client} (jobs/s)"}
+    for key, label in labels.items():
+        g = statistics.median(results["gearmand"][key])
+        b = statistics.median(results["built-in"][key])
+        print(f"| {label} | {g:.0f} | {b:.0f} | {b / g:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
