@@ -23,7 +23,7 @@ pub fn init_host(target: &LogTarget, level: &str) -> io::Result<()> {
     let result = match target {
         LogTarget::Stderr => builder.with_writer(io::stderr).try_init(),
         LogTarget::File(path) => {
-            let file = OpenOptions::new()
+            let mut file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
@@ -33,6 +33,22 @@ pub fn init_host(target: &LogTarget, level: &str) -> io::Result<()> {
                         format!("cannot open logfile {}: {e}", path.display()),
                     )
                 })?;
+            // Later write errors cannot be reported anywhere; a log that cannot be written
+            // (a full disk) is refused now, while the error can still be seen.
+            use std::io::Write;
+            writeln!(
+                file,
+                "{}  INFO log opened by geardriver {} (pid {})",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+                env!("CARGO_PKG_VERSION"),
+                std::process::id()
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot write to logfile {}: {e}", path.display()),
+                )
+            })?;
             builder.with_writer(Mutex::new(file)).try_init()
         }
     };

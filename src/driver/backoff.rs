@@ -3,7 +3,8 @@
 //! left alone until an operator resets it (reload, `set_processes`, `killall`).
 //!
 //! Like supervisord's BACKOFF → FATAL, but a death only counts when the process was not
-//! asked to stop, failed (a non-zero status or a signal) and lived less than [`QUICK`].
+//! asked to stop, failed (a non-zero status or a signal) and lived less than [`QUICK`]. The
+//! supervisor also leaves out deaths by a SIGKILL it did not send (see `on_exit` there).
 
 use std::time::{Duration, Instant};
 

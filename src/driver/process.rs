@@ -121,8 +121,14 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
     Ok(pid)
 }
 
+/// How many lines per second a process may have logged per stream, after a burst.
+const LINES_PER_SECOND: f64 = 200.0;
+const LINE_BURST: f64 = 500.0;
+
 /// Logs every line a process writes as `(PID) [JOB] STREAM: line`. Lines are cut at
-/// [`MAX_LINE`] bytes and decoded lossily, so no output can hurt the host.
+/// [`MAX_LINE`] bytes and decoded lossily, so no output can hurt the host. A process that
+/// writes faster than [`LINES_PER_SECOND`] has the excess dropped (and counted in the log),
+/// and reading pauses: its pipe fills and it is the one slowed down, not the host.
 async fn forward_lines(
     mut reader: impl AsyncRead + Unpin,
     pid: u32,
@@ -134,25 +140,57 @@ async fn forward_lines(
     let mut buf = vec![0u8; 1024];
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
+    let mut budget = LINE_BURST;
+    let mut refilled = tokio::time::Instant::now();
+    let mut dropped: u64 = 0;
     loop {
         let n = match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         for &b in &buf[..n] {
-            if b == b'\n' {
-                emit(pid, &job, stream, &line, cut);
-                line.clear();
-                cut = false;
-            } else if line.len() < MAX_LINE {
-                line.push(b);
-            } else {
-                cut = true;
+            if b != b'\n' {
+                if line.len() < MAX_LINE {
+                    line.push(b);
+                } else {
+                    cut = true;
+                }
+                continue;
             }
+            let now = tokio::time::Instant::now();
+            budget = (budget + now.duration_since(refilled).as_secs_f64() * LINES_PER_SECOND)
+                .min(LINE_BURST);
+            refilled = now;
+            if budget >= 1.0 {
+                if dropped > 0 {
+                    tracing::warn!(
+                        pid,
+                        job = &*job,
+                        "{stream}: {dropped} lines dropped (more than {LINES_PER_SECOND} a second)"
+                    );
+                    dropped = 0;
+                }
+                budget -= 1.0;
+                emit(pid, &job, stream, &line, cut);
+            } else {
+                dropped += 1;
+            }
+            line.clear();
+            cut = false;
+        }
+        if budget < 1.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
     if !line.is_empty() {
         emit(pid, &job, stream, &line, cut);
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            pid,
+            job = &*job,
+            "{stream}: {dropped} lines dropped (more than {LINES_PER_SECOND} a second)"
+        );
     }
 }
 
@@ -161,6 +199,12 @@ fn emit(pid: u32, job: &str, stream: &str, line: &[u8], cut: bool) {
     let text = text.trim_end_matches('\r');
     let marker = if cut { " [line cut]" } else { "" };
     tracing::info!(pid, job, "{stream}: {text}{marker}");
+}
+
+/// Whether the process was ended by SIGKILL.
+pub fn killed_by_sigkill(status: &io::Result<ExitStatus>) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    matches!(status, Ok(s) if s.signal() == Some(nix::sys::signal::Signal::SIGKILL as i32))
 }
 
 /// How an exit reads in the log, and whether it was a success.

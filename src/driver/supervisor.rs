@@ -384,10 +384,14 @@ impl Supervisor {
                 tracing::warn!(pid, job = %name, function = job.as_deref().unwrap_or("?"), "died holding a job; the job server hands it to another process");
             }
         }
+        // A process never SIGKILLs itself: that was an operator, the OOM killer or a fault
+        // test, and says nothing about whether the job can start. It is replaced, but it does
+        // not count towards a crash loop.
+        let killed_from_outside = !requested && process::killed_by_sigkill(&status);
         pool.crash.on_exit(
             process.started.elapsed(),
             success,
-            requested,
+            requested || killed_from_outside,
             Instant::now(),
             &format!("exited with status {how}"),
         );

@@ -176,8 +176,18 @@ impl StatsTable {
             .open(path)
             .map_err(create_err)?;
         let len = HEADER_SIZE + slots * SLOT_SIZE;
-        // A sparse file: pages of slots never used are never allocated.
-        if let Err(e) = file.set_len(len as u64) {
+        // Allocated now, not on first write: a write through the mapping to a page a full
+        // file system cannot provide would kill the writer with SIGBUS. A full disk is an
+        // error here, at start, instead.
+        let allocated = file.set_len(len as u64).and_then(|()| {
+            match nix::fcntl::posix_fallocate(&file, 0, len as i64) {
+                Ok(()) => Ok(()),
+                // File systems without fallocate keep the sparse file.
+                Err(nix::errno::Errno::EOPNOTSUPP) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+                Err(errno) => Err(std::io::Error::from(errno)),
+            }
+        });
+        if let Err(e) = allocated {
             let _ = std::fs::remove_file(path);
             return Err(create_err(e));
         }

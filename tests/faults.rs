@@ -1,0 +1,309 @@
+//! Fault injection, bounded in time: worker processes killed under load, the host stopped
+//! or killed under load, the job server restarted under load, workers that crash, hang or
+//! flood their output, and a log or stats directory that cannot be written.
+
+mod common;
+
+use bytes::Bytes;
+use common::console::Console;
+use common::host::{Host, alive};
+use common::{free_port, poll_until};
+use geardriver::gearman::{Client, ClientOptions, JobOutcome, JobRequest};
+use nix::sys::signal::Signal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn client(server: &common::JobServer) -> Arc<Client> {
+    Arc::new(Client::new(vec![server.addr()], ClientOptions::default()).unwrap())
+}
+
+fn kill(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+/// Runs `count` foreground jobs, `parallel` at a time; returns their outcomes in order.
+async fn run_jobs(
+    client: &Arc<Client>,
+    function: &str,
+    data: &str,
+    count: usize,
+    parallel: usize,
+) -> Vec<JobOutcome> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let (client, permits) = (client.clone(), permits.clone());
+            let (function, data) = (function.to_string(), data.to_string());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                client.run(JobRequest::new(function, data)).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        let outcome = tokio::time::timeout(LIMIT, task)
+            .await
+            .expect("job finished in time")
+            .unwrap();
+        outcomes.push(outcome.expect("the job ran"));
+    }
+    outcomes
+}
+
+both_servers! {
+    async fn no_job_is_lost_while_workers_are_sigkilled(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 4\nmax_processes = 4\n",
+        );
+        host.wait_workers("nap", 4, Duration::from_secs(15));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = {
+            let stop = stop.clone();
+            let host_pid = host.pid();
+            std::thread::spawn(move || {
+                let mut killed = 0;
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(300));
+                    let workers = common::host::children_of(host_pid);
+                    if !workers.is_empty() {
+                        n = n.wrapping_mul(31).wrapping_add(7);
+                        kill(workers[n % workers.len()], Signal::SIGKILL);
+                        killed += 1;
+                    }
+                }
+                killed
+            })
+        };
+        let outcomes = run_jobs(&client(&server), "nap", "150", 60, 8).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let killed = killer.join().unwrap();
+        assert!(killed >= 5, "the killer killed {killed} workers");
+        for outcome in outcomes {
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 150")));
+        }
+        assert!(!host.log().contains("giving up"), "killed workers are not a crash loop\n{}", host.log());
+        host.wait_workers("nap", 4, Duration::from_secs(15));
+    }
+}
+
+both_servers! {
+    async fn a_graceful_stop_under_load_then_a_new_host_completes_every_job(server) {
+        let jobs = "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 3\nmax_processes = 3\n";
+        let mut first = Host::start(&[server.addr().to_string()], "interval = 0", jobs);
+        first.wait_workers("nap", 3, Duration::from_secs(15));
+        let client = client(&server);
+        let pending = {
+            let client = client.clone();
+            tokio::spawn(async move { run_jobs(&client, "nap", "300", 30, 30).await })
+        };
+        assert!(common::wait_for_status(&server.addr(), "nap", |s| s.running == 3).await);
+        first.signal(Signal::SIGTERM);
+        assert!(first.wait_exit(Duration::from_secs(20)).success(), "{}", first.log());
+        let second = Host::start(&[server.addr().to_string()], "interval = 0", jobs);
+        second.wait_workers("nap", 3, Duration::from_secs(15));
+        let outcomes = tokio::time::timeout(LIMIT, pending).await.unwrap().unwrap();
+        assert_eq!(outcomes.len(), 30);
+        assert!(outcomes.iter().all(|o| *o == JobOutcome::Complete(Bytes::from("slept 300"))), "{outcomes:?}");
+        let finished_by_first = first.log().matches("Exited with status 0").count();
+        assert_eq!(finished_by_first, 3, "the first host's processes finished their jobs and exited");
+    }
+}
+
+both_servers! {
+    async fn the_job_server_restarted_under_load_costs_only_the_jobs_it_held(server) {
+        #[allow(unused_mut)]
+        let mut server = server;
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"rev\"\nworker = \"reverse\"\nmin_processes = 2\nmax_processes = 2\n",
+        );
+        let workers = host.wait_workers("rev", 2, Duration::from_secs(15));
+        let before = client(&server);
+        // Load while the server goes away: these may fail (the server held them), never hang.
+        let load = {
+            let before = before.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), before.run(JobRequest::new("rev", format!("{i}")))).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.restart();
+        tokio::time::timeout(LIMIT, load).await.expect("the load ended").unwrap();
+        // Workers reconnect (same processes) and serve what is submitted after the restart.
+        let after = client(&server);
+        let outcomes = run_jobs(&after, "rev", "restart", 20, 4).await;
+        assert!(outcomes.iter().all(|o| *o == JobOutcome::Complete(Bytes::from("tratser"))));
+        assert_eq!(host.workers("rev"), workers, "the worker processes survived the restart");
+    }
+}
+
+both_servers! {
+    async fn crashing_hanging_and_flooding_workers_do_not_disturb_the_rest(server) {
+        let port = free_port();
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 1",
+            &format!(
+                "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"exit 1\"]\n\
+                 [[jobs]]\nname = \"stuck\"\nworker = \"sleep\"\ntimeout = 1\n\
+                 [[jobs]]\nname = \"flood\"\nprogram = [\"sh\", \"-c\", \"while :; do echo 'a line of output that never stops'; done\"]\n\
+                 [[jobs]]\nname = \"fine\"\nworker = \"echo\"\nmin_processes = 2\nmax_processes = 2\n"
+            ),
+        );
+        host.wait_workers("fine", 2, Duration::from_secs(15));
+        let c = client(&server);
+        c.submit(JobRequest::new("stuck", "600000").background()).await.unwrap();
+        let started = Instant::now();
+        let mut console = Console::connect(port);
+        let mut slowest = Duration::ZERO;
+        while started.elapsed() < Duration::from_secs(8) {
+            let asked = Instant::now();
+            let status = console.cmd("status");
+            slowest = slowest.max(asked.elapsed());
+            assert!(status.contains("fine "), "{status}");
+            let outcome = tokio::time::timeout(Duration::from_secs(5), c.run(JobRequest::new("fine", "still fine")))
+                .await
+                .expect("the fine job is served")
+                .unwrap();
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("still fine")));
+        }
+        assert!(slowest < Duration::from_millis(500), "the console took {slowest:?} to answer");
+        let log = host.log();
+        assert!(log.contains("[crashy] Exited with status 1"), "the crashing worker was seen");
+        assert!(log.contains("lines dropped"), "the flood was throttled");
+        assert!(log.contains("[stuck] timeout: the job ran longer than 1s"), "the hanging job was killed");
+        // The flood is throttled, not the host: its CPU stays low.
+        let ticks = common::host::cpu_ticks(host.pid());
+        std::thread::sleep(Duration::from_secs(2));
+        let used = common::host::cpu_ticks(host.pid()) - ticks;
+        assert!(used < 60, "the host used {used} ticks of 200 in 2 s");
+    }
+}
+
+both_servers! {
+    async fn a_sigkilled_host_under_load_leaves_no_process_behind(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 3\nmax_processes = 3\n\
+             [[jobs]]\nname = \"cmd\"\ncommand = [\"sleep\", \"1\"]\nmin_processes = 2\nmax_processes = 2\n\
+             [[jobs]]\nname = \"prog\"\nprogram = [\"sleep\", \"600\"]\n",
+        );
+        host.wait_workers("nap", 3, Duration::from_secs(15));
+        host.wait_workers("cmd", 2, Duration::from_secs(15));
+        let c = client(&server);
+        for _ in 0..3 {
+            c.submit(JobRequest::new("nap", "800").background()).await.unwrap();
+        }
+        for _ in 0..2 {
+            c.submit(JobRequest::new("cmd", "").background()).await.unwrap();
+        }
+        assert!(common::wait_for_status(&server.addr(), "cmd", |s| s.running == 2).await);
+        // Everything the host started, and what those started (the commands).
+        let mut tree = host.all_workers();
+        for pid in tree.clone() {
+            tree.extend(common::host::children_of(pid));
+        }
+        assert!(tree.len() >= 8, "{tree:?}");
+        kill(host.pid(), Signal::SIGKILL);
+        assert!(
+            poll_until(Duration::from_secs(5), || tree.iter().all(|&p| !alive(p))),
+            "still alive 5 s after the host died: {:?}",
+            tree.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn a_log_or_stats_directory_that_cannot_be_written_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "logfile = \"/dev/full\"",
+            "cannot write to logfile /dev/full: No space left on device",
+        ),
+        (
+            "logfile = \"/sys/geardriver.log\"",
+            "cannot open logfile /sys/geardriver.log",
+        ),
+        (
+            "logfile = \"/nonexistent/dir/g.log\"",
+            "cannot open logfile /nonexistent/dir/g.log: No such file or directory",
+        ),
+        (
+            "stats_dir = \"/sys\"",
+            "cannot create the stats file /sys/geardriver-",
+        ),
+        (
+            "stats_dir = \"/nonexistent\"",
+            "the stats directory /nonexistent is not usable",
+        ),
+    ];
+    for (setting, expected) in cases {
+        let config = dir.path().join("c.toml");
+        std::fs::write(&config, format!("[driver]\n{setting}\n[console]\nlisten = \"\"\n[[jobs]]\nname = \"e\"\nworker = \"echo\"\n")).unwrap();
+        let out = common::geardriver()
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{setting}: {out:?}");
+        assert!(stderr.contains(expected), "{setting}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{setting}: {stderr}");
+    }
+}
+
+#[test]
+fn a_full_stats_file_system_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = dir.path().join("tiny");
+    std::fs::create_dir(&tiny).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&tiny)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "NOTICE: cannot mount a small tmpfs here (needs root); skipping the full-disk case"
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(tiny.clone());
+    std::fs::write(tiny.join("fill"), vec![0u8; 64 * 1024]).ok();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[driver]\nstats_dir = \"{}\"\n[console]\nlisten = \"\"\n[[jobs]]\nname = \"e\"\nworker = \"echo\"\n",
+            tiny.display()
+        ),
+    )
+    .unwrap();
+    let out = common::geardriver()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
