@@ -38,6 +38,7 @@ def main():
     target = os.path.join(drain.ROOT, "target", "release")
     parser.add_argument("--geardriver", default=os.path.join(target, "geardriver"))
     parser.add_argument("--bare", default=os.path.join(target, "examples", "bare_echo_worker"))
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     for binary in (args.geardriver, args.bare):
         if not os.path.exists(binary):
@@ -88,6 +89,10 @@ def main():
         print(f"| {kind} | {med[kind]:.0f} | {min(values):.0f} – {max(values):.0f} |")
     print(f"\n- raw codec layer: {med['raw'] / med['bare (raw payloads)']:.3f}× bare")
     print(f"- json codec layer: {med['json'] / med['bare (JSON payloads)']:.3f}× bare")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"raw_vs_bare": med["raw"] / med["bare (raw payloads)"],
+                       "json_vs_bare": med["json"] / med["bare (JSON payloads)"], "jobs_per_s": med}, f, indent=1)
 
 
 if __name__ == "__main__":

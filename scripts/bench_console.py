@@ -7,6 +7,7 @@ Usage: scripts/bench_console.py [--processes 500] [--samples 50]
 """
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -35,6 +36,7 @@ def main():
     parser.add_argument("--processes", type=int, default=500)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     n = args.processes
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +94,10 @@ def main():
         times.sort()
         p90 = times[int(len(times) * 0.9) - 1]
         print(f"| {command} | {lines} | {statistics.median(times):.2f} ms | {p90:.2f} ms | {max(times):.2f} ms |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"processes": per_job * jobs, "host_peak_rss_kb": host_rss,
+                       **{c: {"median_ms": statistics.median(t), "max_ms": max(t)} for c, (t, _) in results.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":

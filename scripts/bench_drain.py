@@ -22,6 +22,7 @@ Usage: scripts/bench_drain.py [--jobs 20000] [--rounds 5] [--contenders ours,c,p
 """
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -249,6 +250,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--contenders", default="ours,c,host1,host4,c4,perl")
     parser.add_argument("--geardriver", default=os.path.join(ROOT, "target", "release", "geardriver"))
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     kinds = args.contenders.split(",")
     if any(k in kinds for k in ("ours", "host1", "host4")) and not os.path.exists(args.geardriver):
@@ -278,6 +280,9 @@ def main():
             print(f"- {a} ÷ {b}: {medians[a] / medians[b]:.2f}×")
     for kind, (host, worker) in sorted(PEAKS.items()):
         print(f"- {kind}: peak RSS host {host / 1024:.1f} MB, worker process {worker / 1024:.1f} MB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"jobs_per_s": medians, "peak_rss_kb": {k: {"host": h, "worker": w} for k, (h, w) in PEAKS.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Usage: scripts/bench_scaleup.py [--interval 1] [--rounds 5]
 """
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -27,6 +28,7 @@ def main():
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         gearmand, port = drain.start_gearmand(tmp)
@@ -87,6 +89,9 @@ max_processes = 4
     print(f"| interval | backlog → 4 processes (worst of {args.rounds}) | backlog → 4 running (worst) | target |")
     print("|---:|---:|---:|---:|")
     print(f"| {args.interval:g} s | {max(spawned):.3f} s | {worst:.3f} s | ≤ {target:g} s {'✓' if worst <= target else '✗'} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"interval_s": args.interval, "worst_spawned_s": max(spawned), "worst_running_s": worst, "target_s": target}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Usage: cargo build --release && scripts/bench_server.py [--jobs 20000] [--rounds
 """
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -92,6 +93,7 @@ def main():
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--per-client", type=int, default=5000)
     parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results = {kind: {"submit": [], "drain": [], "fg": []} for kind in ("gearmand", "built-in")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +123,9 @@ def main():
         g = statistics.median(results["gearmand"][key])
         b = statistics.median(results["built-in"][key])
         print(f"| {label} | {g:.0f} | {b:.0f} | {b / g:.2f}× |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: {srv: statistics.median(results[srv][k]) for srv in results} for k in labels}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         gearmand, port = drain.start_gearmand(tmp)
@@ -78,6 +79,9 @@ def main():
     for kind in rates:
         print(f"| {kind} | {statistics.median(rates[kind]):.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} |")
     print(f"\nwith ÷ without: {with_slot / without:.3f}×")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"with_vs_without": with_slot / without}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -307,3 +307,43 @@ fn a_full_stats_file_system_is_a_clear_error_at_start() {
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_address_in_use_is_a_clear_error_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    for (section, expected) in [
+        (
+            format!("[console]\nlisten = \"127.0.0.1:{port}\"\n"),
+            format!("cannot listen for the console on 127.0.0.1:{port}: Address already in use"),
+        ),
+        (
+            format!(
+                "[console]\nlisten = \"\"\n[server]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"
+            ),
+            format!(
+                "cannot listen for the built-in job server on 127.0.0.1:{port}: Address already in use"
+            ),
+        ),
+    ] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[driver]\nstats_dir = \"{}\"\n{section}",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = common::geardriver()
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+    drop(taken);
+}

@@ -635,3 +635,55 @@ both_servers! {
         assert!(err.to_string().contains("UNKNOWN_JOB"), "{err}");
     }
 }
+
+/// A "job server" that answers every connection with `garbage`, counting connections.
+async fn garbage_server(
+    garbage: &'static [u8],
+) -> (geardriver::gearman::ServerAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(garbage).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (
+        geardriver::gearman::ServerAddr::new("127.0.0.1", port),
+        connections,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_garbage_gets_an_error_not_a_crash() {
+    // A client: the submit fails with the reason.
+    let (addr, _) = garbage_server(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    let client = Client::new(vec![addr], ClientOptions::default()).unwrap();
+    let err = tokio::time::timeout(LIMIT, client.submit(JobRequest::new("f", "x")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("bad magic"), "{err}");
+    // A worker: drops the connection and keeps retrying (with backoff), never panics.
+    let (addr, connections) = garbage_server(b"\0RES\0\0\0\x2a\0\0\0\x02no").await;
+    let worker = start_worker(
+        vec![addr],
+        &["f"],
+        handler(|job, _| async move { Ok(job.data) }),
+    );
+    assert!(
+        wait_until(LIMIT, || {
+            let n = connections.load(Ordering::SeqCst);
+            async move { n >= 3 }
+        })
+        .await,
+        "the worker reconnected"
+    );
+    worker.stop().await;
+}

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -206,7 +207,31 @@ pub struct Client {
 struct ServerSlot {
     addr: ServerAddr,
     /// Held only while (re)connecting, so two submits do not open two connections.
-    conn: Mutex<Option<mpsc::UnboundedSender<Request>>>,
+    conn: Mutex<Option<Connection>>,
+}
+
+/// A handle on a connection's task.
+#[derive(Clone)]
+struct Connection {
+    requests: mpsc::UnboundedSender<Request>,
+    /// Why the task ended, once it has: what a request that could not be sent is told.
+    ended: Arc<std::sync::OnceLock<String>>,
+}
+
+impl Connection {
+    fn send(&self, addr: &ServerAddr, request: Request) -> Result<(), ClientError> {
+        self.requests.send(request).map_err(|_| {
+            let reason = self
+                .ended
+                .get()
+                .map_or("the connection closed", String::as_str);
+            lost(addr, reason)
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.requests.is_closed()
+    }
 }
 
 /// What a request expects back.
@@ -281,10 +306,10 @@ impl Client {
                 events: events_tx,
                 reply: reply_tx,
             };
-            if sender.send(Request { packet, expect }).is_err() {
+            if let Err(e) = sender.send(&slot.addr, Request { packet, expect }) {
                 // The connection died before the request was written: safe to try elsewhere.
                 *slot.conn.lock().await = None;
-                last_error = Some(lost(&slot.addr, "closed before the submit was sent"));
+                last_error = Some(e);
                 continue;
             }
             let handle = self
@@ -376,10 +401,9 @@ impl Client {
         packet: Packet,
         expect: Expect,
     ) -> Result<(), ClientError> {
-        let sender = self.connection(slot).await?;
-        sender
-            .send(Request { packet, expect })
-            .map_err(|_| lost(&slot.addr, "closed before the request was sent"))
+        self.connection(slot)
+            .await?
+            .send(&slot.addr, Request { packet, expect })
     }
 
     async fn await_reply<T>(
@@ -400,10 +424,7 @@ impl Client {
     }
 
     /// The live connection to a server, connecting (and setting options) when there is none.
-    async fn connection(
-        &self,
-        slot: &ServerSlot,
-    ) -> Result<mpsc::UnboundedSender<Request>, ClientError> {
+    async fn connection(&self, slot: &ServerSlot) -> Result<Connection, ClientError> {
         let mut conn = slot.conn.lock().await;
         if let Some(sender) = conn.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
@@ -419,7 +440,12 @@ impl Client {
                 })?;
         let framed = Framed::new(stream, ClientCodec::new(self.options.max_frame));
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_connection(slot.addr.clone(), framed, rx));
+        let ended = Arc::new(std::sync::OnceLock::new());
+        tokio::spawn(run_connection(slot.addr.clone(), framed, rx, ended.clone()));
+        let tx = Connection {
+            requests: tx,
+            ended,
+        };
         if self.options.exceptions {
             let (reply_tx, reply_rx) = oneshot::channel();
             let request = Request {
@@ -428,8 +454,7 @@ impl Client {
                 },
                 expect: Expect::OptionSet(reply_tx),
             };
-            tx.send(request)
-                .map_err(|_| lost(&slot.addr, "closed while setting options"))?;
+            tx.send(&slot.addr, request)?;
             self.await_reply(&slot.addr, "OPTION_RES", reply_rx).await?;
         }
         *conn = Some(tx.clone());
@@ -456,6 +481,7 @@ async fn run_connection(
     addr: ServerAddr,
     mut framed: Framed<tokio::net::TcpStream, ClientCodec>,
     mut requests: mpsc::UnboundedReceiver<Request>,
+    ended: Arc<std::sync::OnceLock<String>>,
 ) {
     let mut state = ConnectionState {
         addr,
@@ -496,8 +522,14 @@ async fn run_connection(
         }
     };
     tracing::debug!(server = %state.addr, reason = %failure, "client connection ended");
+    let _ = ended.set(failure.clone());
     for expect in state.pending.drain(..) {
         expect.fail(lost(&state.addr, &failure));
+    }
+    // Requests queued but never written learn why too.
+    requests.close();
+    while let Ok(request) = requests.try_recv() {
+        request.expect.fail(lost(&state.addr, &failure));
     }
     // Dropping the event senders tells every waiting foreground job the connection is gone.
 }

@@ -205,8 +205,18 @@ fn decode_body(ptype: PacketType, body: Bytes) -> Result<Packet, ProtocolError> 
     // gearmand 1.1 sends the WORK_FAIL it makes from a WORK_EXCEPTION (for clients that did
     // not ask for exceptions) as "handle\0". A handle never holds a NUL, so a trailing one on
     // a handle-only packet is dropped rather than kept as part of the handle.
-    if matches!(ptype, T::JobCreated | T::WorkFail | T::GetStatus) && body.last() == Some(&0) {
-        body.truncate(body.len() - 1);
+    if matches!(ptype, T::JobCreated | T::WorkFail | T::GetStatus) {
+        if body.last() == Some(&0) {
+            body.truncate(body.len() - 1);
+        }
+        // The same rule as on encode, so everything decoded can be sent on (found by fuzzing).
+        if body.contains(&0) {
+            return Err(ProtocolError::BadArgument {
+                ptype,
+                arg: "handle",
+                problem: "contains a NUL byte".into(),
+            });
+        }
     }
     let mut a = Args::new(ptype, body);
     Ok(match ptype {
