@@ -89,6 +89,11 @@ def start_gearmand(tmp):
         [gearmand_binary(), "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
          f"--pid-file={tmp}/gearmand.pid", f"--threads={THREADS}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_for_port(proc, port, "gearmand")
+
+
+def wait_for_port(proc, port, name):
+    """Waits (10 s at most) until `proc` accepts connections on `port`."""
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -97,7 +102,7 @@ def start_gearmand(tmp):
         except OSError:
             time.sleep(0.02)
     proc.kill()
-    sys.exit("gearmand did not start")
+    sys.exit(f"{name} did not start")
 
 
 def queue_jobs(port, function, jobs, admin):

@@ -14,7 +14,6 @@ Usage: cargo build --release && scripts/bench_server.py [--jobs 20000] [--rounds
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,7 @@ def start_builtin(geardriver):
     proc = subprocess.Popen([geardriver, "server", "--listen", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, GEARDRIVER_LOG="warn"))
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port)).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    sys.exit("the built-in server did not start")
+    return drain.wait_for_port(proc, port, "the built-in server")
 
 
 def submit_and_drain(port, function, jobs):

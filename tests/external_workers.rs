@@ -7,7 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::console::Console;
 use common::host::{Host, alive};
-use common::{free_port, poll_until};
+use common::{complete, free_port, poll_until};
 use geardriver::gearman::{Client, ClientOptions, JobOutcome, JobRequest, ServerAddr};
 use std::time::Duration;
 
@@ -15,17 +15,7 @@ const LIMIT: Duration = Duration::from_secs(15);
 
 async fn run(addr: &ServerAddr, function: &str, data: &str) -> JobOutcome {
     let client = Client::new(vec![addr.clone()], ClientOptions::default()).unwrap();
-    tokio::time::timeout(
-        LIMIT,
-        client.run(JobRequest::new(function.to_string(), data.to_string())),
-    )
-    .await
-    .expect("in time")
-    .expect("ran")
-}
-
-fn complete(s: &str) -> JobOutcome {
-    JobOutcome::Complete(Bytes::from(s.to_string()))
+    common::outcome(&client, function, data).await
 }
 
 both_servers! {

@@ -5,7 +5,7 @@ mod common;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::RunningWorker;
+use common::{RunningWorker, complete, outcome};
 use geardriver::gearman::{Client, ClientOptions, JobEvent, JobOutcome, JobRequest};
 use geardriver::plugin::{JobContext, Json, Payload, Registry, WorkError, Worker};
 use geardriver::stats::StatsTable;
@@ -107,20 +107,6 @@ fn serve(
 
 fn client(gearmand: &common::Gearmand) -> Client {
     Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap()
-}
-
-async fn outcome(client: &Client, function: &str, data: &str) -> JobOutcome {
-    tokio::time::timeout(
-        LIMIT,
-        client.run(JobRequest::new(function.to_string(), data.to_string())),
-    )
-    .await
-    .expect("in time")
-    .expect("ran")
-}
-
-fn complete(s: &str) -> JobOutcome {
-    JobOutcome::Complete(Bytes::from(s.to_string()))
 }
 
 fn exception(s: &str) -> JobOutcome {

@@ -435,3 +435,21 @@ pub fn perl_gearman_available() -> bool {
     }
     ok
 }
+
+/// Runs one foreground job, bounded in time, and returns how it ended.
+pub async fn outcome(
+    client: &geardriver::gearman::Client,
+    function: &str,
+    data: &str,
+) -> geardriver::gearman::JobOutcome {
+    let request = geardriver::gearman::JobRequest::new(function.to_string(), data.to_string());
+    tokio::time::timeout(Duration::from_secs(15), client.run(request))
+        .await
+        .expect("the job finished in time")
+        .expect("the job ran")
+}
+
+/// A completed job's outcome with this result.
+pub fn complete(result: &str) -> geardriver::gearman::JobOutcome {
+    geardriver::gearman::JobOutcome::Complete(Bytes::from(result.to_string()))
+}
