@@ -465,6 +465,12 @@ async fn run_job<H: JobHandler>(
     let handle = job.handle.clone();
     let work = handler.handle(job, updates);
     tokio::pin!(work);
+    // Most jobs finish on their first poll (any plugin that does not wait): then the
+    // updates channel is not polled at all. Its updates, if any, are sent by the caller.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(result) = first {
+        return Ok(result);
+    }
     loop {
         tokio::select! {
             biased;
