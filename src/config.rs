@@ -23,6 +23,9 @@ pub const DEFAULT_PATH: &str = "config.toml";
 pub const PATH_VAR: &str = "GEARDRIVER_CONFIG";
 /// The prefix of environment overrides: `GEARDRIVER__DRIVER__INTERVAL=1`.
 pub const ENV_PREFIX: &str = "GEARDRIVER";
+/// How many worker processes one host runs at most, all jobs together: the stats table has a
+/// slot for each, allocated at start.
+pub const MAX_PROCESSES: usize = 4096;
 
 /// A config that could not be loaded: the file and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -454,7 +457,7 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
     check_groups(&raw_jobs, &jobs)?;
     apply_group_settings(&raw_jobs, &mut jobs)?;
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Config {
+    let config = Config {
         path: path.to_path_buf(),
         driver: driver_config,
         console: ConsoleConfig {
@@ -474,7 +477,19 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
         },
         server: server_config,
         jobs,
-    })
+    };
+    let most: u64 = config
+        .pools()
+        .iter()
+        .map(|p| u64::from(p.max_processes))
+        .sum();
+    if most > MAX_PROCESSES as u64 {
+        return Err(format!(
+            "the jobs' max_processes add up to {most}, more than the {MAX_PROCESSES} processes one host can run \
+             (one stats slot each)"
+        ));
+    }
+    Ok(config)
 }
 
 fn validate_job(

@@ -174,6 +174,14 @@ fn each_kind_of_mistake_names_the_key_and_the_job() {
             ],
         ),
         (
+            "more processes than a host runs",
+            "[[jobs]]\nname = \"a\"\nworker = \"echo\"\nmax_processes = 3000\n[[jobs]]\nname = \"b\"\nworker = \"echo\"\nmax_processes = 1097\n",
+            &[
+                "max_processes add up to 4097",
+                "more than the 4096 processes one host can run",
+            ],
+        ),
+        (
             "group members disagree",
             "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\nmax_processes = 3\n[[jobs]]\nname = \"b\"\nworker = \"reverse\"\ngroup = \"g\"\nmax_processes = 4\n",
             &[
@@ -239,6 +247,13 @@ fn groups_share_process_settings() {
     );
     let c = pools.iter().find(|p| p.name == "c").unwrap();
     assert_eq!((c.min_processes, c.max_processes), (1, 1));
+
+    // A group's processes count once toward the host's limit of 4096.
+    load(
+        "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\nmax_processes = 4000\n\
+         [[jobs]]\nname = \"b\"\nworker = \"reverse\"\ngroup = \"g\"\n",
+    )
+    .expect("one pool of 4000");
 }
 
 #[test]

@@ -153,6 +153,15 @@ both_servers! {
                 "set_max_processes reverse 1",
                 "ERR invalid_value: max_processes must be greater than min_processes",
             ),
+            // The other jobs may run 1 + 3 processes; the stats table has room for 4096.
+            (
+                "set_max_processes reverse 4093",
+                "ERR invalid_value: the jobs' max_processes would add up to 4097, more than the 4096 one host can run",
+            ),
+            (
+                "set_processes reverse 2 5000",
+                "ERR invalid_value: the jobs' max_processes would add up to 5004, more than the 4096 one host can run",
+            ),
             ("set_processes nosuch 1 2", "ERR invalid_job_name: nosuch"),
             (
                 "set_processes reverse -1 2",

@@ -35,9 +35,9 @@ use supervisor::Supervisor;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-/// How many processes the stats table has room for, whatever the config: set_max_processes
-/// may raise limits at run time, and unused slots cost no memory (the file is sparse).
-pub const STATS_CAPACITY: usize = 4096;
+/// How many processes the stats table has room for: the most any config or console change
+/// may ask for. Every slot is allocated at start (about 1.5 MB).
+pub const STATS_CAPACITY: usize = crate::config::MAX_PROCESSES;
 
 /// What the supervisor hears about.
 pub enum Event {
@@ -107,6 +107,10 @@ pub enum ControlError {
     MaxBelowMin,
     #[error("the given PID(s) do not belong to us")]
     NotOurs,
+    #[error(
+        "the jobs' max_processes would add up to {total}, more than the {limit} one host can run"
+    )]
+    TooManyProcesses { total: u64, limit: usize },
     #[error("the host is shutting down")]
     ShuttingDown,
     #[error("{0}")]

@@ -477,6 +477,20 @@ impl Supervisor {
             (Some(_), None) if new_min > new_max => return Err(ControlError::MinAboveMax),
             _ => {}
         }
+        let others: u64 = self
+            .pools
+            .iter()
+            .filter(|(n, p)| **n != name && !p.removed)
+            .map(|(_, p)| u64::from(p.max))
+            .sum();
+        let total = others + u64::from(new_max);
+        if total > self.stats.capacity() as u64 {
+            return Err(ControlError::TooManyProcesses {
+                total,
+                limit: self.stats.capacity(),
+            });
+        }
+        let pool = self.pools.get_mut(&name).expect("found");
         pool.min = new_min;
         pool.max = new_max;
         if min.is_some() && max.is_some() {

@@ -44,6 +44,9 @@ pub(crate) fn refused(error: ControlError) -> Reply {
         ControlError::NotOurs => {
             Reply::error("invalid_value", "the given PID(s) do not belong to us")
         }
+        error @ ControlError::TooManyProcesses { .. } => {
+            Reply::error("invalid_value", error.to_string())
+        }
         ControlError::ShuttingDown => Reply::error("shutting_down", "the host is stopping"),
         ControlError::Config(message) => Reply::error("invalid_config", message),
     }
