@@ -47,6 +47,7 @@ def main():
     json_payloads = [json.dumps({"id": i, "text": f"job number {i}", "tags": ["a", "b"]}, separators=(",", ":"))
                      for i in range(args.jobs)]
     rates = {"bare (raw payloads)": [], "raw": [], "bare (JSON payloads)": [], "json": []}
+    cpu = {kind: [] for kind in rates}
     with tempfile.TemporaryDirectory() as tmp:
         gearmand, port = drain.start_gearmand(tmp)
         server = f"127.0.0.1:{port}"
@@ -75,6 +76,7 @@ def main():
                     # The sentinel is not JSON: with the json codec it fails, which ends the job too.
                     drain.wait_sentinel(sentinel)
                     rate = (len(payloads) + 1) / (time.perf_counter() - start)
+                    cpu[kind].append(drain.cpu_us(worker.pid) / (len(payloads) + 1))
                     worker.terminate()
                     worker.wait()
                     rates[kind].append(rate)
@@ -83,16 +85,24 @@ def main():
             gearmand.kill()
             gearmand.wait()
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"| worker | jobs/s (median of {args.rounds}) | min – max |")
-    print("|---|---:|---:|")
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"| worker | jobs/s (median of {args.rounds}) | min – max | CPU per job (median) |")
+    print("|---|---:|---:|---:|")
     for kind, values in rates.items():
-        print(f"| {kind} | {med[kind]:.0f} | {min(values):.0f} – {max(values):.0f} |")
-    print(f"\n- raw codec layer: {med['raw'] / med['bare (raw payloads)']:.3f}× bare")
-    print(f"- json codec layer: {med['json'] / med['bare (JSON payloads)']:.3f}× bare")
+        print(f"| {kind} | {med[kind]:.0f} | {min(values):.0f} – {max(values):.0f} | {cpu_med[kind]:.1f} µs |")
+    print()
+    paired = {}
+    for codec, bare in (("raw", "bare (raw payloads)"), ("json", "bare (JSON payloads)")):
+        each = [c / b for c, b in zip(rates[codec], rates[bare])]
+        paired[codec] = {"median": statistics.median(each), "min": min(each), "max": max(each)}
+        print(f"- {codec} codec layer: {med[codec] / med[bare]:.3f}× bare of the medians; per round "
+              f"{statistics.median(each):.3f}× (median), {min(each):.3f} – {max(each):.3f}×; "
+              f"CPU per job {cpu_med[codec] / cpu_med[bare]:.2f}× bare's")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"raw_vs_bare": med["raw"] / med["bare (raw payloads)"],
-                       "json_vs_bare": med["json"] / med["bare (JSON payloads)"], "jobs_per_s": med}, f, indent=1)
+                       "json_vs_bare": med["json"] / med["bare (JSON payloads)"], "jobs_per_s": med,
+                       "paired": paired, "cpu_per_job_us": cpu_med}, f, indent=1)
 
 
 if __name__ == "__main__":

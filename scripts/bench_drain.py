@@ -10,13 +10,16 @@ Every contender runs against the same gearmand in the same run, in alternating r
   perl   - Perl's Gearman::Worker (libgearman-client-perl) returning the workload
 
 The peak resident memory of the host and of its worker processes is the kernel's VmHWM,
-read once at the end of each host round (after the clock stopped).
+read once at the end of each host round (after the clock stopped). So is the CPU time (user +
+system, /proc/PID/stat) the worker processes used, and gearmand's for the round: per job, it
+tells a worker that is slower from one that waits on the job server like every other.
 
 For each round: queue N background jobs (with the C client, before the worker starts), then one
 LOW-priority foreground "sentinel" job, which gearmand hands out after every normal one; start
 the worker and time from its start until the sentinel completes (a blocked read, so measuring
 adds no load) and `status` shows nothing left (other processes may hold a last job). Reports the median jobs/s per
-contender (N + 1 jobs over the time), the spread, and the ratios.
+contender (N + 1 jobs over the time), the spread, and the ratios: of the medians, and the
+median of each round's ratio (the two ran minutes apart at most, so it moves less).
 
 Usage: scripts/bench_drain.py [--jobs 20000] [--rounds 5] [--contenders ours,c,perl]
 """
@@ -212,13 +215,27 @@ def children(pid):
 
 
 PEAKS = {}
+CPU = {}  # kind -> [(worker µs per job, gearmand µs per job)], one per round
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
 
-def drain(kind, port, jobs, tmp, geardriver, round_no):
+def cpu_us(pid):
+    """The CPU time (user + system) a process has used so far, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return 0.0
+    fields = text[text.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_US
+
+
+def drain(kind, port, jobs, tmp, geardriver, round_no, gearmand_pid=None):
     function = f"drain_{kind}_{round_no}"
     admin = Admin(port)
     queue_jobs(port, function, jobs, admin)
     sentinel = submit_sentinel(port, function)
+    gearmand_before = cpu_us(gearmand_pid) if gearmand_pid else 0.0
     start = time.perf_counter()
     workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for cmd in worker_commands(kind, port, function, tmp, geardriver)]
@@ -231,6 +248,11 @@ def drain(kind, port, jobs, tmp, geardriver, round_no):
                 sys.exit(f"{kind}: jobs still queued 600 s after the start")
             time.sleep(0.001)
         elapsed = time.perf_counter() - start
+        gearmand_used = cpu_us(gearmand_pid) - gearmand_before if gearmand_pid else 0.0
+        # The processes that served the jobs: the host's children, or the workers themselves.
+        pids = children(workers[0].pid) if kind.startswith("host") else [w.pid for w in workers]
+        CPU.setdefault(kind, []).append((sum(cpu_us(p) for p in pids) / (jobs + 1),
+                                         gearmand_used / (jobs + 1)))
         if kind.startswith("host"):
             # Read after the clock stopped, so measuring costs the run nothing.
             host_pid = workers[0].pid
@@ -267,7 +289,7 @@ def main():
             for r in range(args.rounds):
                 # Alternate the order so no contender always runs first (or last).
                 for kind in (kinds if r % 2 == 0 else list(reversed(kinds))):
-                    rate = drain(kind, port, args.jobs, tmp, args.geardriver, r)
+                    rate = drain(kind, port, args.jobs, tmp, args.geardriver, r, gearmand.pid)
                     rates[kind].append(rate)
                     print(f"round {r + 1} {kind:5} {rate:10.0f} jobs/s", file=sys.stderr)
         finally:
@@ -280,14 +302,26 @@ def main():
         print(f"| {kind} | {medians[kind]:.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} |")
     print()
     pairs = [("ours", "c"), ("host1", "c"), ("host4", "c4"), ("host1", "perl"), ("ours", "perl")]
+    paired = {}
     for a, b in pairs:
         if a in medians and b in medians:
-            print(f"- {a} ÷ {b}: {medians[a] / medians[b]:.2f}×")
+            each = [x / y for x, y in zip(rates[a], rates[b])]
+            paired[f"{a}/{b}"] = {"median": statistics.median(each), "min": min(each), "max": max(each)}
+            print(f"- {a} ÷ {b}: {medians[a] / medians[b]:.2f}× of the medians; per round "
+                  f"{statistics.median(each):.2f}× (median), {min(each):.2f} – {max(each):.2f}×")
     for kind, (host, worker) in sorted(PEAKS.items()):
         print(f"- {kind}: peak RSS host {host / 1024:.1f} MB, worker process {worker / 1024:.1f} MB")
+    cpu = {k: {"worker_us": statistics.median(w for w, _ in v), "gearmand_us": statistics.median(g for _, g in v)}
+           for k, v in CPU.items()}
+    print("\nCPU time per job (user + system, median of the rounds; all the contender's processes):\n")
+    print("| contender | worker processes | gearmand |")
+    print("|---|---:|---:|")
+    for kind in kinds:
+        print(f"| {kind} | {cpu[kind]['worker_us']:.1f} µs | {cpu[kind]['gearmand_us']:.1f} µs |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"jobs_per_s": medians, "peak_rss_kb": {k: {"host": h, "worker": w} for k, (h, w) in PEAKS.items()}}, f, indent=1)
+            json.dump({"jobs_per_s": medians, "paired": paired, "cpu_per_job": cpu,
+                       "peak_rss_kb": {k: {"host": h, "worker": w} for k, (h, w) in PEAKS.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":

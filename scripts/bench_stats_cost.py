@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """What the stats table costs on the echo throughput: the same worker process (the spec the
 host gives it) drains N background echo jobs with a stats slot (two seqlock writes per job)
-and without one, in alternating rounds on one gearmand.
+and without one, in alternating rounds on one gearmand. Reports the median throughput of each,
+the median of the rounds' ratios (with ÷ without, measured back to back), and the worker's CPU
+time per job (user + system, /proc/PID/stat), which the job server's pace does not blur.
 
 Usage: scripts/bench_stats_cost.py [--jobs 20000] [--rounds 6]
 """
@@ -42,6 +44,7 @@ def main():
                 sys.exit("the host did not create its stats table")
             time.sleep(0.01)
         rates = {"with slot": [], "without": []}
+        cpu = {"with slot": [], "without": []}
         try:
             for r in range(args.rounds):
                 kinds = ["with slot", "without"] if r % 2 == 0 else ["without", "with slot"]
@@ -64,6 +67,7 @@ def main():
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     drain.wait_sentinel(sentinel)
                     rate = (args.jobs + 1) / (time.perf_counter() - start)
+                    cpu[kind].append(drain.cpu_us(worker.pid) / (args.jobs + 1))
                     worker.terminate()
                     worker.wait()
                     rates[kind].append(rate)
@@ -74,14 +78,20 @@ def main():
             gearmand.kill()
             gearmand.wait()
     with_slot, without = statistics.median(rates["with slot"]), statistics.median(rates["without"])
-    print(f"| worker process | jobs/s (median of {args.rounds}) | min – max |")
-    print("|---|---:|---:|")
+    each = [w / o for w, o in zip(rates["with slot"], rates["without"])]
+    print(f"| worker process | jobs/s (median of {args.rounds}) | min – max | CPU per job (median) |")
+    print("|---|---:|---:|---:|")
     for kind in rates:
-        print(f"| {kind} | {statistics.median(rates[kind]):.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} |")
-    print(f"\nwith ÷ without: {with_slot / without:.3f}×")
+        print(f"| {kind} | {statistics.median(rates[kind]):.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} "
+              f"| {statistics.median(cpu[kind]):.1f} µs |")
+    print(f"\nwith ÷ without: {with_slot / without:.3f}× of the medians; per round {statistics.median(each):.3f}× "
+          f"(median), {min(each):.3f} – {max(each):.3f}×; CPU per job "
+          f"{statistics.median(cpu['with slot']) / statistics.median(cpu['without']):.3f}× without's")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"with_vs_without": with_slot / without}, f, indent=1)
+            json.dump({"with_vs_without": with_slot / without,
+                       "paired": {"median": statistics.median(each), "min": min(each), "max": max(each)},
+                       "cpu_per_job_us": {k: statistics.median(v) for k, v in cpu.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":
