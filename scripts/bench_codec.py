@@ -93,11 +93,9 @@ def main():
     print()
     paired = {}
     for codec, bare in (("raw", "bare (raw payloads)"), ("json", "bare (JSON payloads)")):
-        each = [c / b for c, b in zip(rates[codec], rates[bare])]
-        paired[codec] = {"median": statistics.median(each), "min": min(each), "max": max(each)}
-        print(f"- {codec} codec layer: {med[codec] / med[bare]:.3f}× bare of the medians; per round "
-              f"{statistics.median(each):.3f}× (median), {min(each):.3f} – {max(each):.3f}×; "
-              f"CPU per job {cpu_med[codec] / cpu_med[bare]:.2f}× bare's")
+        paired[codec] = drain.per_round_ratio(rates[codec], rates[bare])
+        print(f"- {codec} codec layer: {med[codec] / med[bare]:.3f}× bare of the medians; "
+              f"{drain.show_ratio(paired[codec], 3)}; CPU per job {cpu_med[codec] / cpu_med[bare]:.2f}× bare's")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"raw_vs_bare": med["raw"] / med["bare (raw payloads)"],

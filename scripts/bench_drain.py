@@ -214,6 +214,17 @@ def children(pid):
     return out
 
 
+def per_round_ratio(these, those):
+    """Each round's ratio of two contenders measured back to back: the median and the range."""
+    each = [x / y for x, y in zip(these, those)]
+    return {"median": statistics.median(each), "min": min(each), "max": max(each)}
+
+
+def show_ratio(ratio, digits=2):
+    return (f"per round {ratio['median']:.{digits}f}× (median), "
+            f"{ratio['min']:.{digits}f} – {ratio['max']:.{digits}f}×")
+
+
 PEAKS = {}
 CPU = {}  # kind -> [(worker µs per job, gearmand µs per job)], one per round
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
@@ -305,10 +316,8 @@ def main():
     paired = {}
     for a, b in pairs:
         if a in medians and b in medians:
-            each = [x / y for x, y in zip(rates[a], rates[b])]
-            paired[f"{a}/{b}"] = {"median": statistics.median(each), "min": min(each), "max": max(each)}
-            print(f"- {a} ÷ {b}: {medians[a] / medians[b]:.2f}× of the medians; per round "
-                  f"{statistics.median(each):.2f}× (median), {min(each):.2f} – {max(each):.2f}×")
+            paired[f"{a}/{b}"] = per_round_ratio(rates[a], rates[b])
+            print(f"- {a} ÷ {b}: {medians[a] / medians[b]:.2f}× of the medians; {show_ratio(paired[f'{a}/{b}'])}")
     for kind, (host, worker) in sorted(PEAKS.items()):
         print(f"- {kind}: peak RSS host {host / 1024:.1f} MB, worker process {worker / 1024:.1f} MB")
     cpu = {k: {"worker_us": statistics.median(w for w, _ in v), "gearmand_us": statistics.median(g for _, g in v)}

@@ -78,19 +78,18 @@ def main():
             gearmand.kill()
             gearmand.wait()
     with_slot, without = statistics.median(rates["with slot"]), statistics.median(rates["without"])
-    each = [w / o for w, o in zip(rates["with slot"], rates["without"])]
+    paired = drain.per_round_ratio(rates["with slot"], rates["without"])
     print(f"| worker process | jobs/s (median of {args.rounds}) | min – max | CPU per job (median) |")
     print("|---|---:|---:|---:|")
     for kind in rates:
         print(f"| {kind} | {statistics.median(rates[kind]):.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} "
               f"| {statistics.median(cpu[kind]):.1f} µs |")
-    print(f"\nwith ÷ without: {with_slot / without:.3f}× of the medians; per round {statistics.median(each):.3f}× "
-          f"(median), {min(each):.3f} – {max(each):.3f}×; CPU per job "
+    print(f"\nwith ÷ without: {with_slot / without:.3f}× of the medians; {drain.show_ratio(paired, 3)}; CPU per job "
           f"{statistics.median(cpu['with slot']) / statistics.median(cpu['without']):.3f}× without's")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"with_vs_without": with_slot / without,
-                       "paired": {"median": statistics.median(each), "min": min(each), "max": max(each)},
+                       "paired": paired,
                        "cpu_per_job_us": {k: statistics.median(v) for k, v in cpu.items()}}, f, indent=1)
 
 

@@ -453,15 +453,9 @@ both_servers! {
 #[test]
 fn an_invalid_config_stops_the_host_at_start_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, "[[jobs]]\nname = \"x\"\nworker = \"nosuch\"\n").unwrap();
-    let out = common::geardriver()
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) =
+        common::refused_start(dir.path(), "[[jobs]]\nname = \"x\"\nworker = \"nosuch\"\n");
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("jobs[0] \"x\": worker = \"nosuch\" is not a registered plugin"),
         "{stderr}"

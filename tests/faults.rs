@@ -250,15 +250,12 @@ fn a_log_or_stats_directory_that_cannot_be_written_is_a_clear_error_at_start() {
         ),
     ];
     for (setting, expected) in cases {
-        let config = dir.path().join("c.toml");
-        std::fs::write(&config, format!("[driver]\n{setting}\n[console]\nlisten = \"\"\n[[jobs]]\nname = \"e\"\nworker = \"echo\"\n")).unwrap();
-        let out = common::geardriver()
-            .args(["run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{setting}: {out:?}");
+        let (_, stderr) = common::refused_start(
+            dir.path(),
+            &format!(
+                "[driver]\n{setting}\n[console]\nlisten = \"\"\n[[jobs]]\nname = \"e\"\nworker = \"echo\"\n"
+            ),
+        );
         assert!(stderr.contains(expected), "{setting}: {stderr}");
         assert!(!stderr.contains("panicked"), "{setting}: {stderr}");
     }
@@ -288,22 +285,13 @@ fn a_full_stats_file_system_is_a_clear_error_at_start() {
     }
     let _unmount = Unmount(tiny.clone());
     std::fs::write(tiny.join("fill"), vec![0u8; 64 * 1024]).ok();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (_, stderr) = common::refused_start(
+        dir.path(),
+        &format!(
             "[driver]\nstats_dir = \"{}\"\n[console]\nlisten = \"\"\n[[jobs]]\nname = \"e\"\nworker = \"echo\"\n",
             tiny.display()
         ),
-    )
-    .unwrap();
-    let out = common::geardriver()
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -327,22 +315,13 @@ fn an_address_in_use_is_a_clear_error_at_start() {
             ),
         ),
     ] {
-        let config = dir.path().join("c.toml");
-        std::fs::write(
-            &config,
-            format!(
+        let (_, stderr) = common::refused_start(
+            dir.path(),
+            &format!(
                 "[driver]\nstats_dir = \"{}\"\n{section}",
                 dir.path().display()
             ),
-        )
-        .unwrap();
-        let out = common::geardriver()
-            .args(["run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
+        );
         assert!(stderr.contains(&expected), "{stderr}");
     }
     drop(taken);

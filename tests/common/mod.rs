@@ -303,7 +303,6 @@ impl Drop for RunningWorker {
     }
 }
 
-/// Starts our worker loop serving `functions` on `servers` with `handler`.
 impl RunningWorker {
     /// Runs the worker loop with `config` and `handler` in a task until `shutdown`.
     pub fn spawn<H: JobHandler + 'static>(
@@ -322,6 +321,7 @@ impl RunningWorker {
     }
 }
 
+/// Starts our worker loop serving `functions` on `servers` with `handler`.
 pub fn start_worker(
     servers: Vec<ServerAddr>,
     functions: &[&str],
@@ -344,20 +344,27 @@ pub fn start_worker_with(
 ) -> RunningWorker {
     let mut config = WorkerConfig::new(servers, abilities);
     config.reconnect_max = Duration::from_millis(500);
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        worker::run(&config, &handler, &token).await;
-    });
-    RunningWorker {
-        shutdown,
-        task: Some(task),
-    }
+    RunningWorker::spawn(config, handler, CancellationToken::new())
 }
 
 /// The geardriver binary under test.
 pub fn geardriver() -> Command {
     Command::new(env!("CARGO_BIN_EXE_geardriver"))
+}
+
+/// Writes `config` to `dir/c.toml` and runs `geardriver run` with it, which must refuse to
+/// start; returns its exit code and stderr.
+pub fn refused_start(dir: &std::path::Path, config: &str) -> (Option<i32>, String) {
+    let path = dir.join("c.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = geardriver()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started with {config:?}: {stderr}");
+    (out.status.code(), stderr)
 }
 
 /// A `gearman` CLI command, or `None` (after a notice) when gearman-tools is missing.
