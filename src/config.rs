@@ -82,6 +82,8 @@ pub struct ConsoleConfig {
 pub struct ServerConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// Hand-outs of a job whose workers keep going away before it fails (0 = never).
+    pub job_retries: u32,
 }
 
 /// What runs a job.
@@ -178,6 +180,7 @@ struct RawConsole {
 struct RawServer {
     enabled: Option<bool>,
     listen: Option<String>,
+    job_retries: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -383,6 +386,9 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
             "server.listen",
             server.listen.as_deref().unwrap_or("127.0.0.1:4730"),
         )?,
+        job_retries: server
+            .job_retries
+            .unwrap_or(crate::gearman::server::DEFAULT_JOB_RETRIES),
     };
     let job_servers = match driver.job_servers {
         // With the built-in server on, workers use it unless told otherwise.
@@ -756,7 +762,10 @@ impl Config {
         out += &format!(
             "server           {}\n",
             if self.server.enabled {
-                format!("built-in on {}", self.server.listen)
+                format!(
+                    "built-in on {}, job_retries {}",
+                    self.server.listen, self.server.job_retries
+                )
             } else {
                 "off".into()
             }

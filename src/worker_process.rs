@@ -8,7 +8,15 @@
 //! - keeps its stats slot current (busy with which function, idle since, lastrun, lasterror);
 //! - stops after the job in hand on SIGTERM/SIGINT, when its parent (the host) goes away,
 //!   after `max_jobs` jobs or after `max_lifetime`;
-//! - turns a decode failure, an `Err` or a panic into a failed job and keeps serving.
+//! - turns a decode failure, an `Err` or a panic into a failed job and keeps serving;
+//! - ends a job that overruns its function's `timeout` itself: the client is told (the
+//!   message as WORK_WARNING, then WORK_FAIL), the error recorded, and the process exits to
+//!   be replaced. A job that yields is dropped at its deadline; one that blocks the runtime
+//!   (a synchronous loop) is failed by a watchdog thread [`STUCK_GRACE`] later, which writes
+//!   the failure on the job's connection and exits the process at once. The job servers'
+//!   CAN_DO_TIMEOUT is registered [`SERVER_TIMEOUT_MARGIN`] later still, and the host kills
+//!   a process that is still busy past the timeout (`driver`): both are backstops, because
+//!   either of them makes gearmand hand the job out again.
 
 use crate::gearman::ServerAddr;
 use crate::gearman::worker::{
@@ -32,6 +40,14 @@ pub const SPEC_VAR: &str = "GEARDRIVER_WORKER_SPEC";
 /// Longest stdout a command may produce as a result, and longest stderr kept as its message.
 const COMMAND_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
 const COMMAND_MESSAGE_LIMIT: usize = 4096;
+/// How long past its deadline a job that does not yield keeps its process before the
+/// watchdog fails it and exits.
+pub const STUCK_GRACE: Duration = Duration::from_millis(500);
+/// Added to a job's timeout in its CAN_DO_TIMEOUT, so that the process reports the failure
+/// before the job server gives up on it (and hands the job out again).
+pub const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+/// The exit status of a process whose watchdog ended a stuck job.
+pub const EXIT_STUCK: i32 = 124;
 
 /// Everything a worker process needs to know, decided by the host.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -81,6 +97,7 @@ struct Function {
     decode: Arc<dyn Codec>,
     encode: Arc<dyn Codec>,
     env: BTreeMap<String, String>,
+    timeout: Option<Duration>,
 }
 
 enum Run {
@@ -97,6 +114,8 @@ pub struct ProcessHandler {
     stats: Option<Arc<(StatsTable, usize)>>,
     jobs_left: Option<AtomicU64>,
     shutdown: CancellationToken,
+    /// Present when a function has a timeout.
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl ProcessHandler {
@@ -120,13 +139,27 @@ impl JobHandler for ProcessHandler {
             .iter()
             .find(|f| f.name.as_bytes() == job.function)
         else {
-            return Err(JobFailure::Exception(Bytes::from(format!(
+            return Err(JobFailure::Message(Bytes::from(format!(
                 "this worker does not serve {:?}",
                 String::from_utf8_lossy(&job.function)
             ))));
         };
         self.with_slot(|w| w.job_started(function.index, stats::now_ms()));
-        let outcome = run_function(function, job, updates).await;
+        let outcome = match (function.timeout, &self.watchdog) {
+            (Some(limit), Some(watchdog)) => {
+                let message = timeout_message(limit);
+                let _armed = watchdog.arm(limit + STUCK_GRACE, job.abort.clone(), &message);
+                match tokio::time::timeout(limit, run_function(function, job, updates)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(function = %function.name, "{message}; exiting to be replaced");
+                        self.shutdown.cancel();
+                        Err(message)
+                    }
+                }
+            }
+            _ => run_function(function, job, updates).await,
+        };
         let error = outcome.as_ref().err().map(String::as_str);
         self.with_slot(|w| w.job_finished(stats::now_ms(), error));
         if let Some(left) = &self.jobs_left {
@@ -135,7 +168,101 @@ impl JobHandler for ProcessHandler {
                 self.shutdown.cancel();
             }
         }
-        outcome.map_err(|message| JobFailure::Exception(Bytes::from(message)))
+        outcome.map_err(|message| JobFailure::Message(Bytes::from(message)))
+    }
+}
+
+fn timeout_message(limit: Duration) -> String {
+    format!("timeout: the job ran longer than {}s", limit.as_secs_f64())
+}
+
+/// Fails a job whose deadline passed while the runtime was stuck in it, and exits.
+struct Watchdog {
+    armed: std::sync::Mutex<Option<Armed>>,
+    wake: std::sync::Condvar,
+    stats: Option<Arc<(StatsTable, usize)>>,
+}
+
+struct Armed {
+    due: std::time::Instant,
+    abort: crate::gearman::JobAbort,
+    message: String,
+}
+
+/// Disarms the watchdog when the job ends, however it ends.
+struct ArmedGuard<'a>(&'a Watchdog);
+
+impl Drop for ArmedGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
+    }
+}
+
+impl Watchdog {
+    fn start(stats: Option<Arc<(StatsTable, usize)>>) -> std::io::Result<Arc<Watchdog>> {
+        let watchdog = Arc::new(Watchdog {
+            armed: std::sync::Mutex::new(None),
+            wake: std::sync::Condvar::new(),
+            stats,
+        });
+        let watching = watchdog.clone();
+        std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || watching.watch())?;
+        Ok(watchdog)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Armed>> {
+        self.armed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn arm(
+        &self,
+        after: Duration,
+        abort: crate::gearman::JobAbort,
+        message: &str,
+    ) -> ArmedGuard<'_> {
+        *self.lock() = Some(Armed {
+            due: std::time::Instant::now() + after,
+            abort,
+            message: message.to_string(),
+        });
+        self.wake.notify_one();
+        ArmedGuard(self)
+    }
+
+    fn watch(&self) {
+        let mut armed = self.lock();
+        loop {
+            let now = std::time::Instant::now();
+            match armed.as_ref().map(|a| a.due) {
+                None => armed = self.wake.wait(armed).unwrap_or_else(|p| p.into_inner()),
+                Some(due) if due > now => {
+                    armed = self
+                        .wake
+                        .wait_timeout(armed, due - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                Some(_) => {
+                    let stuck = armed.take().expect("armed");
+                    // The runtime is inside the job, so nothing else writes the slot or the
+                    // connection now.
+                    with_slot(self.stats.as_deref(), |w| {
+                        w.job_finished(stats::now_ms(), Some(&stuck.message))
+                    });
+                    let told = stuck.abort.fail_now(stuck.message.as_bytes());
+                    tracing::error!(
+                        told_the_job_server = told.is_ok(),
+                        "{}; the job does not yield, so its process exits",
+                        stuck.message
+                    );
+                    // std's exit only try-locks stdout, so a stuck thread holding it cannot
+                    // hang the exit.
+                    std::process::exit(EXIT_STUCK);
+                }
+            }
+        }
     }
 }
 
@@ -274,8 +401,9 @@ pub fn prepare(
             }
             Runner::Command(argv) => Run::Command(argv.clone()),
         };
+        let timeout = f.timeout_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
         abilities.push(
-            Ability::new(f.name.clone()).with_timeout(f.timeout_ms.map(Duration::from_millis)),
+            Ability::new(f.name.clone()).with_timeout(timeout.map(|t| t + SERVER_TIMEOUT_MARGIN)),
         );
         functions.push(Function {
             index: index as u32,
@@ -284,6 +412,7 @@ pub fn prepare(
             decode: codec(&f.decode)?,
             encode: codec(&f.encode)?,
             env: f.env.clone(),
+            timeout,
         });
     }
     let stats = match &spec.stats {
@@ -296,11 +425,17 @@ pub fn prepare(
             Some(Arc::new((table, slot.slot)))
         }
     };
+    let watchdog = if functions.iter().any(|f| f.timeout.is_some()) {
+        Some(Watchdog::start(stats.clone()).map_err(SpawnError::Runtime)?)
+    } else {
+        None
+    };
     let handler = ProcessHandler {
         functions,
         stats,
         jobs_left: spec.max_jobs.map(AtomicU64::new),
         shutdown,
+        watchdog,
     };
     let mut config = WorkerConfig::new(servers, abilities);
     config.client_id = Some(Bytes::from(spec.client_id.clone()));

@@ -38,7 +38,7 @@ both_servers! {
             &["upper", "fail"],
             handler(|job, updates| async move {
                 if &job.function[..] == b"fail" {
-                    return Err(JobFailure::Exception(Bytes::from(format!(
+                    return Err(JobFailure::Message(Bytes::from(format!(
                         "fail: {}",
                         String::from_utf8_lossy(&job.data)
                     ))));

@@ -62,7 +62,7 @@ both_servers! {
             .unwrap();
         assert_eq!(
             failed,
-            JobOutcome::Exception(bytes::Bytes::from("fail: disk on fire"))
+            JobOutcome::failed_with("fail: disk on fire")
         );
         let lines = console.lines("status");
         let cols = |line: &str| {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::console::Console;
 use common::host::{Host, alive};
 use common::{complete, free_port, poll_until};
@@ -46,18 +45,16 @@ both_servers! {
         // A non-zero exit fails the job with the command's stderr.
         assert_eq!(
             run(&addr, "broken", "x").await,
-            JobOutcome::Exception(Bytes::from("sh failed (exit status 3): disk on fire"))
+            JobOutcome::failed_with("sh failed (exit status 3): disk on fire")
         );
         assert_eq!(
             run(&addr, "upper", "").await,
-            JobOutcome::Exception(Bytes::from(
-                "python3 failed (exit status 1): upper: the workload is empty"
-            ))
+            JobOutcome::failed_with("python3 failed (exit status 1): upper: the workload is empty")
         );
         // argv is executed directly: no shell expands or splits anything.
         assert_eq!(run(&addr, "quoting", "").await, complete("a b|$HOME|;ls|"));
         let missing = run(&addr, "missing", "x").await;
-        let JobOutcome::Exception(message) = &missing else {
+        let Some(message) = missing.failure_message() else {
             panic!("{missing:?}")
         };
         assert!(
@@ -135,7 +132,7 @@ both_servers! {
 }
 
 both_servers! {
-    async fn a_job_overrunning_its_timeout_has_its_process_killed_and_replaced(gearmand) {
+    async fn a_job_overrunning_its_timeout_ends_and_its_process_is_replaced(gearmand) {
         let port = free_port();
         let host = Host::start(
             &[gearmand.addr().to_string()],
@@ -152,24 +149,18 @@ both_servers! {
             .submit(JobRequest::new("slow", "60000").background())
             .await
             .unwrap();
+        // The process ends the job itself, tells the job server, and exits to be replaced.
         assert!(
             poll_until(LIMIT, || !alive(stuck)),
-            "the stuck process was killed"
+            "the overrunning process went"
         );
-        host.wait_log(
-            &format!("({stuck}) [slow] timeout: the job ran longer than 1s; its process was killed"),
-            LIMIT,
-        );
-        host.wait_log(
-            &format!("({stuck}) [slow] Exited with status 137 (killed by SIGKILL)"),
-            LIMIT,
-        );
+        host.wait_log(&format!("({stuck}) [slow] Exited with status 0"), LIMIT);
         let replacement = host.wait_workers("slow", 1, LIMIT);
         assert_ne!(replacement, vec![stuck]);
         let mut console = Console::connect(port);
         let status = console.cmd("show slow");
         assert!(
-            status.contains("ERROR: timeout: the job ran longer than 1s; its process was killed"),
+            status.contains("ERROR: timeout: the job ran longer than 1s"),
             "{status}"
         );
         assert!(
@@ -294,7 +285,7 @@ both_servers! {
         );
         assert_eq!(
             run(&gearmand.addr(), "greet", r#"{"name": ""}"#).await,
-            JobOutcome::Exception(Bytes::from("greet: the name is empty"))
+            JobOutcome::failed_with("greet: the name is empty")
         );
         assert_eq!(
             run(&gearmand.addr(), "rev", "abc").await,

@@ -110,7 +110,7 @@ fn client(gearmand: &common::Gearmand) -> Client {
 }
 
 fn exception(s: &str) -> JobOutcome {
-    JobOutcome::Exception(Bytes::from(s.to_string()))
+    JobOutcome::failed_with(s.to_string())
 }
 
 both_servers! {
@@ -145,7 +145,7 @@ both_servers! {
             complete(r#"{"a":[1,2]}"#)
         );
         let invalid = outcome(&c, "echo_json", "{not json").await;
-        let JobOutcome::Exception(message) = &invalid else {
+        let Some(message) = invalid.failure_message() else {
             panic!("{invalid:?}")
         };
         assert!(
@@ -180,7 +180,7 @@ both_servers! {
             complete(r#"{"lines":1,"words":4}"#)
         );
         let wrong = outcome(&c, "wc_json", r#"{"txt": "x"}"#).await;
-        let JobOutcome::Exception(message) = &wrong else {
+        let Some(message) = wrong.failure_message() else {
             panic!("{wrong:?}")
         };
         assert!(
@@ -188,7 +188,7 @@ both_servers! {
             "{wrong:?}"
         );
         let not_json = outcome(&c, "wc_raw", "just words").await;
-        assert!(matches!(not_json, JobOutcome::Exception(_)), "{not_json:?}");
+        assert!(matches!(not_json, JobOutcome::Fail { last_warning: Some(_) }), "{not_json:?}");
         assert_eq!(
             outcome(&c, "rev", "\u{e9}t\u{e9}!").await,
             complete("!\u{e9}t\u{e9}")
@@ -197,7 +197,7 @@ both_servers! {
             .run(JobRequest::new("rev", Bytes::from_static(b"\xff\xfe")))
             .await
             .unwrap();
-        let JobOutcome::Exception(message) = &bad_utf8 else {
+        let Some(message) = bad_utf8.failure_message() else {
             panic!("{bad_utf8:?}")
         };
         assert!(
@@ -319,7 +319,11 @@ both_servers! {
             },
         )
         .unwrap();
-        assert_eq!(outcome(&plain, "hooked", "panic").await, JobOutcome::Fail);
+        let panicked = outcome(&plain, "hooked", "panic").await;
+        assert!(
+            matches!(panicked, JobOutcome::Fail { last_warning: Some(_) }),
+            "{panicked:?}"
+        );
         worker.stop().await;
     }
 }

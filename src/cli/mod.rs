@@ -106,6 +106,10 @@ pub struct ServerArgs {
     /// Address to listen on [default: the config's [server] listen]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Hand-outs of a job whose workers keep going away before it fails; 0 = never
+    /// [default: the config's [server] job_retries, else 3]
+    #[arg(long, value_name = "N")]
+    pub job_retries: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]

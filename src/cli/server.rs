@@ -1,6 +1,6 @@
 //! `geardriver server`: only the built-in job server, in the foreground, until SIGTERM or
 //! SIGINT. The address is `--listen`, else the config's `[server] listen`, else
-//! 127.0.0.1:4730.
+//! 127.0.0.1:4730; `--job-retries` likewise falls back on the config's, else 3.
 
 use super::{Outcome, ServerArgs};
 use crate::config::Config;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Outcome {
     let level = std::env::var("GEARDRIVER_LOG").unwrap_or_else(|_| "info".into());
     let _ = crate::logging::init_host(&crate::config::LogTarget::Stderr, &level);
+    let mut job_retries = args.job_retries;
     let addr: SocketAddr = match args.listen {
         Some(given) => match given.replace("localhost:", "127.0.0.1:").parse() {
             Ok(addr) => addr,
@@ -27,7 +28,10 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
             let explicit = config.is_some() || std::env::var_os(crate::config::PATH_VAR).is_some();
             if explicit || path.exists() {
                 match Config::load(&path, registry) {
-                    Ok(config) => config.server.listen,
+                    Ok(config) => {
+                        job_retries = job_retries.or(Some(config.server.job_retries));
+                        config.server.listen
+                    }
                     Err(e) => return Outcome::Usage(format!("{e} (or give --listen)")),
                 }
             } else {
@@ -63,7 +67,11 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
                 stop.cancel();
             }
         });
-        server::run(listener, Settings::default(), shutdown).await;
+        let settings = Settings {
+            job_retries: job_retries.unwrap_or(server::DEFAULT_JOB_RETRIES),
+            ..Settings::default()
+        };
+        server::run(listener, settings, shutdown).await;
         tracing::info!("job server stopped");
         Outcome::Success
     })

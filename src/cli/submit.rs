@@ -51,10 +51,16 @@ pub async fn run(args: SubmitArgs, servers: Vec<ServerAddr>) -> Outcome {
                 .and_then(|()| stdout.flush())
                 .map_err(|e| format!("cannot write the result: {e}"))
         };
+        // Workers report a failure's message as a warning just before WORK_FAIL.
+        let mut last_warning = None;
         while let Some(event) = job.next_event().await {
             match event.map_err(|e| e.to_string())? {
                 JobEvent::Data(chunk) => write(&chunk)?,
-                JobEvent::Warning(text) => eprintln!("warning: {}", String::from_utf8_lossy(&text)),
+                JobEvent::Warning(text) => {
+                    let text = String::from_utf8_lossy(&text).into_owned();
+                    eprintln!("warning: {text}");
+                    last_warning = Some(text);
+                }
                 JobEvent::Status {
                     numerator,
                     denominator,
@@ -68,7 +74,10 @@ pub async fn run(args: SubmitArgs, servers: Vec<ServerAddr>) -> Outcome {
                     return Ok(Outcome::Success);
                 }
                 JobEvent::Fail => {
-                    return Ok(Outcome::Failed(format!("job {} failed", args.function)));
+                    return Ok(Outcome::Failed(match last_warning {
+                        Some(message) => format!("job {} failed: {message}", args.function),
+                        None => format!("job {} failed", args.function),
+                    }));
                 }
                 JobEvent::Exception(message) => {
                     return Ok(Outcome::Failed(format!(

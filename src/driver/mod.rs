@@ -259,7 +259,10 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
             let stop = CancellationToken::new();
             let task = tokio::spawn(crate::gearman::server::run(
                 listener,
-                crate::gearman::server::Settings::default(),
+                crate::gearman::server::Settings {
+                    job_retries: config.server.job_retries,
+                    ..Default::default()
+                },
                 stop.clone(),
             ));
             tracing::info!(%addr, "built-in job server listening");

@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often pools are checked against their minimum, backoffs and stop deadlines.
 const TICK: Duration = Duration::from_millis(200);
+/// How long past its timeout a busy process may take to fail its job and exit by itself
+/// before the host kills it: more than the process's own watchdog needs
+/// ([`crate::worker_process::STUCK_GRACE`]).
+const OVERRUN_BACKSTOP: Duration = Duration::from_secs(2);
 /// After SIGKILL, how long to wait for the kernel to report the exits.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -165,9 +169,10 @@ impl Supervisor {
         self.fold_live_stats();
     }
 
-    /// A process whose job has run longer than its function's `timeout` is killed (with
-    /// what it started) and replaced; the overrun becomes the job's last error. The job
-    /// server has already given the job back to the queue (CAN_DO_TIMEOUT).
+    /// A process still busy [`OVERRUN_BACKSTOP`] after its job's `timeout` is killed (with
+    /// what it started) and replaced; the overrun becomes the job's last error. The process
+    /// normally ends such a job itself and tells the job server first; a kill makes gearmand
+    /// hand the job out again (up to its `--job-retries`).
     fn kill_overruns(&mut self) {
         let now_ms = stats::now_ms();
         let mut overruns = Vec::new();
@@ -186,7 +191,9 @@ impl Supervisor {
                     continue;
                 };
                 if let Some(timeout) = job.timeout {
-                    if now_ms - slot.job_started_ms > timeout.as_millis() as i64 {
+                    if now_ms - slot.job_started_ms
+                        > (timeout + OVERRUN_BACKSTOP).as_millis() as i64
+                    {
                         overruns.push((name.clone(), pid, job.name.clone(), timeout));
                     }
                 }
@@ -376,7 +383,10 @@ impl Supervisor {
         let requested = process.stop_requested.is_some();
         if !requested && !success {
             // A job in hand when it died is lost to this process; the job server re-queues it.
-            if let Some(s) = final_stats.filter(|s| s.state == ProcessState::Busy) {
+            if let Some(s) = final_stats
+                .as_ref()
+                .filter(|s| s.state == ProcessState::Busy)
+            {
                 let job = s
                     .function
                     .and_then(|f| pool.config.jobs.get(f as usize))
@@ -388,10 +398,16 @@ impl Supervisor {
         // test, and says nothing about whether the job can start. It is replaced, but it does
         // not count towards a crash loop.
         let killed_from_outside = !requested && process::killed_by_sigkill(&status);
+        // Nor does a death after the process took a job: that is the job's doing (a poison
+        // payload), not the function's, which keeps serving other payloads. The job server
+        // stops handing such a job out after its retries.
+        let served = final_stats
+            .as_ref()
+            .is_some_and(|s| s.state == ProcessState::Busy || s.jobs_done > 0);
         pool.crash.on_exit(
             process.started.elapsed(),
             success,
-            requested || killed_from_outside,
+            requested || killed_from_outside || served,
             Instant::now(),
             &format!("exited with status {how}"),
         );

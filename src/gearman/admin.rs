@@ -37,6 +37,16 @@ pub enum AdminCommand {
     CancelJob {
         handle: String,
     },
+    /// The server's log level (gearadmin `--server-verbose`).
+    Verbose,
+    /// gearadmin `--create-function`.
+    CreateFunction {
+        function: String,
+    },
+    /// gearadmin `--drop-function`: refused while the function has workers or jobs.
+    DropFunction {
+        function: String,
+    },
 }
 
 /// Whether a command's reply is a `.`-terminated list or a single line.
@@ -108,6 +118,9 @@ impl AdminCommand {
                 }
             },
             AdminCommand::CancelJob { handle } => format!("cancel job {handle}"),
+            AdminCommand::Verbose => "verbose".to_string(),
+            AdminCommand::CreateFunction { function } => format!("create function {function}"),
+            AdminCommand::DropFunction { function } => format!("drop function {function}"),
         };
         body + "\r\n"
     }
@@ -122,7 +135,10 @@ impl AdminCommand {
             AdminCommand::Version
             | AdminCommand::Getpid
             | AdminCommand::MaxQueue { .. }
-            | AdminCommand::CancelJob { .. } => ReplyShape::Line,
+            | AdminCommand::CancelJob { .. }
+            | AdminCommand::Verbose
+            | AdminCommand::CreateFunction { .. }
+            | AdminCommand::DropFunction { .. } => ReplyShape::Line,
         }
     }
 
@@ -187,6 +203,27 @@ impl AdminCommand {
                 }),
                 _ => Err(unknown_command(first)),
             },
+            "verbose" => Ok(AdminCommand::Verbose),
+            "create" | "drop" => {
+                let function = match args {
+                    [word, function, ..] if word.eq_ignore_ascii_case("function") => {
+                        function.to_string()
+                    }
+                    _ => {
+                        return Err(AdminError::new(
+                            "INVALID_ARGUMENTS",
+                            format!(
+                                "An incomplete set of arguments was sent to this command {command}"
+                            ),
+                        ));
+                    }
+                };
+                Ok(if command == "create" {
+                    AdminCommand::CreateFunction { function }
+                } else {
+                    AdminCommand::DropFunction { function }
+                })
+            }
             _ => Err(unknown_command(first)),
         }
     }
@@ -253,7 +290,9 @@ pub enum AdminReply {
     ShowUniqueJobs(Vec<String>),
     Version(String),
     Pid(u32),
-    /// A bare `OK` (maxqueue, cancel job).
+    /// `OK LEVEL` to `verbose`.
+    Verbose(String),
+    /// A bare `OK` (maxqueue, cancel job, create and drop function).
     Ok,
 }
 
@@ -335,6 +374,7 @@ impl AdminReply {
             AdminReply::ShowUniqueJobs(rows) => list(rows),
             AdminReply::Version(version) => format!("OK {version}\n"),
             AdminReply::Pid(pid) => format!("OK {pid}\n"),
+            AdminReply::Verbose(level) => format!("OK {level}\n"),
             AdminReply::Ok => "OK\r\n".to_string(),
         }
     }
@@ -365,6 +405,9 @@ impl AdminReply {
             }
             AdminCommand::MaxQueue { .. } => ok_bare(lines, "maxqueue"),
             AdminCommand::CancelJob { .. } => ok_bare(lines, "cancel job"),
+            AdminCommand::Verbose => ok_value(lines, "verbose").map(AdminReply::Verbose),
+            AdminCommand::CreateFunction { .. } => ok_bare(lines, "create function"),
+            AdminCommand::DropFunction { .. } => ok_bare(lines, "drop function"),
         }
     }
 }

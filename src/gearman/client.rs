@@ -130,8 +130,31 @@ pub enum JobEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
     Complete(Bytes),
-    Fail,
+    /// WORK_FAIL. Workers put the reason in a WORK_WARNING just before it (geardriver's do:
+    /// it is the one form every client understands), so the last warning is kept.
+    Fail {
+        last_warning: Option<Bytes>,
+    },
+    /// WORK_EXCEPTION, for a client that asked for exceptions.
     Exception(Bytes),
+}
+
+impl JobOutcome {
+    /// A failure whose last warning was `message`.
+    pub fn failed_with(message: impl Into<Bytes>) -> JobOutcome {
+        JobOutcome::Fail {
+            last_warning: Some(message.into()),
+        }
+    }
+
+    /// The failure's message: the exception's data, else the last warning.
+    pub fn failure_message(&self) -> Option<&Bytes> {
+        match self {
+            JobOutcome::Complete(_) => None,
+            JobOutcome::Fail { last_warning } => last_warning.as_ref(),
+            JobOutcome::Exception(data) => Some(data),
+        }
+    }
 }
 
 /// A job's status as GET_STATUS / GET_STATUS_UNIQUE report it.
@@ -182,12 +205,14 @@ impl SubmittedJob {
 
     /// Waits for a foreground job to end, skipping intermediate events.
     pub async fn wait(mut self) -> Result<JobOutcome, ClientError> {
+        let mut last_warning = None;
         while let Some(event) = self.next_event().await {
             match event? {
                 JobEvent::Complete(data) => return Ok(JobOutcome::Complete(data)),
-                JobEvent::Fail => return Ok(JobOutcome::Fail),
+                JobEvent::Fail => return Ok(JobOutcome::Fail { last_warning }),
                 JobEvent::Exception(data) => return Ok(JobOutcome::Exception(data)),
-                _ => {}
+                JobEvent::Warning(data) => last_warning = Some(data),
+                JobEvent::Data(_) | JobEvent::Status { .. } => {}
             }
         }
         Err(ClientError::ConnectionLost {

@@ -186,6 +186,30 @@ impl Args {
     }
 }
 
+/// CAN_DO_TIMEOUT's milliseconds read as gearmand reads them (`strtol`): leading spaces and
+/// a sign allowed, digits up to the first other byte, anything else 0 (no timeout). Workers
+/// in the wild send other things: npm's `gearman` sends a 4-byte binary integer, which
+/// gearmand takes as 0 and so does this. Negative is 0, too large is `u32::MAX`.
+fn timeout_millis(raw: &[u8]) -> u32 {
+    let text = raw.trim_ascii_start();
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let value = digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        });
+    if negative {
+        0
+    } else {
+        u32::try_from(value).unwrap_or(u32::MAX)
+    }
+}
+
 fn parse_decimal<T: std::str::FromStr>(raw: &[u8]) -> Option<T> {
     if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
         return None;
@@ -279,7 +303,7 @@ fn decode_body(ptype: PacketType, body: Bytes) -> Result<Packet, ProtocolError> 
         T::SetClientId => Packet::SetClientId { id: a.next()? },
         T::CanDoTimeout => Packet::CanDoTimeout {
             function: a.next()?,
-            timeout_ms: a.number("timeout")?,
+            timeout_ms: timeout_millis(&a.next()?),
         },
         T::AllYours => Packet::AllYours,
         T::WorkException => Packet::WorkException {

@@ -24,4 +24,6 @@ pub use client::{
 };
 pub use codec::{ClientCodec, Frame, ProtocolError, ServerCodec, ServerInbound, ServerOutbound};
 pub use packet::{Magic, Packet, PacketType, Priority};
-pub use worker::{Ability, AssignedJob, JobFailure, JobHandler, WorkUpdates, WorkerConfig};
+pub use worker::{
+    Ability, AssignedJob, JobAbort, JobFailure, JobHandler, WorkUpdates, WorkerConfig,
+};

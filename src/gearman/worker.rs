@@ -15,6 +15,10 @@
 //!
 //! Stopping is cooperative: once `shutdown` is cancelled no new job is grabbed; a job in
 //! progress finishes and its result is sent first.
+//!
+//! A failed job is reported as WORK_WARNING with the message, then WORK_FAIL (see
+//! [`JobFailure`]): the one form every client library understands through gearmand and the
+//! built-in server alike.
 
 use super::addr::ServerAddr;
 use super::codec::{ClientCodec, DEFAULT_MAX_FRAME, ProtocolError};
@@ -92,7 +96,7 @@ impl WorkerConfig {
 }
 
 /// A job handed to this worker by a job server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct AssignedJob {
     pub handle: Bytes,
     pub function: Bytes,
@@ -100,16 +104,81 @@ pub struct AssignedJob {
     pub data: Bytes,
     /// The job server the job came from.
     pub server: Arc<ServerAddr>,
+    /// Reports the job failed from outside the async connection, for a process whose
+    /// runtime is stuck in a job that overran its time.
+    pub abort: JobAbort,
 }
 
 /// How a job that did not complete is reported.
+///
+/// Never WORK_EXCEPTION: gearmand 1.1 relays it to a client that did not ask for exceptions
+/// as a WORK_FAIL whose handle carries a trailing NUL, which the `gearman` CLI waits on
+/// forever and Perl's Gearman::Client dies of. WORK_WARNING then WORK_FAIL reaches every
+/// client: those that take warnings get the message, all of them get the failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobFailure {
-    /// WORK_FAIL: the client learns only that the job failed.
+    /// WORK_FAIL alone: the client learns only that the job failed.
     Fail,
-    /// WORK_EXCEPTION with a message; gearmand passes it to clients that asked for
-    /// exceptions and turns it into WORK_FAIL for the others.
-    Exception(Bytes),
+    /// WORK_WARNING with the message, then WORK_FAIL.
+    Message(Bytes),
+}
+
+impl JobFailure {
+    /// The packets that report the failure of job `handle`, in order.
+    pub fn packets(self, handle: Bytes) -> impl Iterator<Item = Packet> {
+        let warning = match self {
+            JobFailure::Fail => None,
+            JobFailure::Message(data) => Some(Packet::WorkWarning {
+                handle: handle.clone(),
+                data,
+            }),
+        };
+        warning.into_iter().chain([Packet::WorkFail { handle }])
+    }
+}
+
+/// Reports a job failed by writing straight to its connection's socket (a duplicate of its
+/// descriptor), bypassing the async connection. For a process about to exit because its
+/// runtime is stuck in the job: nothing else writes on the connection then, since the only
+/// writer is the stuck runtime between two of its own packets.
+#[derive(Clone, Debug)]
+pub struct JobAbort {
+    handle: Bytes,
+    socket: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
+impl JobAbort {
+    /// WORK_WARNING with `message`, then WORK_FAIL, written with blocking retries for up to a
+    /// second.
+    pub fn fail_now(&self, message: &[u8]) -> std::io::Result<()> {
+        use tokio_util::codec::Encoder;
+        let Some(socket) = &self.socket else {
+            return Err(std::io::Error::other("no connection for this job"));
+        };
+        let mut wire = bytes::BytesMut::new();
+        let mut codec = ClientCodec::new(DEFAULT_MAX_FRAME);
+        for packet in
+            JobFailure::Message(Bytes::copy_from_slice(message)).packets(self.handle.clone())
+        {
+            codec
+                .encode(packet, &mut wire)
+                .map_err(std::io::Error::other)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut sent = 0;
+        while sent < wire.len() {
+            match nix::unistd::write(socket.as_ref(), &wire[sent..]) {
+                Ok(n) => sent += n,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR)
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sends WORK_STATUS, WORK_DATA and WORK_WARNING for the job in progress. They reach the
@@ -280,6 +349,15 @@ async fn serve_connection<H: JobHandler>(
 ) -> ConnectionEnd {
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
     let server = Arc::new(addr.clone());
+    // Without a duplicate a stuck job cannot be failed from outside; the job still runs.
+    let socket = {
+        use std::os::fd::AsFd;
+        conn.get_ref()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(Arc::new)
+    };
     let mut turn: Option<SemaphorePermit<'_>> = None;
     let mut grab_sent = false;
     loop {
@@ -304,7 +382,7 @@ async fn serve_connection<H: JobHandler>(
             }
         }
         grab_sent = false;
-        let job = match next_reply(&mut conn, &server).await {
+        let job = match next_reply(&mut conn, &server, &socket).await {
             Ok(Grabbed::Job(job)) => job,
             Ok(Grabbed::Nothing) => {
                 turn = None;
@@ -335,12 +413,13 @@ async fn serve_connection<H: JobHandler>(
             }
         }
         let outcome = match result {
-            Ok(data) => Packet::WorkComplete { handle, data },
-            Err(JobFailure::Fail) => Packet::WorkFail { handle },
-            Err(JobFailure::Exception(data)) => Packet::WorkException { handle, data },
+            Ok(data) => vec![Packet::WorkComplete { handle, data }],
+            Err(failure) => failure.packets(handle).collect(),
         };
-        if let Err(e) = conn.feed(outcome).await {
-            return ConnectionEnd::Lost(e.to_string());
+        for packet in outcome {
+            if let Err(e) = conn.feed(packet).await {
+                return ConnectionEnd::Lost(e.to_string());
+            }
         }
         // Keep the turn and ask for the next job in the same write, unless stopping or
         // another server's connection is waiting for its turn.
@@ -371,7 +450,11 @@ enum Grabbed {
 ///
 /// No timer guards this wait (it would cost a timer-wheel round trip per job): like the wait
 /// for NOOP, it relies on TCP keepalive to notice a server that vanished.
-async fn next_reply(conn: &mut Connection, server: &Arc<ServerAddr>) -> Result<Grabbed, String> {
+async fn next_reply(
+    conn: &mut Connection,
+    server: &Arc<ServerAddr>,
+    socket: &Option<Arc<std::os::fd::OwnedFd>>,
+) -> Result<Grabbed, String> {
     let addr = server.as_ref();
     loop {
         let packet = match conn.next().await {
@@ -387,6 +470,10 @@ async fn next_reply(conn: &mut Connection, server: &Arc<ServerAddr>) -> Result<G
                 data,
             } => {
                 return Ok(Grabbed::Job(AssignedJob {
+                    abort: JobAbort {
+                        handle: handle.clone(),
+                        socket: socket.clone(),
+                    },
                     handle,
                     function,
                     unique,
@@ -400,6 +487,10 @@ async fn next_reply(conn: &mut Connection, server: &Arc<ServerAddr>) -> Result<G
                 data,
             } => {
                 return Ok(Grabbed::Job(AssignedJob {
+                    abort: JobAbort {
+                        handle: handle.clone(),
+                        socket: socket.clone(),
+                    },
                     handle,
                     function,
                     unique: Bytes::new(),

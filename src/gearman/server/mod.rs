@@ -30,6 +30,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+/// Hand-outs of a job before it fails, unless configured: a poison job fails to its clients
+/// instead of killing workers forever.
+pub const DEFAULT_JOB_RETRIES: u32 = 3;
+
 /// Limits of the server.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -42,6 +46,9 @@ pub struct Settings {
     pub max_queued_replies: usize,
     /// The host name in job handles (`H:host:N`).
     pub host: String,
+    /// A job handed out this many times to workers that went away without a result fails
+    /// (gearmand's `--job-retries`; 0 = retry forever, gearmand's default).
+    pub job_retries: u32,
 }
 
 impl Default for Settings {
@@ -52,6 +59,7 @@ impl Default for Settings {
             max_line: DEFAULT_MAX_LINE,
             max_queued_replies: 65_536,
             host: host_name(),
+            job_retries: DEFAULT_JOB_RETRIES,
         }
     }
 }
@@ -86,7 +94,7 @@ impl Shared {
 /// (an ERROR packet), and returns once the connections are closed.
 pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(&settings.host)),
+        state: Mutex::new(State::new(&settings.host, settings.job_retries)),
         next_conn: AtomicU64::new(1),
         settings,
     });

@@ -25,6 +25,11 @@ pub type ConnId = u64;
 type JobId = u64;
 
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+/// Longest unique id accepted, as gearmand (which truncates 64 to 63 bytes; this server
+/// keeps all 64).
+const MAX_UNIQUE: usize = 64;
+/// gearmand's floor on CAN_DO_TIMEOUT: shorter timeouts (in milliseconds) are raised to it.
+const MIN_WORKER_TIMEOUT: Duration = Duration::from_millis(1000);
 
 fn slot(priority: Priority) -> usize {
     match priority {
@@ -40,13 +45,16 @@ struct Job {
     unique: Bytes,
     data: Bytes,
     priority: Priority,
-    /// Foreground clients waiting for the result (a connection may appear once).
+    background: bool,
+    /// Foreground clients waiting for the result: a connection appears once per submission,
+    /// and gets every WORK_* packet once per submission, as gearmand does (a PHP task set
+    /// with the same unique id several times waits for a result per task).
     clients: Vec<ConnId>,
     /// The worker connection running it.
     worker: Option<ConnId>,
     numerator: u32,
     denominator: u32,
-    /// Times it went back to its queue because its worker disconnected.
+    /// Times it was handed to a worker that went away without a result.
     retries: u32,
     /// Cancelled by `cancel job`: dropped when it reaches the head of its queue.
     cancelled: bool,
@@ -115,6 +123,8 @@ pub struct State {
     next_handle: u64,
     handle_prefix: String,
     version: String,
+    /// Hand-outs after which a job whose workers keep dying fails (0 = never).
+    job_retries: u32,
 }
 
 fn error(code: &str, text: &str) -> Packet {
@@ -125,7 +135,7 @@ fn error(code: &str, text: &str) -> Packet {
 }
 
 impl State {
-    pub fn new(host: &str) -> State {
+    pub fn new(host: &str, job_retries: u32) -> State {
         State {
             jobs: HashMap::new(),
             handles: HashMap::new(),
@@ -136,6 +146,7 @@ impl State {
             next_handle: 1,
             handle_prefix: format!("H:{host}:"),
             version: format!("geardriver {}", env!("CARGO_PKG_VERSION")),
+            job_retries,
         }
     }
 
@@ -213,8 +224,8 @@ impl State {
                 function,
                 timeout_ms,
             } => {
-                let timeout =
-                    (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+                let timeout = (timeout_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(timeout_ms)).max(MIN_WORKER_TIMEOUT));
                 self.can_do(id, function, timeout);
             }
             Packet::CantDo { function } => self.cant_do(id, &function),
@@ -317,8 +328,8 @@ impl State {
                 handle,
                 numerator,
                 denominator,
-            } => match self.handles.get(&handle).copied() {
-                None => reply(not_found()),
+            } => match self.held_by(id, &handle) {
+                None => reply(not_found(NotFound::Result)),
                 Some(job) => {
                     let j = self.jobs.get_mut(&job).expect("indexed");
                     j.numerator = numerator;
@@ -331,38 +342,46 @@ impl State {
                 }
             },
             Packet::WorkData { handle, data } => {
-                self.relay_or_not_found(&handle, out, |_| Packet::WorkData {
+                self.relay_or_not_found(id, &handle, out, NotFound::Update, |_| Packet::WorkData {
                     handle: handle.clone(),
                     data: data.clone(),
                 })
             }
             Packet::WorkWarning { handle, data } => {
-                self.relay_or_not_found(&handle, out, |_| Packet::WorkWarning {
-                    handle: handle.clone(),
-                    data: data.clone(),
-                })
-            }
-            Packet::WorkComplete { handle, data } => {
-                self.finish(&handle, out, |_| Packet::WorkComplete {
-                    handle: handle.clone(),
-                    data: data.clone(),
-                })
-            }
-            Packet::WorkFail { handle } => self.finish(&handle, out, |_| Packet::WorkFail {
-                handle: handle.clone(),
-            }),
-            Packet::WorkException { handle, data } => self.finish(&handle, out, |exceptions| {
-                if exceptions {
-                    Packet::WorkException {
+                self.relay_or_not_found(id, &handle, out, NotFound::Update, |_| {
+                    Packet::WorkWarning {
                         handle: handle.clone(),
                         data: data.clone(),
                     }
-                } else {
-                    Packet::WorkFail {
+                })
+            }
+            Packet::WorkComplete { handle, data } => {
+                self.finish(id, &handle, out, NotFound::Result, |_| {
+                    Packet::WorkComplete {
                         handle: handle.clone(),
+                        data: data.clone(),
                     }
-                }
-            }),
+                })
+            }
+            Packet::WorkFail { handle } => {
+                self.finish(id, &handle, out, NotFound::Result, |_| Packet::WorkFail {
+                    handle: handle.clone(),
+                })
+            }
+            Packet::WorkException { handle, data } => {
+                self.finish(id, &handle, out, NotFound::Exception, |exceptions| {
+                    if exceptions {
+                        Packet::WorkException {
+                            handle: handle.clone(),
+                            data: data.clone(),
+                        }
+                    } else {
+                        Packet::WorkFail {
+                            handle: handle.clone(),
+                        }
+                    }
+                })
+            }
             // Scheduled, epoch and reduce jobs are not run here; gearmand answers the same
             // to SUBMIT_JOB_SCHED and ALL_YOURS.
             Packet::SubmitJobSched { .. }
@@ -417,10 +436,16 @@ impl State {
         unique: Bytes,
         data: Bytes,
     ) -> Packet {
+        if unique.len() > MAX_UNIQUE {
+            return error("ARGUMENT_TOO_LARGE", "Unique value too large");
+        }
         if !unique.is_empty() {
             if let Some(&existing) = self.uniques.get(&(function.clone(), unique.clone())) {
                 let job = self.jobs.get_mut(&existing).expect("indexed");
-                if !background && !job.clients.contains(&id) {
+                // A background submission keeps the job alive when its foreground clients
+                // leave (gearmand drops it, and with it a job its submitter was promised).
+                job.background |= background;
+                if !background {
                     job.clients.push(id);
                     if let Some(conn) = self.conns.get_mut(&id) {
                         conn.waiting.push(existing);
@@ -456,6 +481,7 @@ impl State {
                 unique,
                 data,
                 priority,
+                background,
                 clients: if background { Vec::new() } else { vec![id] },
                 worker: None,
                 numerator: 0,
@@ -553,31 +579,44 @@ impl State {
         }
     }
 
+    /// The job `handle` names, if connection `id` is the worker running it. Only that worker
+    /// may report on a job: anyone else gets JOB_NOT_FOUND, as from gearmand.
+    fn held_by(&self, id: ConnId, handle: &Bytes) -> Option<JobId> {
+        self.handles
+            .get(handle)
+            .copied()
+            .filter(|job| self.jobs[job].worker == Some(id))
+    }
+
     fn relay_or_not_found(
         &mut self,
+        id: ConnId,
         handle: &Bytes,
         out: &mut Vec<ServerOutbound>,
+        missing: NotFound,
         make: impl Fn(bool) -> Packet,
     ) {
-        match self.handles.get(handle).copied() {
+        match self.held_by(id, handle) {
             Some(job) => self.relay(job, make),
-            None => out.push(ServerOutbound::Packet(not_found())),
+            None => out.push(ServerOutbound::Packet(not_found(missing))),
         }
     }
 
     /// The job's final packet to its clients, then the job is gone.
     fn finish(
         &mut self,
+        id: ConnId,
         handle: &Bytes,
         out: &mut Vec<ServerOutbound>,
+        missing: NotFound,
         make: impl Fn(bool) -> Packet,
     ) {
-        match self.handles.get(handle).copied() {
+        match self.held_by(id, handle) {
             Some(job) => {
                 self.relay(job, make);
                 self.remove(job);
             }
-            None => out.push(ServerOutbound::Packet(not_found())),
+            None => out.push(ServerOutbound::Packet(not_found(missing))),
         }
     }
 
@@ -617,15 +656,28 @@ impl State {
             return;
         }
         tracing::info!(handle = %String::from_utf8_lossy(&j.handle), "job server: a job overran its worker's CAN_DO_TIMEOUT; failing it");
-        let handle = j.handle.clone();
+        self.fail_job(job, "timeout: the job overran its worker's CAN_DO_TIMEOUT");
+    }
+
+    /// Fails a job the server gives up on: its clients get the reason as WORK_WARNING, then
+    /// WORK_FAIL (the form every client library understands), and the job is gone.
+    fn fail_job(&mut self, job: JobId, reason: &str) {
+        let handle = self.jobs[&job].handle.clone();
+        let reason = Bytes::copy_from_slice(reason.as_bytes());
+        self.relay(job, |_| Packet::WorkWarning {
+            handle: handle.clone(),
+            data: reason.clone(),
+        });
         self.relay(job, |_| Packet::WorkFail {
             handle: handle.clone(),
         });
         self.remove(job);
     }
 
-    /// A connection went away: its jobs go back to the head of their queues, it stops
-    /// waiting for any, and its abilities are forgotten.
+    /// A connection went away: it stops waiting for its jobs (a foreground job nobody waits
+    /// for any more is dropped unrun, as gearmand does), its abilities are forgotten, and the
+    /// jobs it ran go back to the head of their queues, or fail once they have been handed
+    /// out `job_retries` times (a poison job that kills every worker).
     pub fn disconnect(&mut self, id: ConnId) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
@@ -635,10 +687,17 @@ impl State {
                 f.workers = f.workers.saturating_sub(1);
             }
         }
+        let mut abandoned = Vec::new();
         for job_id in conn.waiting {
             if let Some(job) = self.jobs.get_mut(&job_id) {
                 job.clients.retain(|&c| c != id);
+                if !job.background && job.clients.is_empty() && job.worker.is_none() {
+                    abandoned.push(job_id);
+                }
             }
+        }
+        for job_id in abandoned {
+            self.remove(job_id);
         }
         let mut requeued = Vec::new();
         for job_id in conn.running.into_iter().rev() {
@@ -647,13 +706,35 @@ impl State {
             };
             job.worker = None;
             job.retries += 1;
-            let f = self
-                .functions
-                .get_mut(&job.function)
-                .expect("job's function");
+            let (retries, background, waited_for, priority) = (
+                job.retries,
+                job.background,
+                !job.clients.is_empty(),
+                job.priority,
+            );
+            let function = job.function.clone();
+            let f = self.functions.get_mut(&function).expect("job's function");
             f.running = f.running.saturating_sub(1);
-            f.queues[slot(job.priority)].push_front(job_id);
-            requeued.push(job.function.clone());
+            if self.job_retries > 0 && retries >= self.job_retries {
+                let job = &self.jobs[&job_id];
+                let reason = format!(
+                    "job_retries: the job was handed out {} times and each worker went away without a result",
+                    job.retries
+                );
+                tracing::warn!(
+                    handle = %String::from_utf8_lossy(&job.handle),
+                    function = %String::from_utf8_lossy(&job.function),
+                    retries = job.retries,
+                    "job server: giving up on a job whose workers keep going away; failing it"
+                );
+                self.fail_job(job_id, &reason);
+            } else if !background && !waited_for {
+                // Nobody waits for its result any more.
+                self.remove(job_id);
+            } else {
+                f.queues[slot(priority)].push_front(job_id);
+                requeued.push(function);
+            }
         }
         for function in requeued {
             self.wake(&function);
@@ -741,10 +822,31 @@ impl State {
                     MaxQueueLimits::All(n) => [n; 3],
                     MaxQueueLimits::PerPriority { high, normal, low } => [high, normal, low],
                 };
-                self.functions
-                    .entry(Bytes::from(function))
-                    .or_default()
-                    .max_queue = limits;
+                // As gearmand: a function that does not exist yet is not created, and the
+                // limit is dropped (say `create function` first).
+                if let Some(f) = self.functions.get_mut(function.as_bytes()) {
+                    f.max_queue = limits;
+                }
+                AdminReply::Ok
+            }
+            // gearmand's default level name; this server's logging follows `loglevel`.
+            AdminCommand::Verbose => AdminReply::Verbose("ERROR".into()),
+            AdminCommand::CreateFunction { function } => {
+                self.functions.entry(Bytes::from(function)).or_default();
+                AdminReply::Ok
+            }
+            AdminCommand::DropFunction { function } => {
+                let Some(f) = self.functions.get(function.as_bytes()) else {
+                    return Bytes::from_static(b"ERR function not found\r\n");
+                };
+                // gearmand drops a function with queued jobs and orphans them; here they
+                // keep it alive.
+                if f.workers > 0 || f.running > 0 || f.queued() > 0 {
+                    return Bytes::from_static(
+                        b"ERR there are still connected workers or executing clients\r\n",
+                    );
+                }
+                self.functions.remove(function.as_bytes());
                 AdminReply::Ok
             }
             AdminCommand::CancelJob { handle } => {
@@ -782,6 +884,24 @@ impl State {
     }
 }
 
-fn not_found() -> Packet {
-    error("JOB_NOT_FOUND", "Job given in work result not found")
+/// Which WORK_* packet named a job its connection does not hold: gearmand words the
+/// JOB_NOT_FOUND error differently for each.
+#[derive(Clone, Copy)]
+enum NotFound {
+    /// WORK_DATA, WORK_WARNING.
+    Update,
+    /// WORK_STATUS, WORK_COMPLETE, WORK_FAIL.
+    Result,
+    Exception,
+}
+
+fn not_found(packet: NotFound) -> Packet {
+    error(
+        "JOB_NOT_FOUND",
+        match packet {
+            NotFound::Update => "Job does not exist on server",
+            NotFound::Result => "Job given in work result not found",
+            NotFound::Exception => "An exception was received for a job that does not exist",
+        },
+    )
 }
