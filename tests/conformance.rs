@@ -531,6 +531,362 @@ async fn observe(server: &JobServer) -> Vec<String> {
     sc.log
 }
 
+/// Runs `scenario` against gearmand and the built-in server and asserts both records are
+/// the same and contain each of `needles` (so they say what the protocol says, not just the
+/// same thing twice).
+async fn same_on_both<F, Fut>(scenario: F, needles: &[&str])
+where
+    F: Fn(u16) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let Some(gearmand) = JobServer::start(ServerKind::Gearmand) else {
+        return;
+    };
+    let builtin = JobServer::start(ServerKind::Builtin).unwrap();
+    let expected = scenario(gearmand.port).await;
+    let actual = scenario(builtin.port).await;
+    assert_eq!(
+        expected.join("\n"),
+        actual.join("\n"),
+        "gearmand (left) and the built-in server (right) differ"
+    );
+    let joined = expected.join("\n");
+    for needle in needles {
+        assert!(joined.contains(needle), "{needle:?} in:\n{joined}");
+    }
+}
+
+fn scenario(port: u16) -> Scenario {
+    Scenario {
+        port,
+        norm: Normalizer::default(),
+        log: Vec::new(),
+    }
+}
+
+// Issue 11, defect 4: PHP's addTask loop, npm `gearman` and aiogear submit the same unique id
+// several times on one connection and wait for a result per submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_unique_on_one_connection_answers_every_submission() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            let mut client = Peer::connect(port).await;
+            for data in ["first", "second", "third"] {
+                sc.request("client", &mut client, submit("dup", "same", data, Priority::Normal, false))
+                    .await;
+            }
+            let mut background = Peer::connect(port).await;
+            sc.request("background", &mut background, submit("dup", "same", "bg", Priority::Normal, true))
+                .await;
+            let mut worker = Peer::connect(port).await;
+            worker.send(Packet::CanDo { function: b("dup") }).await;
+            let Packet::JobAssignUniq { handle, .. } =
+                sc.request("worker", &mut worker, Packet::GrabJobUniq).await
+            else {
+                panic!("no job")
+            };
+            worker.send(Packet::WorkData { handle: handle.clone(), data: b("part") }).await;
+            worker.send(Packet::WorkComplete { handle, data: b("done") }).await;
+            for _ in 0..6 {
+                sc.recv("client", &mut client).await;
+            }
+            let quiet = client.quiet().await;
+            sc.note("client", format!("nothing more: {quiet}"));
+            sc.request("worker", &mut worker, Packet::GrabJobUniq).await;
+            sc.log
+        },
+        &[
+            "client: JOB_CREATED H1\nclient: JOB_CREATED H1\nclient: JOB_CREATED H1",
+            "client: WORK_DATA H1 part\nclient: WORK_DATA H1 part\nclient: WORK_DATA H1 part",
+            "client: WORK_COMPLETE H1 done\nclient: WORK_COMPLETE H1 done\nclient: WORK_COMPLETE H1 done",
+            "client: nothing more: true",
+            "worker: NoJob",
+        ],
+    )
+    .await;
+}
+
+// Issue 11, defect 4 (a security defect): a connection reporting on a job it does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_packets_from_a_connection_not_holding_the_job_are_refused() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            let mut client = Peer::connect(port).await;
+            let Packet::JobCreated { handle: queued } = sc
+                .request(
+                    "client",
+                    &mut client,
+                    submit("victim", "", "queued", Priority::Normal, true),
+                )
+                .await
+            else {
+                panic!("not created")
+            };
+            let Packet::JobCreated { handle: running } = sc
+                .request(
+                    "client",
+                    &mut client,
+                    submit("held", "", "running", Priority::Normal, false),
+                )
+                .await
+            else {
+                panic!("not created")
+            };
+            let mut owner = Peer::connect(port).await;
+            owner
+                .send(Packet::CanDo {
+                    function: b("held"),
+                })
+                .await;
+            sc.request("owner", &mut owner, Packet::GrabJobUniq).await;
+            let mut stranger = Peer::connect(port).await;
+            for handle in [&queued, &running] {
+                for packet in [
+                    Packet::WorkStatus {
+                        handle: handle.clone(),
+                        numerator: 1,
+                        denominator: 2,
+                    },
+                    Packet::WorkData {
+                        handle: handle.clone(),
+                        data: b("forged"),
+                    },
+                    Packet::WorkWarning {
+                        handle: handle.clone(),
+                        data: b("forged"),
+                    },
+                    Packet::WorkException {
+                        handle: handle.clone(),
+                        data: b("forged"),
+                    },
+                    Packet::WorkFail {
+                        handle: handle.clone(),
+                    },
+                    Packet::WorkComplete {
+                        handle: handle.clone(),
+                        data: b("forged"),
+                    },
+                ] {
+                    sc.request("stranger", &mut stranger, packet).await;
+                }
+            }
+            sc.request(
+                "stranger",
+                &mut stranger,
+                Packet::EchoReq {
+                    data: b("still open"),
+                },
+            )
+            .await;
+            let quiet = client.quiet().await;
+            sc.note("client", format!("told nothing forged: {quiet}"));
+            sc.admin("status").await;
+            owner
+                .send(Packet::WorkComplete {
+                    handle: running,
+                    data: b("genuine"),
+                })
+                .await;
+            sc.recv("client", &mut client).await;
+            sc.log
+        },
+        &[
+            "stranger: ERROR JOB_NOT_FOUND Job given in work result not found",
+            "stranger: ERROR JOB_NOT_FOUND Job does not exist on server",
+            "stranger: ERROR JOB_NOT_FOUND An exception was received for a job that does not exist",
+            "stranger: EchoRes",
+            "client: told nothing forged: true",
+            "victim\\t1\\t0\\t0",
+            "client: WORK_COMPLETE H2 genuine",
+        ],
+    )
+    .await;
+}
+
+// Issue 11, defect 4: npm's `gearman` sends CAN_DO_TIMEOUT's timeout as a 4-byte binary
+// integer; gearmand reads it with strtol (so: no timeout) and keeps the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn can_do_timeout_with_a_binary_timeout_is_accepted() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            let mut worker = Peer::connect(port).await;
+            let mut raw = b"\0REQ\0\0\0\x17\0\0\0\x08npm\0".to_vec();
+            raw.extend_from_slice(&2000u32.to_be_bytes());
+            worker.framed.get_mut().write_all(&raw).await.unwrap();
+            sc.request("worker", &mut worker, Packet::EchoReq { data: b("alive") })
+                .await;
+            sc.admin("status").await;
+            let mut client = Peer::connect(port).await;
+            sc.request(
+                "client",
+                &mut client,
+                submit("npm", "", "x", Priority::Normal, false),
+            )
+            .await;
+            sc.request("worker", &mut worker, Packet::GrabJob).await;
+            sc.log
+        },
+        &[
+            "worker: EchoRes",
+            "npm\\t0\\t0\\t1",
+            "worker: JOB_ASSIGN H1 npm x",
+        ],
+    )
+    .await;
+}
+
+// Issue 11, defect 4: uniques over 64 bytes are refused as by gearmand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_over_64_bytes_is_refused() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            let mut client = Peer::connect(port).await;
+            for len in [64, 65, 1000] {
+                let unique = "u".repeat(len);
+                sc.request(
+                    &format!("client, unique of {len}"),
+                    &mut client,
+                    submit("long", &unique, "x", Priority::Normal, true),
+                )
+                .await;
+            }
+            sc.log
+        },
+        &[
+            "client, unique of 64: JOB_CREATED H1",
+            "client, unique of 65: ERROR ARGUMENT_TOO_LARGE Unique value too large",
+            "client, unique of 1000: ERROR ARGUMENT_TOO_LARGE Unique value too large",
+        ],
+    )
+    .await;
+}
+
+// Issue 11, defect 4: a foreground job whose every client left before a worker took it is
+// never run (its clients cannot get the result).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreground_job_abandoned_by_its_clients_is_not_run() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            {
+                let mut client = Peer::connect(port).await;
+                sc.request(
+                    "leaving client",
+                    &mut client,
+                    submit("lonely", "", "unwanted", Priority::Normal, false),
+                )
+                .await;
+                let mut other = Peer::connect(port).await;
+                sc.request(
+                    "other client",
+                    &mut other,
+                    submit("lonely", "", "wanted", Priority::Normal, false),
+                )
+                .await;
+                drop(client);
+                let mut worker = Peer::connect(port).await;
+                worker
+                    .send(Packet::CanDo {
+                        function: b("lonely"),
+                    })
+                    .await;
+                // Let the server see the disconnect first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let Packet::JobAssignUniq { handle, .. } =
+                    sc.request("worker", &mut worker, Packet::GrabJobUniq).await
+                else {
+                    panic!("the wanted job was not handed out")
+                };
+                worker
+                    .send(Packet::WorkComplete {
+                        handle,
+                        data: b("ok"),
+                    })
+                    .await;
+                sc.recv("other client", &mut other).await;
+                sc.request("worker", &mut worker, Packet::GrabJobUniq).await;
+            }
+            sc.log
+        },
+        &[
+            "worker: JOB_ASSIGN_UNIQ H2 lonely \"\" wanted",
+            "other client: WORK_COMPLETE H2 ok",
+            "worker: NoJob",
+        ],
+    )
+    .await;
+}
+
+// Issue 11, defect 4: gearadmin's --server-verbose, --create-function and --drop-function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_verbose_create_and_drop_function_answer_as_gearmand() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            let mut worker = Peer::connect(port).await;
+            worker.send(Packet::CanDo { function: b("busy") }).await;
+            sc.request("worker", &mut worker, Packet::EchoReq { data: b("sync") }).await;
+            for command in [
+                "verbose",
+                "create function made",
+                "create function made",
+                "status",
+                "drop function made",
+                "drop function made",
+                "drop function busy",
+                "create function",
+                "drop",
+                "status",
+            ] {
+                sc.admin(command).await;
+            }
+            sc.log
+        },
+        &[
+            "admin verbose: [\"OK ERROR\"]",
+            "admin create function made: [\"OK\"]",
+            "\"made\\t0\\t0\\t0\"",
+            "admin drop function made: [\"ERR function not found\"]",
+            "admin drop function busy: [\"ERR there are still connected workers or executing clients\"]",
+            "admin create function: [\"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+create\"]",
+        ],
+    )
+    .await;
+}
+
+// Issue 11, defect 4: `maxqueue` on a function with no jobs yet is ignored by gearmand; ours
+// refused the second job and then listed the function as empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxqueue_on_a_function_not_seen_yet_is_ignored() {
+    same_on_both(
+        |port| async move {
+            let mut sc = scenario(port);
+            sc.admin("maxqueue fresh 1").await;
+            sc.admin("status").await;
+            let mut client = Peer::connect(port).await;
+            for data in ["1", "2"] {
+                sc.request(
+                    "client",
+                    &mut client,
+                    submit("fresh", "", data, Priority::Normal, true),
+                )
+                .await;
+            }
+            sc.admin("status").await;
+            sc.log
+        },
+        &[
+            "client: JOB_CREATED H1\nclient: JOB_CREATED H2",
+            "fresh\\t2\\t0\\t0",
+        ],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_in_server_behaves_like_gearmand() {
     let Some(gearmand) = JobServer::start(ServerKind::Gearmand) else {

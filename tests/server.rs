@@ -221,6 +221,93 @@ async fn a_dead_workers_job_goes_back_to_the_head_of_its_queue() {
     assert_eq!(rows[0].retries, 1);
 }
 
+// Issue 11, defect 4: CAN_DO_TIMEOUT `2` failed the job after 2 ms. gearmand reads it in
+// milliseconds with a one-second floor; so does the built-in server, which then fails the
+// job (gearmand re-queues it) and names the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn can_do_timeout_has_gearmands_unit_and_floor() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).unwrap();
+    let mut worker = raw(server.port).await;
+    for (function, timeout_ms) in [("floored", 2), ("timed", 1500)] {
+        worker
+            .send(Packet::CanDoTimeout {
+                function: Bytes::from(function),
+                timeout_ms,
+            })
+            .await
+            .unwrap();
+    }
+    for (function, at_least, at_most) in [("floored", 950, 1800), ("timed", 1450, 2300)] {
+        let client = client(server.addr());
+        let started = std::time::Instant::now();
+        let job = tokio::spawn(async move { client.run(JobRequest::new(function, "x")).await });
+        assert!(wait_for_status(&server.addr(), function, |s| s.total == 1).await);
+        worker.send(Packet::GrabJob).await.unwrap();
+        let Some(Ok(Packet::JobAssign { .. })) = worker.next().await else {
+            panic!("no job for {function}")
+        };
+        let outcome = tokio::time::timeout(LIMIT, job)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let took = started.elapsed().as_millis();
+        let message = outcome.failure_message().cloned().unwrap_or_default();
+        assert!(
+            matches!(outcome, JobOutcome::Fail { .. }) && message.starts_with(b"timeout"),
+            "{function}: {outcome:?}"
+        );
+        assert!(
+            (at_least..at_most).contains(&took),
+            "{function} failed after {took} ms"
+        );
+    }
+}
+
+// Issue 11, defect 3: a poison job (its worker dies every time) was handed out forever. The
+// built-in server fails it after `job_retries` hand-outs (3 by default, gearmand's
+// `--job-retries`), telling its clients why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_workers_keep_dying_fails_after_job_retries() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).unwrap();
+    let client = client(server.addr());
+    let job = tokio::spawn(async move { client.run(JobRequest::new("poison", "x")).await });
+    assert!(wait_for_status(&server.addr(), "poison", |s| s.total == 1).await);
+    let mut handed_out = 0;
+    let outcome = loop {
+        let mut doomed = raw(server.port).await;
+        doomed
+            .send(Packet::CanDo {
+                function: Bytes::from("poison"),
+            })
+            .await
+            .unwrap();
+        doomed.send(Packet::GrabJob).await.unwrap();
+        match tokio::time::timeout(LIMIT, doomed.next()).await.unwrap() {
+            Some(Ok(Packet::JobAssign { .. })) => handed_out += 1,
+            Some(Ok(Packet::NoJob)) => {
+                break tokio::time::timeout(LIMIT, job)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(handed_out <= 3, "handed out {handed_out} times");
+        drop(doomed);
+        // Let the server see the death before the next worker asks.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(handed_out, 3);
+    let message = outcome.failure_message().cloned().unwrap_or_default();
+    assert!(
+        message.starts_with(b"job_retries: the job was handed out 3 times"),
+        "{outcome:?}"
+    );
+    assert!(wait_for_status(&server.addr(), "poison", |s| s.total == 0).await);
+}
+
 /// The embeddable server in this test's runtime.
 async fn embedded(
     settings: Settings,
@@ -283,20 +370,29 @@ async fn the_embedded_server_keeps_its_limits_and_tells_clients_when_it_stops() 
     );
     drop(extra);
     drop(c);
-    // A client that does not read its replies is dropped when its queue is full.
-    let mut reader = raw(addr.port).await;
-    reader
-        .send(Packet::Submit {
-            priority: Priority::Normal,
-            background: false,
-            function: Bytes::from("flood"),
-            unique: Bytes::new(),
-            data: Bytes::new(),
-        })
-        .await
-        .unwrap();
-    let Some(Ok(Packet::JobCreated { handle })) = reader.next().await else {
-        panic!()
+    // A client that does not read its replies is dropped when its queue is full. (The slots
+    // of the connections just dropped come back once the server has seen them close.)
+    let mut attempts = 0;
+    let (mut reader, handle) = loop {
+        let mut reader = raw(addr.port).await;
+        reader
+            .send(Packet::Submit {
+                priority: Priority::Normal,
+                background: false,
+                function: Bytes::from("flood"),
+                unique: Bytes::new(),
+                data: Bytes::new(),
+            })
+            .await
+            .unwrap();
+        match reader.next().await {
+            Some(Ok(Packet::JobCreated { handle })) => break (reader, handle),
+            other => {
+                attempts += 1;
+                assert!(attempts < 100, "no connection slot came back: {other:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     };
     let mut flooder = raw(addr.port).await;
     flooder

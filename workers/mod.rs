@@ -1,19 +1,25 @@
 //! The built-in workers. They are demos and test fixtures at once, so their behaviour is
-//! fixed by PRODUCT.md: `echo`, `reverse`, `sleep`, `fail`, `exit` and `wordcount`.
+//! fixed by PRODUCT.md: `echo`, `reverse`, `sleep`, `fail`, `exit` and `wordcount`; two more
+//! serve the interoperability tests: `progress` (status, data and a warning before its
+//! result) and `block` (a job that blocks its thread, for timeouts).
 //!
 //! This directory sits at the top of the repository (the design card's layout) and is
 //! compiled into the library as `geardriver::workers`.
 
+mod block;
 mod echo;
 mod exit;
 mod fail;
+mod progress;
 mod reverse;
 mod sleep;
 mod wordcount;
 
+pub use block::Block;
 pub use echo::Echo;
 pub use exit::Exit;
 pub use fail::Fail;
+pub use progress::Progress;
 pub use reverse::Reverse;
 pub use sleep::Sleep;
 pub use wordcount::WordCount;
@@ -23,9 +29,11 @@ use crate::plugin::Registry;
 /// Adds every built-in worker under its name.
 pub fn register_builtins(registry: Registry) -> Registry {
     registry
+        .register("block", Block)
         .register("echo", Echo)
         .register("exit", Exit)
         .register("fail", Fail)
+        .register("progress", Progress)
         .register("reverse", Reverse)
         .register("sleep", Sleep)
         .register("wordcount", WordCount)
