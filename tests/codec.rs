@@ -117,6 +117,40 @@ fn gearmands_work_fail_with_a_trailing_nul_decodes_to_the_bare_handle() {
     );
 }
 
+// Issue 11, defect 4: npm's `gearman` sends CAN_DO_TIMEOUT's timeout as a 4-byte binary
+// integer; it was refused as INVALID_PACKET and the worker dropped. gearmand reads the
+// argument with strtol: leading spaces and a sign, digits up to the first other byte, else 0.
+#[test]
+fn can_do_timeout_is_read_as_gearmand_reads_it() {
+    let cases: [(&[u8], u32); 8] = [
+        (b"1500", 1500),
+        (b" 1500", 1500),
+        (b"+1200", 1200),
+        (b"1500abc", 1500),
+        (b"-5", 0),
+        (b"abc", 0),
+        (&[0, 0, 7, 0xd0], 0),
+        (b"99999999999999999999", u32::MAX),
+    ];
+    for (timeout, expected) in cases {
+        let mut body = b"f\0".to_vec();
+        body.extend_from_slice(timeout);
+        let mut wire = b"\0REQ\0\0\0\x17".to_vec();
+        wire.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        wire.extend_from_slice(&body);
+        let mut buf = BytesMut::from(&wire[..]);
+        let frame = decode_frame(&mut buf, MAX).unwrap().unwrap();
+        assert_eq!(
+            frame.packet,
+            Packet::CanDoTimeout {
+                function: Bytes::from("f"),
+                timeout_ms: expected
+            },
+            "{timeout:?}"
+        );
+    }
+}
+
 #[test]
 fn every_packet_type_is_numbered_as_in_protocol() {
     assert_eq!(PacketType::ALL.len(), 41);

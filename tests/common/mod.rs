@@ -102,12 +102,20 @@ pub struct JobServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Given to the server's command line as they are.
+    extra_args: Vec<String>,
 }
 
 impl JobServer {
     /// Starts a server of `kind` on a free port; `None` (after a notice) for gearmand when it
     /// is not installed and not required.
     pub fn start(kind: ServerKind) -> Option<JobServer> {
+        Self::start_with(kind, &[])
+    }
+
+    /// [`JobServer::start`] with more arguments for the server (both gearmand and
+    /// `geardriver server` take `--job-retries=N`).
+    pub fn start_with(kind: ServerKind, extra_args: &[&str]) -> Option<JobServer> {
         if kind == ServerKind::Gearmand && gearmand_binary().is_none() {
             if gearmand_required() {
                 panic!("gearmand is required in CI but was not found (install gearman-job-server)");
@@ -123,6 +131,7 @@ impl JobServer {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir"),
+                extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn() {
                 return Some(server);
@@ -158,6 +167,7 @@ impl JobServer {
             }
         };
         let child = command
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

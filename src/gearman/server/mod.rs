@@ -7,11 +7,14 @@
 //! (a result for a waiting client, a NOOP for a sleeping worker) go through their bounded
 //! outbound queues. `state.rs` holds the rules.
 //!
-//! Where this server differs from gearmand 1.1.20 on purpose (the contract asks for it): a
-//! job whose worker disconnects goes back to the *head* of its queue (gearmand: the tail); a
-//! job that overruns its worker's CAN_DO_TIMEOUT *fails* (gearmand re-queues it, with a
-//! one-second floor on the timeout); SUBMIT_JOB_EPOCH and SUBMIT_REDUCE_JOB* get ERROR like
-//! SUBMIT_JOB_SCHED; `maxqueue` on a function with no jobs yet takes effect; cancelling a
+//! Where this server differs from gearmand 1.1.20 on purpose, each time because gearmand's
+//! behaviour breaks or loses something a client relies on (README, "The built-in job
+//! server"): a job whose worker disconnects goes back to the *head* of its queue (gearmand:
+//! the tail); a job that overruns its worker's CAN_DO_TIMEOUT *fails* (gearmand re-queues
+//! it); failures the server decides (job_retries, CAN_DO_TIMEOUT) reach clients as
+//! WORK_WARNING with the reason, then WORK_FAIL; a background submission merged into a
+//! foreground job keeps it alive; `drop function` is refused while jobs are queued;
+//! SUBMIT_JOB_EPOCH and SUBMIT_REDUCE_JOB* get ERROR like SUBMIT_JOB_SCHED; cancelling a
 //! queued job tells its waiting clients (WORK_FAIL).
 
 mod state;
