@@ -412,14 +412,12 @@ async fn serve_connection<H: JobHandler>(
                 }
             }
         }
-        let outcome = match result {
-            Ok(data) => vec![Packet::WorkComplete { handle, data }],
-            Err(failure) => failure.packets(handle).collect(),
+        let fed = match result {
+            Ok(data) => conn.feed(Packet::WorkComplete { handle, data }).await,
+            Err(failure) => feed_all(&mut conn, failure.packets(handle)).await,
         };
-        for packet in outcome {
-            if let Err(e) = conn.feed(packet).await {
-                return ConnectionEnd::Lost(e.to_string());
-            }
+        if let Err(e) = fed {
+            return ConnectionEnd::Lost(e.to_string());
         }
         // Keep the turn and ask for the next job in the same write, unless stopping or
         // another server's connection is waiting for its turn.
@@ -439,6 +437,16 @@ async fn serve_connection<H: JobHandler>(
             return ConnectionEnd::Shutdown;
         }
     }
+}
+
+async fn feed_all(
+    conn: &mut Connection,
+    packets: impl Iterator<Item = Packet>,
+) -> Result<(), ProtocolError> {
+    for packet in packets {
+        conn.feed(packet).await?;
+    }
+    Ok(())
 }
 
 enum Grabbed {
