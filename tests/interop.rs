@@ -290,6 +290,9 @@ max_processes = 2
 name = "fail"
 worker = "fail"
 [[jobs]]
+name = "panic"
+worker = "panic"
+[[jobs]]
 name = "json"
 worker = "echo"
 decode = "json"
@@ -338,11 +341,13 @@ fn host(server: &JobServer) -> (Host, u16) {
     host.wait_workers("echo", 2, LIMIT);
     host.wait_workers("nap", 3, LIMIT);
     host.wait_workers("ordered", 1, LIMIT);
-    for job in ["fail", "json", "cmdfail", "progress", "slow", "stuck"] {
+    for job in [
+        "fail", "panic", "json", "cmdfail", "progress", "slow", "stuck",
+    ] {
         host.wait_workers(job, 1, LIMIT);
     }
     // Every process has registered with the job server.
-    assert!(poll_until(LIMIT, || workers_registered(server, 12)));
+    assert!(poll_until(LIMIT, || workers_registered(server, 13)));
     (host, console)
 }
 
@@ -362,14 +367,15 @@ fn workers_registered(server: &JobServer, n: usize) -> bool {
 
 // Issue 11, defect 1: the worker reported failures as WORK_EXCEPTION, which gearmand relays
 // to clients that did not ask for exceptions as a WORK_FAIL with a trailing NUL: the gearman
-// CLI waited forever, Perl died, PHP hung. Now every failure (an `Err`, a decode error, a
-// command's non-zero exit) is WORK_WARNING with the message, then WORK_FAIL.
+// CLI waited forever, Perl died, PHP hung. Now every failure (an `Err`, a panic, a decode
+// error, a command's non-zero exit) is WORK_WARNING with the message, then WORK_FAIL.
 both_servers! {
     async fn failed_jobs_reach_every_client_as_failures_with_their_message(server) {
         let (_host, _console) = host(&server);
         let port = server.port;
         let failing = [
             (task("fail", "boom"), "fail: boom"),
+            (task("panic", "boom"), "panic: boom"),
             (task("json", "{not json"), "json: invalid input"),
             (task("cmdfail", "x"), "sh failed (exit status 3): disk on fire"),
         ];

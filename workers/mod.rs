@@ -1,7 +1,7 @@
 //! The built-in workers. They are demos and test fixtures at once, so their behaviour is
 //! fixed by PRODUCT.md: `echo`, `reverse`, `sleep`, `fail`, `exit` and `wordcount`; two more
 //! serve the interoperability tests: `progress` (status, data and a warning before its
-//! result) and `block` (a job that blocks its thread, for timeouts).
+//! result), `block` (a job that blocks its thread, for timeouts) and `panic`.
 //!
 //! This directory sits at the top of the repository (the design card's layout) and is
 //! compiled into the library as `geardriver::workers`.
@@ -10,6 +10,7 @@ mod block;
 mod echo;
 mod exit;
 mod fail;
+mod panic;
 mod progress;
 mod reverse;
 mod sleep;
@@ -19,6 +20,7 @@ pub use block::Block;
 pub use echo::Echo;
 pub use exit::Exit;
 pub use fail::Fail;
+pub use panic::Panic;
 pub use progress::Progress;
 pub use reverse::Reverse;
 pub use sleep::Sleep;
@@ -33,6 +35,7 @@ pub fn register_builtins(registry: Registry) -> Registry {
         .register("echo", Echo)
         .register("exit", Exit)
         .register("fail", Fail)
+        .register("panic", Panic)
         .register("progress", Progress)
         .register("reverse", Reverse)
         .register("sleep", Sleep)
