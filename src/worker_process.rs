@@ -153,6 +153,10 @@ impl JobHandler for ProcessHandler {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::warn!(function = %function.name, "{message}; exiting to be replaced");
+                        if matches!(function.run, Run::Command(_)) {
+                            // Dropping the job killed the command, not what it started.
+                            kill_rest_of_process_group();
+                        }
                         self.shutdown.cancel();
                         Err(message)
                     }
@@ -169,6 +173,37 @@ impl JobHandler for ProcessHandler {
             }
         }
         outcome.map_err(|message| JobFailure::Message(Bytes::from(message)))
+    }
+}
+
+/// SIGKILLs every other process of this process's group: what a command started (a shell's
+/// children, their children). The host starts each worker process as the leader of its own
+/// group, and the worker runs one job at a time, so the group is this job's command tree.
+fn kill_rest_of_process_group() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::{Pid, getpgrp, getpid};
+    let (group, me) = (getpgrp(), getpid());
+    if group != me {
+        return; // not a group leader (run by hand): the group is not ours to clean
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|field| field.parse::<i32>().ok());
+        if pgrp == Some(group.as_raw()) && pid != me.as_raw() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 

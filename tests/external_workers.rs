@@ -140,7 +140,7 @@ both_servers! {
             &format!(
                 "[console]\nlisten = \"127.0.0.1:{port}\"\n\
                  [[jobs]]\nname = \"slow\"\nworker = \"sleep\"\ntimeout = 1\n\
-                 [[jobs]]\nname = \"slowcmd\"\ncommand = [\"sleep\", \"30\"]\ntimeout = 1\n"
+                 [[jobs]]\nname = \"slowcmd\"\ncommand = [\"sh\", \"-c\", \"sleep 30; echo done\"]\ntimeout = 1\n"
             ),
         );
         let stuck = host.wait_workers("slow", 1, LIMIT)[0];
@@ -168,20 +168,24 @@ both_servers! {
             "a timeout is not a crash loop: {status}"
         );
 
-        // A command that overruns goes with its worker process (they share a process group).
+        // A command that overruns goes with its worker process, and so does what it started
+        // (the shell's `sleep`; issue 11's timeout left it running).
         let worker = host.wait_workers("slowcmd", 1, LIMIT)[0];
         client
             .submit(JobRequest::new("slowcmd", "x").background())
             .await
             .unwrap();
-        let mut command_pid = None;
+        let mut tree = Vec::new();
         assert!(poll_until(LIMIT, || {
-            command_pid = common::host::children_of(worker).first().copied();
-            command_pid.is_some()
+            tree = common::host::children_of(worker);
+            if let Some(&shell) = tree.first() {
+                tree.extend(common::host::children_of(shell));
+            }
+            tree.len() == 2
         }));
         assert!(
-            poll_until(LIMIT, || !alive(worker) && !alive(command_pid.unwrap())),
-            "worker and command killed"
+            poll_until(LIMIT, || !alive(worker) && tree.iter().all(|&p| !alive(p))),
+            "worker {worker} and command tree {tree:?} killed"
         );
     }
 }

@@ -500,6 +500,10 @@ both_servers! {
         let shown = console.cmd("show poison");
         assert!(!shown.contains("FAILED"), "{shown}");
         assert!(
+            shown.contains("ERROR: the process died holding a job: exited with status"),
+            "the death is the job's last error: {shown}"
+        );
+        assert!(
             host.log().contains("died holding a job"),
             "the deaths were seen:\n{}",
             host.log()

@@ -392,6 +392,13 @@ impl Supervisor {
                     .and_then(|f| pool.config.jobs.get(f as usize))
                     .map(|j| j.name.clone());
                 tracing::warn!(pid, job = %name, function = job.as_deref().unwrap_or("?"), "died holding a job; the job server hands it to another process");
+                // The job's last error, so that a poison payload shows in `status`.
+                if let Some(job) = job {
+                    let now = stats::now_ms().div_euclid(1000);
+                    let message =
+                        format!("the process died holding a job: exited with status {how}");
+                    self.table.merge_job(&job, name, 0, now, &message);
+                }
             }
         }
         // A process never SIGKILLs itself: that was an operator, the OOM killer or a fault

@@ -718,8 +718,9 @@ impl State {
             if self.job_retries > 0 && retries >= self.job_retries {
                 let job = &self.jobs[&job_id];
                 let reason = format!(
-                    "job_retries: the job was handed out {} times and each worker went away without a result",
-                    job.retries
+                    "job_retries: the job was handed out {} time{} and each worker went away without a result",
+                    job.retries,
+                    if job.retries == 1 { "" } else { "s" }
                 );
                 tracing::warn!(
                     handle = %String::from_utf8_lossy(&job.handle),
