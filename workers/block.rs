@@ -14,11 +14,7 @@ impl Worker for Block {
     type Output = String;
 
     async fn run(&self, _job: &JobContext, input: String) -> Result<String, WorkError> {
-        let millis: u64 = input.trim().parse().map_err(|_| {
-            WorkError::new(format!(
-                "block: the workload must be a number of milliseconds, got {input:?}"
-            ))
-        })?;
+        let millis = super::sleep::millis("block", &input)?;
         std::thread::sleep(Duration::from_millis(millis));
         Ok(format!("blocked {millis}"))
     }
