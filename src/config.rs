@@ -326,13 +326,23 @@ fn name_jobs_in(message: &str, names: &[Option<String>]) -> String {
     }
 }
 
+/// The longest duration any setting takes: beyond it timestamps, timers and wire values
+/// (CAN_DO_TIMEOUT is milliseconds in 32 bits, about 49 days) would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 fn seconds(key: &str, value: f64) -> Result<Duration, String> {
     if !value.is_finite() || value < 0.0 {
         return Err(format!(
             "{key} must be a number of seconds >= 0, got {value}"
         ));
     }
-    Duration::try_from_secs_f64(value).map_err(|_| format!("{key} is too large: {value}"))
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "{key} = {value} is more than the longest duration a setting takes, {} s (30 days)",
+            MAX_DURATION.as_secs()
+        )),
+    }
 }
 
 /// Zero means "off".

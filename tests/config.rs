@@ -223,6 +223,40 @@ fn each_kind_of_mistake_names_the_key_and_the_job() {
     }
 }
 
+// Issue 12, finding 1: `max_lifetime = 1.8e19` overflowed the splay and killed the supervisor
+// (a headless host); `timeout = 1e16` wrapped negative and every job was killed at once.
+#[test]
+fn durations_beyond_what_the_code_can_represent_are_refused() {
+    for (key, place) in [
+        ("max_lifetime = 1.8e19", "jobs[0] \"x\": max_lifetime"),
+        ("timeout = 1e16", "jobs[0] \"x\": timeout"),
+        ("max_idle_time = 2592001", "jobs[0] \"x\": max_idle_time"),
+    ] {
+        let message = error(&format!(
+            "[[jobs]]\nname = \"x\"\nworker = \"echo\"\n{key}\n"
+        ));
+        assert!(message.contains(place), "{key}: {message}");
+        assert!(message.contains("30 days"), "{key}: {message}");
+    }
+    let message = error("[driver]\nshutdown_timeout = 1e300\n");
+    assert!(message.contains("driver.shutdown_timeout"), "{message}");
+    // The longest accepted.
+    let config =
+        load("[[jobs]]\nname = \"x\"\nworker = \"echo\"\nmax_lifetime = 2592000\n").unwrap();
+    assert_eq!(
+        config.jobs[0].max_lifetime,
+        Some(Duration::from_secs(2_592_000))
+    );
+}
+
+// Issue 12, finding 10: a job server address that cannot be connected to was accepted.
+#[test]
+fn a_job_server_address_with_a_space_is_refused() {
+    let message = error("[driver]\njob_servers = [\"x y\"]\n");
+    assert!(message.contains("driver.job_servers"), "{message}");
+    assert!(message.contains("\"x y\""), "{message}");
+}
+
 #[test]
 fn groups_share_process_settings() {
     let config = load(

@@ -101,6 +101,17 @@ impl FromStr for ServerAddr {
         if host.is_empty() {
             return Err(err("the host is empty"));
         }
+        // An IPv6 address, or a host name / IPv4 address of the characters DNS allows (and
+        // `_`, which container networks use); anything else (`x y`) cannot be connected to.
+        let valid = if host.contains(':') {
+            host.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        };
+        if !valid {
+            return Err(err("the host is not a host name or an IP address"));
+        }
         let port = match port {
             None => DEFAULT_PORT,
             Some(p) => match p.parse::<u16>() {
@@ -129,6 +140,12 @@ mod tests {
         assert!(p("host:0").is_err());
         assert!(p("host:99999").is_err());
         assert!(p(":4730").is_err());
+        // Issue 12: `job_servers = ["x y"]` was accepted.
+        assert!(p("x y").is_err());
+        assert!(p("x y:4730").is_err());
+        assert!(p("a:b:c").is_err());
+        assert!(p("host/path:1").is_err());
+        assert_eq!(p("gearman_1:4730"), Ok(ServerAddr::new("gearman_1", 4730)));
         assert_eq!(ServerAddr::new("::1", 1).to_string(), "[::1]:1");
         assert_eq!(ServerAddr::new("h", 1).to_string(), "h:1");
     }
