@@ -17,6 +17,36 @@ async fn run(addr: &ServerAddr, function: &str, data: &str) -> JobOutcome {
     common::outcome(&client, function, data).await
 }
 
+// Issue 12, finding 6: a command's stderr was dropped when it succeeded, and its stdout was
+// buffered whole before the size cap was checked.
+both_servers! {
+    async fn a_commands_stderr_is_logged_when_it_succeeds_and_its_output_is_capped_as_read(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"chatty\"\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; echo note one >&2; printf 'last, no newline' >&2; printf result\"]\n\
+             [[jobs]]\nname = \"flood\"\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; exec yes\"]\n",
+        );
+        host.wait_workers("chatty", 1, LIMIT);
+        let worker = host.wait_workers("flood", 1, LIMIT)[0];
+        assert_eq!(run(&server.addr(), "chatty", "x").await, complete("result"));
+        host.wait_log("[chatty] STDERR: note one", LIMIT);
+        host.wait_log("[chatty] STDERR: last, no newline", LIMIT);
+        // `yes` never stops: the cap ends it, without the whole output in memory first.
+        let flooded = run(&server.addr(), "flood", "x").await;
+        let message = flooded.failure_message().cloned().unwrap_or_default();
+        assert!(message.starts_with(b"\"sh\" wrote more than 67108864 bytes"), "{flooded:?}");
+        let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{worker}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap();
+        assert!(rss_kb < 200_000, "the worker peaked at {rss_kb} kB");
+        assert!(poll_until(LIMIT, || common::host::children_of(worker).is_empty()), "yes was killed");
+    }
+}
+
 both_servers! {
     async fn commands_run_per_job_with_the_payload_on_stdin(gearmand) {
         let host = Host::start(
