@@ -217,6 +217,45 @@ both_servers! {
     }
 }
 
+// Issue 12, finding 4: `set_processes JOB 0 1` with three 5 s jobs running and
+// `shutdown_timeout = 2` SIGKILLed two of them mid-job, and their jobs ran again.
+both_servers! {
+    async fn a_lowered_max_lets_busy_processes_finish_their_job(gearmand) {
+        let port = common::free_port();
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0\nshutdown_timeout = 1",
+            &format!(
+                "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 3\nmax_processes = 3\n"
+            ),
+        );
+        host.wait_workers("nap", 3, LIMIT);
+        let client = std::sync::Arc::new(client(gearmand.addr()));
+        let jobs: Vec<_> = (0..3)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.run(JobRequest::new("nap", "3000")).await })
+            })
+            .collect();
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 3).await);
+        let mut console = common::console::Console::connect(port);
+        assert!(console.cmd("set_processes nap 0 1").starts_with("OK"));
+        for job in jobs {
+            let outcome = tokio::time::timeout(LIMIT, job).await.unwrap().unwrap().unwrap();
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 3000")));
+        }
+        host.wait_workers("nap", 1, LIMIT);
+        let log = host.log();
+        assert!(!log.contains("killing it"), "a busy process was killed:\n{log}");
+        assert_eq!(
+            log.matches("[nap] Process started").count(),
+            3,
+            "no job ran twice, no process was replaced:\n{log}"
+        );
+    }
+}
+
 both_servers! {
     async fn a_backlog_scales_up_to_max_and_idleness_back_down_to_min(gearmand) {
         let host = Host::start(

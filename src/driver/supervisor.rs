@@ -156,7 +156,14 @@ impl Supervisor {
                     pool.crash.on_survived();
                 }
                 if let Some(asked) = p.stop_requested {
-                    if !p.killed && now.duration_since(asked) >= timeout {
+                    // A process asked to stop while the host runs on (a lowered max, a
+                    // reload, `kill`) finishes the job it holds, however long: the job's own
+                    // timeout bounds it. Only an idle one that does not go is killed.
+                    let busy = self
+                        .stats
+                        .read(p.slot)
+                        .is_some_and(|s| s.pid == *pid && s.holds_job());
+                    if !p.killed && !busy && now.duration_since(asked) >= timeout {
                         tracing::warn!(pid = *pid, job = %name, "did not stop within shutdown_timeout; killing it");
                         let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
                         p.killed = true;
@@ -184,7 +191,7 @@ impl Supervisor {
                 let Some(slot) = self.stats.read(p.slot).filter(|s| s.pid == pid) else {
                     continue;
                 };
-                if slot.state != ProcessState::Busy {
+                if !slot.holds_job() {
                     continue;
                 }
                 let Some(job) = slot.function.and_then(|f| pool.config.jobs.get(f as usize)) else {
@@ -385,7 +392,7 @@ impl Supervisor {
             // A job in hand when it died is lost to this process; the job server re-queues it.
             if let Some(s) = final_stats
                 .as_ref()
-                .filter(|s| s.state == ProcessState::Busy)
+                .filter(|s| s.holds_job())
             {
                 let job = s
                     .function
@@ -410,7 +417,7 @@ impl Supervisor {
         // stops handing such a job out after its retries.
         let served = final_stats
             .as_ref()
-            .is_some_and(|s| s.state == ProcessState::Busy || s.jobs_done > 0);
+            .is_some_and(|s| s.holds_job() || s.has_served());
         pool.crash.on_exit(
             process.started.elapsed(),
             success,

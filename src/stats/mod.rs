@@ -136,6 +136,19 @@ pub struct SlotSnapshot {
     pub lasterror_msg: String,
 }
 
+impl SlotSnapshot {
+    /// Whether the process is running a job: it may be stopping at the same time (the state
+    /// says `T` then), and then it finishes the job first.
+    pub fn holds_job(&self) -> bool {
+        self.function.is_some()
+    }
+
+    /// Whether the process has run a job, whatever its outcome.
+    pub fn has_served(&self) -> bool {
+        self.jobs_done > 0 || self.jobs_failed > 0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
     #[error("cannot create the stats file {path}: {source}")]

@@ -18,10 +18,15 @@ pub struct Host {
 pub fn config_text(dir: &Path, servers: &[String], driver_extra: &str, rest: &str) -> String {
     let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
-        "[driver]\njob_servers = [{}]\nlogfile = \"{}\"\nloglevel = \"debug\"\nstats_dir = \"{}\"\nshutdown_timeout = 10\n{driver_extra}\n{}{rest}",
+        "[driver]\njob_servers = [{}]\nlogfile = \"{}\"\nloglevel = \"debug\"\nstats_dir = \"{}\"\n{}{driver_extra}\n{}{rest}",
         servers.join(", "),
         dir.join("host.log").display(),
         dir.display(),
+        if driver_extra.contains("shutdown_timeout") {
+            ""
+        } else {
+            "shutdown_timeout = 10\n"
+        },
         if rest.contains("[console]") {
             ""
         } else {
