@@ -509,3 +509,37 @@ both_servers! {
         );
     }
 }
+
+// Issue 12, finding 10: the scoreboard shows a group by its name, but `show` and `killall`
+// refused it.
+both_servers! {
+    async fn a_group_is_addressed_by_its_name(gearmand) {
+        let (host, port) = host_with_console(
+            &gearmand,
+            "[[jobs]]\nname = \"a\"\nworker = \"reverse\"\ngroup = \"g\"\nmin_processes = 2\nmax_processes = 2\n\
+             [[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"g\"\n",
+            "",
+        );
+        let pids = host.wait_workers("g", 2, LIMIT);
+        let mut console = Console::connect(port);
+        let shown = console.lines("show g");
+        assert_eq!(shown.len(), 4, "{shown:?}");
+        assert!(shown[0].starts_with("a  2  2  2  "), "{shown:?}");
+        assert!(shown[1].starts_with("b  2  2  2  "), "{shown:?}");
+        let mut listed: Vec<u32> = shown[2..].iter().map(|p| p.parse().unwrap()).collect();
+        listed.sort();
+        assert_eq!(listed, pids);
+        assert_eq!(console.lines("set_processes g 1 1"), ["OK"]);
+        host.wait_workers("g", 1, LIMIT);
+        assert_eq!(console.lines("killall g"), ["OK"]);
+        assert!(
+            poll_until(LIMIT, || {
+                let now = host.workers("g");
+                now.len() == 1 && pids.iter().all(|p| !now.contains(p))
+            }),
+            "the group's processes were replaced"
+        );
+        let unknown = console.cmd("show nothing");
+        assert!(unknown.starts_with("ERR invalid_job_name: nothing"), "{unknown}");
+    }
+}

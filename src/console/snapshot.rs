@@ -16,6 +16,8 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobView {
     pub name: String,
+    /// The pool serving it: its group, else the job itself.
+    pub pool: String,
     pub min: u32,
     pub max: u32,
     pub pids: Vec<u32>,
@@ -77,6 +79,7 @@ impl Snapshot {
                 let record = host.table().job(name).unwrap_or_default();
                 let mut view = JobView {
                     name: name.clone(),
+                    pool: pool.clone(),
                     min: entry.min,
                     max: entry.max,
                     pids: entry.processes.iter().map(|p| p.pid).collect(),
@@ -105,6 +108,15 @@ impl Snapshot {
 
     pub fn job(&self, name: &str) -> Option<&JobView> {
         self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The jobs `name` stands for: the job of that name, else every job of the group of that
+    /// name (the scoreboard shows groups by name); empty when it is neither.
+    pub fn jobs_named(&self, name: &str) -> Vec<&JobView> {
+        match self.job(name) {
+            Some(job) => vec![job],
+            None => self.jobs.iter().filter(|j| j.pool == name).collect(),
+        }
     }
 }
 

@@ -390,10 +390,7 @@ impl Supervisor {
         let requested = process.stop_requested.is_some();
         if !requested && !success {
             // A job in hand when it died is lost to this process; the job server re-queues it.
-            if let Some(s) = final_stats
-                .as_ref()
-                .filter(|s| s.holds_job())
-            {
+            if let Some(s) = final_stats.as_ref().filter(|s| s.holds_job()) {
                 let job = s
                     .function
                     .and_then(|f| pool.config.jobs.get(f as usize))
@@ -481,10 +478,14 @@ impl Supervisor {
             .map(|(name, _)| name.clone())
     }
 
+    /// The pool serving job `job`, or the pool (group) of that name: the scoreboard shows
+    /// groups by name, so they are addressed by it too.
     fn pool_of_job(&self, job: &str) -> Option<String> {
         self.pools
             .iter()
-            .find(|(_, pool)| !pool.removed && pool.config.jobs.iter().any(|j| j.name == job))
+            .find(|(name, pool)| {
+                !pool.removed && (*name == job || pool.config.jobs.iter().any(|j| j.name == job))
+            })
             .map(|(name, _)| name.clone())
     }
 

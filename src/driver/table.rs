@@ -79,11 +79,11 @@ impl ProcessTable {
         self.jobs.get(name).map(|e| e.clone())
     }
 
-    /// The pool a job belongs to.
+    /// The pool a job belongs to, or the pool (group) of that name.
     pub fn pool_of_job(&self, job: &str) -> Option<(String, PoolEntry)> {
         self.pools
             .iter()
-            .find(|e| e.value().jobs.iter().any(|j| j == job))
+            .find(|e| e.key() == job || e.value().jobs.iter().any(|j| j == job))
             .map(|e| (e.key().clone(), e.value().clone()))
     }
 

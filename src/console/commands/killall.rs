@@ -1,5 +1,6 @@
-//! `killall JOB…` or `killall *`: every process of those jobs (replaced as needed). Also
-//! retries a job the driver gave up on. All names are checked before anything is stopped.
+//! `killall JOB…` or `killall *`: every process of those jobs or groups (replaced as
+//! needed). Also retries a job the driver gave up on. All names are checked before anything
+//! is stopped.
 
 use super::refused;
 use crate::console::command::{CommandDef, Reply};
