@@ -2,12 +2,16 @@
 //! events that carry `pid` and `job` fields, after a UTC timestamp and the level; other fields
 //! follow as `key=value`. Worker processes write to stderr without a timestamp: the host
 //! adds its own when it logs their lines.
+//!
+//! A log file can be rotated: [`reopen`] (on SIGHUP and SIGUSR1) opens the configured path
+//! again, so after `mv host.log host.log.1` the host writes a new `host.log`.
 
 use crate::config::LogTarget;
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -23,36 +27,93 @@ pub fn init_host(target: &LogTarget, level: &str) -> io::Result<()> {
     let result = match target {
         LogTarget::Stderr => builder.with_writer(io::stderr).try_init(),
         LogTarget::File(path) => {
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot open logfile {}: {e}", path.display()),
-                    )
-                })?;
-            // Later write errors cannot be reported anywhere; a log that cannot be written
-            // (a full disk) is refused now, while the error can still be seen.
-            use std::io::Write;
-            writeln!(
-                file,
-                "{}  INFO log opened by geardriver {} (pid {})",
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-                env!("CARGO_PKG_VERSION"),
-                std::process::id()
-            )
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot write to logfile {}: {e}", path.display()),
-                )
-            })?;
-            builder.with_writer(Mutex::new(file)).try_init()
+            let file = open_log(path)?;
+            let log = LogFile {
+                path: path.clone(),
+                file: Mutex::new(file),
+            };
+            if LOG_FILE.set(log).is_err() {
+                return Err(io::Error::other("the log is already set up"));
+            }
+            builder.with_writer(ToLogFile).try_init()
         }
     };
     result.map_err(io::Error::other)
+}
+
+/// The host's log file, when it logs to one.
+static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
+
+struct LogFile {
+    path: PathBuf,
+    /// One writer at a time, so lines never interleave; swapped by [`reopen`].
+    file: Mutex<File>,
+}
+
+/// Opens (appending) and writes a first line: later write errors cannot be reported
+/// anywhere, so a log that cannot be written (a full disk) is refused now, while the error
+/// can still be seen.
+fn open_log(path: &Path) -> io::Result<File> {
+    use std::io::Write;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open logfile {}: {e}", path.display()),
+            )
+        })?;
+    writeln!(
+        file,
+        "{}  INFO log opened by geardriver {} (pid {})",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot write to logfile {}: {e}", path.display()),
+        )
+    })?;
+    Ok(file)
+}
+
+/// Opens the log file's path again (after a rotation moved the old file away). `Ok(None)`
+/// when the host logs to stderr; on an error the old file stays in use.
+pub fn reopen() -> io::Result<Option<PathBuf>> {
+    let Some(log) = LOG_FILE.get() else {
+        return Ok(None);
+    };
+    let file = open_log(&log.path)?;
+    *log.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+    Ok(Some(log.path.clone()))
+}
+
+/// Hands tracing the log file, locked for the length of one event.
+struct ToLogFile;
+
+struct LockedLog(MutexGuard<'static, File>);
+
+impl io::Write for LockedLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ToLogFile {
+    type Writer = LockedLog;
+
+    fn make_writer(&'a self) -> LockedLog {
+        let log = LOG_FILE.get().expect("set before the subscriber");
+        LockedLog(log.file.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// A worker process's log: stderr, no timestamps, level from `GEARDRIVER_LOG` (default info).

@@ -560,6 +560,14 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
     let shutdown = CancellationToken::new();
     watch_parent(spec.parent_pid, &shutdown);
     stop_on_signals(shutdown.clone()).map_err(SpawnError::Runtime)?;
+    // SIGHUP and SIGUSR1 are the host's (reload, reopen the log): a `killall -HUP geardriver`
+    // must not kill its workers. (A handler, not SIG_IGN, so commands get the defaults.)
+    for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
+        let _ = signal_hook::flag::register(
+            signal,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+    }
     let (config, handler) = prepare(&spec, registry, shutdown.clone())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -256,6 +256,50 @@ both_servers! {
     }
 }
 
+// Issue 12, finding 7: after `mv host.log host.log.1` the host wrote to `.1` for ever, and the
+// log did not say why processes started or stopped.
+both_servers! {
+    async fn the_log_can_be_rotated_and_says_why_the_pool_scales(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 0\nmax_processes = 2\nmax_idle_time = 1\n",
+        );
+        host.wait_log("geardriver 0.1.0 starting", LIMIT);
+        let rotated = |n: u32| host.dir.path().join(format!("host.log.{n}"));
+        std::fs::rename(&host.log, rotated(1)).unwrap();
+        host.signal(Signal::SIGUSR1);
+        host.wait_log("SIGUSR1 received: log file reopened", LIMIT);
+        std::fs::rename(&host.log, rotated(2)).unwrap();
+        host.signal(Signal::SIGHUP);
+        host.wait_log("config reloaded", LIMIT);
+        host.wait_log("SIGHUP received: log file reopened", LIMIT);
+        let second = std::fs::read_to_string(rotated(2)).unwrap();
+        assert!(!second.contains("config reloaded"), "{second}");
+        // Scaling, with its reason.
+        let client = client(gearmand.addr());
+        let jobs: Vec<_> = (0..2)
+            .map(|_| client.submit(JobRequest::new("nap", "1500")))
+            .collect();
+        for job in jobs {
+            job.await.unwrap();
+        }
+        host.wait_log("[nap] scale up: jobs wait and every process is busy", LIMIT);
+        // A `killall -HUP geardriver` reaches the workers too: they ignore the host's signals.
+        let busy = host.workers("nap");
+        assert!(!busy.is_empty());
+        for &pid in &busy {
+            for signal in [Signal::SIGHUP, Signal::SIGUSR1] {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(busy.iter().all(|&pid| alive(pid)), "{busy:?}\n{}", host.log());
+        host.wait_log("[nap] scale down: idle for max_idle_time while nothing waits", LIMIT);
+        assert!(alive(host.pid()));
+    }
+}
+
 both_servers! {
     async fn a_backlog_scales_up_to_max_and_idleness_back_down_to_min(gearmand) {
         let host = Host::start(

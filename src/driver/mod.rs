@@ -384,18 +384,34 @@ impl Observer {
     }
 }
 
-/// SIGTERM/SIGINT: graceful stop. SIGHUP: reload the config.
+fn reopen_log(signal: &str) {
+    match crate::logging::reopen() {
+        Ok(Some(path)) => {
+            tracing::info!(path = %path.display(), "{signal} received: log file reopened")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "{signal} received: cannot reopen the log file; still writing the old one")
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: graceful stop. SIGHUP: reopen the log file and reload the config.
+/// SIGUSR1: reopen the log file (for logrotate).
 fn handle_signals(handle: HostHandle) -> Result<impl std::future::Future<Output = ()>, HostError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(HostError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(HostError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(HostError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(HostError::Signals)?;
     Ok(async move {
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM received"); handle.shutdown(); }
                 _ = int.recv() => { tracing::info!("SIGINT received"); handle.shutdown(); }
+                _ = usr1.recv() => reopen_log("SIGUSR1"),
                 _ = hup.recv() => {
+                    reopen_log("SIGHUP");
                     tracing::info!("SIGHUP received: reloading the config");
                     match handle.reload().await {
                         Ok(()) => tracing::info!("config reloaded"),

@@ -43,12 +43,38 @@ pub struct PoolView {
     pub waiting: Option<u64>,
 }
 
-/// What to do.
+/// What to do, and why (for the log).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub start: u32,
     /// Pids to stop gracefully.
     pub stop: Vec<u32>,
+    pub why: Why,
+}
+
+/// The rule that decided a [`Plan`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Why {
+    #[default]
+    Nothing,
+    AboveMax,
+    BelowMin,
+    Backlog,
+    MinSpare,
+    Idle,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Why::Nothing => "nothing to do",
+            Why::AboveMax => "more processes than max_processes",
+            Why::BelowMin => "fewer processes than min_processes",
+            Why::Backlog => "jobs wait and every process is busy",
+            Why::MinSpare => "fewer idle processes than min_spare",
+            Why::Idle => "idle for max_idle_time while nothing waits",
+        })
+    }
 }
 
 pub fn plan(view: &PoolView) -> Plan {
@@ -89,27 +115,37 @@ pub fn plan(view: &PoolView) -> Plan {
             }
             stop.push(p.pid);
         }
-        return Plan { start: 0, stop };
+        return Plan {
+            start: 0,
+            stop,
+            why: Why::AboveMax,
+        };
     }
 
     let room = view.max - current;
     let mut want = view.min.saturating_sub(current);
+    let mut why = Why::BelowMin;
     if let Some(waiting) = view.waiting {
-        if waiting > 0 && busy >= current {
-            want = want.max(u32::try_from(waiting).unwrap_or(u32::MAX));
+        let backlog = u32::try_from(waiting).unwrap_or(u32::MAX);
+        if waiting > 0 && busy >= current && backlog > want {
+            (want, why) = (backlog, Why::Backlog);
         }
     }
     let idle_now = idle.len() as u32;
     if idle_now < view.min_spare {
         // Processes still starting will be spare soon: count them.
         let starting = current - busy - idle_now;
-        want = want.max(view.min_spare.saturating_sub(idle_now + starting));
+        let spares = view.min_spare.saturating_sub(idle_now + starting);
+        if spares > want {
+            (want, why) = (spares, Why::MinSpare);
+        }
     }
     let start = want.min(room);
     if start > 0 {
         return Plan {
             start,
             stop: Vec::new(),
+            why,
         };
     }
 
@@ -122,7 +158,11 @@ pub fn plan(view: &PoolView) -> Plan {
             .map(|(pid, _)| *pid)
             .take(removable)
             .collect();
-        return Plan { start: 0, stop };
+        return Plan {
+            start: 0,
+            stop,
+            why: Why::Idle,
+        };
     }
     Plan::default()
 }
@@ -173,12 +213,14 @@ mod tests {
         Plan {
             start: n,
             stop: vec![],
+            why: Why::Nothing,
         }
     }
     fn stop(pids: &[u32]) -> Plan {
         Plan {
             start: 0,
             stop: pids.to_vec(),
+            why: Why::Nothing,
         }
     }
 
@@ -298,7 +340,30 @@ mod tests {
             ),
         ];
         for (name, view, expected) in cases {
-            assert_eq!(plan(&view), expected, "{name}");
+            let decided = plan(&view);
+            assert_eq!(
+                (decided.start, decided.stop),
+                (expected.start, expected.stop),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_decision_says_which_rule_made_it() {
+        let cases = [
+            (view(2, 4, 0, vec![], None), Why::BelowMin),
+            (view(0, 4, 0, vec![busy(1)], Some(3)), Why::Backlog),
+            (view(0, 4, 1, vec![busy(1)], Some(0)), Why::MinSpare),
+            (view(0, 4, 0, vec![idle(1, 31)], Some(0)), Why::Idle),
+            (
+                view(0, 1, 0, vec![idle(1, 1), idle(2, 1)], None),
+                Why::AboveMax,
+            ),
+            (view(1, 4, 0, vec![idle(1, 1)], Some(0)), Why::Nothing),
+        ];
+        for (view, why) in cases {
+            assert_eq!(plan(&view).why, why, "{view:?}");
         }
     }
 }

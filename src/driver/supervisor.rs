@@ -266,13 +266,18 @@ impl Supervisor {
         }
         let now = Instant::now();
         let now_ms = stats::now_ms();
-        let processes = pool
+        let processes: Vec<ProcessView> = pool
             .live()
             .map(|(&pid, p)| ProcessView {
                 pid,
                 activity: activity(self.stats.read(p.slot).filter(|s| s.pid == pid), now_ms),
             })
             .collect();
+        let busy = processes
+            .iter()
+            .filter(|p| p.activity == Activity::Busy)
+            .count();
+        let live = processes.len();
         let plan = scaling::plan(&PoolView {
             min: pool.min,
             max: pool.max,
@@ -281,11 +286,14 @@ impl Supervisor {
             processes,
             waiting,
         });
+        if !plan.stop.is_empty() {
+            tracing::info!(job = %name, stopping = ?plan.stop, processes = live, busy, waiting = ?waiting, "scale down: {}", plan.why);
+        }
         for pid in plan.stop {
-            tracing::debug!(pid, job = %name, "stopping surplus process");
             self.request_stop(name, pid);
         }
         if plan.start > 0 && self.pools[name].crash.may_start(now) {
+            tracing::info!(job = %name, starting = plan.start, processes = live, busy, waiting = ?waiting, "scale up: {}", plan.why);
             for _ in 0..plan.start {
                 if !self.start_process(name) {
                     break;
