@@ -278,6 +278,8 @@ impl Supervisor {
             .filter(|p| p.activity == Activity::Busy)
             .count();
         let live = processes.len();
+        // Unknown while the queues are not watched (interval = 0) or could not be read.
+        let queued = || waiting.map_or_else(|| "unknown".to_string(), |w| w.to_string());
         let plan = scaling::plan(&PoolView {
             min: pool.min,
             max: pool.max,
@@ -287,13 +289,13 @@ impl Supervisor {
             waiting,
         });
         if !plan.stop.is_empty() {
-            tracing::info!(job = %name, stopping = ?plan.stop, processes = live, busy, waiting = ?waiting, "scale down: {}", plan.why);
+            tracing::info!(job = %name, stopping = ?plan.stop, processes = live, busy, waiting = %queued(), "scale down: {}", plan.why);
         }
         for pid in plan.stop {
             self.request_stop(name, pid);
         }
         if plan.start > 0 && self.pools[name].crash.may_start(now) {
-            tracing::info!(job = %name, starting = plan.start, processes = live, busy, waiting = ?waiting, "scale up: {}", plan.why);
+            tracing::info!(job = %name, starting = plan.start, processes = live, busy, waiting = %queued(), "scale up: {}", plan.why);
             for _ in 0..plan.start {
                 if !self.start_process(name) {
                     break;
