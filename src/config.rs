@@ -55,6 +55,7 @@ pub struct DriverConfig {
     pub shutdown_timeout: Duration,
     pub logfile: LogTarget,
     pub loglevel: String,
+    pub log_format: LogFormat,
     pub pidfile: Option<PathBuf>,
     /// Where the shared-memory stats file lives; `None` picks `$XDG_RUNTIME_DIR`, then
     /// `/dev/shm`, then the temp directory.
@@ -65,6 +66,16 @@ pub struct DriverConfig {
 pub enum LogTarget {
     Stderr,
     File(PathBuf),
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Gearman::Driver's lines: `TIME LEVEL (PID) [JOB] message key=value…`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +173,7 @@ struct RawDriver {
     shutdown_timeout: Option<f64>,
     logfile: Option<String>,
     loglevel: Option<String>,
+    log_format: Option<String>,
     pidfile: Option<String>,
     stats_dir: Option<String>,
 }
@@ -441,6 +453,15 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
             Some(p) => LogTarget::File(relative(p.to_string())),
         },
         loglevel,
+        log_format: match driver.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(format!(
+                    "driver.log_format = {other:?} is not \"text\" or \"json\""
+                ));
+            }
+        },
         pidfile: driver.pidfile.filter(|p| !p.is_empty()).map(relative),
         stats_dir: driver.stats_dir.filter(|p| !p.is_empty()).map(relative),
     };
@@ -757,6 +778,9 @@ impl Config {
             }
         );
         out += &format!("loglevel         {}\n", d.loglevel);
+        if d.log_format == LogFormat::Json {
+            out += "log_format       json\n";
+        }
         if let Some(p) = &d.pidfile {
             out += &format!("pidfile          {}\n", p.display());
         }

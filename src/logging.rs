@@ -3,10 +3,13 @@
 //! follow as `key=value`. Worker processes write to stderr without a timestamp: the host
 //! adds its own when it logs their lines.
 //!
+//! With `log_format = "json"` every line is one JSON object instead (`time`, `level`, `pid`,
+//! `job`, `message`, then the other fields), for log shippers.
+//!
 //! A log file can be rotated: [`reopen`] (on SIGHUP and SIGUSR1) opens the configured path
 //! again, so after `mv host.log host.log.1` the host writes a new `host.log`.
 
-use crate::config::LogTarget;
+use crate::config::{LogFormat, LogTarget};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,17 +22,21 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The host's log: to stderr or appended to a file.
-pub fn init_host(target: &LogTarget, level: &str) -> io::Result<()> {
+pub fn init_host(target: &LogTarget, level: &str, format: LogFormat) -> io::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(io::Error::other)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .event_format(DriverFormat { timestamps: true });
+        .event_format(DriverFormat {
+            timestamps: true,
+            json: format == LogFormat::Json,
+        });
     let result = match target {
         LogTarget::Stderr => builder.with_writer(io::stderr).try_init(),
         LogTarget::File(path) => {
-            let file = open_log(path)?;
+            let file = open_log(path, format)?;
             let log = LogFile {
                 path: path.clone(),
+                format,
                 file: Mutex::new(file),
             };
             if LOG_FILE.set(log).is_err() {
@@ -46,6 +53,7 @@ static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
 
 struct LogFile {
     path: PathBuf,
+    format: LogFormat,
     /// One writer at a time, so lines never interleave; swapped by [`reopen`].
     file: Mutex<File>,
 }
@@ -53,7 +61,7 @@ struct LogFile {
 /// Opens (appending) and writes a first line: later write errors cannot be reported
 /// anywhere, so a log that cannot be written (a full disk) is refused now, while the error
 /// can still be seen.
-fn open_log(path: &Path) -> io::Result<File> {
+fn open_log(path: &Path, format: LogFormat) -> io::Result<File> {
     use std::io::Write;
     let mut file = OpenOptions::new()
         .create(true)
@@ -65,13 +73,20 @@ fn open_log(path: &Path) -> io::Result<File> {
                 format!("cannot open logfile {}: {e}", path.display()),
             )
         })?;
-    writeln!(
-        file,
-        "{}  INFO log opened by geardriver {} (pid {})",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let message = format!(
+        "log opened by geardriver {} (pid {})",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
-    )
+    );
+    match format {
+        LogFormat::Text => writeln!(file, "{time}  INFO {message}"),
+        LogFormat::Json => writeln!(
+            file,
+            "{}",
+            serde_json::json!({"time": time.to_string(), "level": "INFO", "message": message})
+        ),
+    }
     .map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -87,7 +102,7 @@ pub fn reopen() -> io::Result<Option<PathBuf>> {
     let Some(log) = LOG_FILE.get() else {
         return Ok(None);
     };
-    let file = open_log(&log.path)?;
+    let file = open_log(&log.path, log.format)?;
     *log.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
     Ok(Some(log.path.clone()))
 }
@@ -122,13 +137,17 @@ pub fn init_worker() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .event_format(DriverFormat { timestamps: false })
+        .event_format(DriverFormat {
+            timestamps: false,
+            json: false,
+        })
         .with_writer(io::stderr)
         .try_init();
 }
 
 struct DriverFormat {
     timestamps: bool,
+    json: bool,
 }
 
 #[derive(Default)]
@@ -150,6 +169,28 @@ impl Visit for Fields {
 }
 
 impl Fields {
+    /// One JSON object: time, level, pid (a number), job, message, then the other fields.
+    fn json(&self, level: &tracing::Level) -> String {
+        let mut object = serde_json::Map::new();
+        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        object.insert("time".into(), time.to_string().into());
+        object.insert("level".into(), level.as_str().into());
+        if let Some(pid) = &self.pid {
+            let pid = pid
+                .parse::<u64>()
+                .map_or_else(|_| pid.clone().into(), serde_json::Value::from);
+            object.insert("pid".into(), pid);
+        }
+        if let Some(job) = &self.job {
+            object.insert("job".into(), job.clone().into());
+        }
+        object.insert("message".into(), self.message.clone().into());
+        for (key, value) in &self.rest {
+            object.insert((*key).to_string(), value.clone().into());
+        }
+        serde_json::Value::Object(object).to_string()
+    }
+
     fn put(&mut self, field: &Field, value: String) {
         match field.name() {
             "message" => self.message = value,
@@ -171,6 +212,11 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if self.json {
+            return writeln!(writer, "{}", fields.json(event.metadata().level()));
+        }
         if self.timestamps {
             write!(
                 writer,
@@ -179,8 +225,6 @@ where
             )?;
         }
         write!(writer, "{:>5} ", event.metadata().level())?;
-        let mut fields = Fields::default();
-        event.record(&mut fields);
         match (&fields.pid, &fields.job) {
             (Some(pid), Some(job)) => write!(writer, "({pid}) [{job}] ")?,
             (None, Some(job)) => write!(writer, "[{job}] ")?,

@@ -249,6 +249,22 @@ fn durations_beyond_what_the_code_can_represent_are_refused() {
     );
 }
 
+#[test]
+fn log_format_is_text_or_json() {
+    let message = error("[driver]\nlog_format = \"xml\"\n");
+    assert!(
+        message.contains("driver.log_format = \"xml\" is not \"text\" or \"json\""),
+        "{message}"
+    );
+    assert_eq!(
+        load("[driver]\nlog_format = \"json\"\n")
+            .unwrap()
+            .driver
+            .log_format,
+        geardriver::config::LogFormat::Json
+    );
+}
+
 // Issue 12, finding 10: a job server address that cannot be connected to was accepted.
 #[test]
 fn a_job_server_address_with_a_space_is_refused() {

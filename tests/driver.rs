@@ -300,6 +300,33 @@ both_servers! {
     }
 }
 
+// Issue 12, item 7: `log_format = "json"` for log shippers: every line one JSON object.
+both_servers! {
+    async fn a_json_log_has_one_object_per_line(gearmand) {
+        let host = Host::start(
+            &[gearmand.addr().to_string()],
+            "interval = 0\nlog_format = \"json\"",
+            "[[jobs]]\nname = \"talk\"\nprogram = [\"sh\", \"-c\", \"echo 'said \\\"this\\\"'; sleep 60\"]\n",
+        );
+        let pid = host.wait_workers("talk", 1, LIMIT)[0];
+        host.wait_log("said", LIMIT);
+        let log = host.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(lines.iter().all(|l| l["time"].is_string() && l["level"].is_string() && l["message"].is_string()), "{log}");
+        assert!(
+            lines.iter().any(|l| l["pid"] == pid && l["job"] == "talk" && l["message"] == "Process started"),
+            "{log}"
+        );
+        assert!(
+            lines.iter().any(|l| l["pid"] == pid && l["message"] == "STDOUT: said \"this\""),
+            "{log}"
+        );
+    }
+}
+
 both_servers! {
     async fn a_backlog_scales_up_to_max_and_idleness_back_down_to_min(gearmand) {
         let host = Host::start(

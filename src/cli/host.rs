@@ -11,7 +11,11 @@ pub fn run(path: Option<PathBuf>, registry: Registry) -> Outcome {
         Ok(config) => config,
         Err(e) => return Outcome::Usage(e.to_string()),
     };
-    if let Err(e) = crate::logging::init_host(&config.driver.logfile, &config.driver.loglevel) {
+    if let Err(e) = crate::logging::init_host(
+        &config.driver.logfile,
+        &config.driver.loglevel,
+        config.driver.log_format,
+    ) {
         return Outcome::Usage(format!("{}: {e}", path.display()));
     }
     // One thread: the host's work is light I/O, and the thread that starts worker processes

@@ -12,7 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Outcome {
     let level = std::env::var("GEARDRIVER_LOG").unwrap_or_else(|_| "info".into());
-    let _ = crate::logging::init_host(&crate::config::LogTarget::Stderr, &level);
+    let _ = crate::logging::init_host(
+        &crate::config::LogTarget::Stderr,
+        &level,
+        crate::config::LogFormat::Text,
+    );
     let mut job_retries = args.job_retries;
     let addr: SocketAddr = match args.listen {
         Some(given) => match given.replace("localhost:", "127.0.0.1:").parse() {
