@@ -285,7 +285,9 @@ both_servers! {
             job.await.unwrap();
         }
         host.wait_log("[nap] scale up: jobs wait and every process is busy", LIMIT);
-        // A `killall -HUP geardriver` reaches the workers too: they ignore the host's signals.
+        // A `killall -HUP geardriver` reaches the workers too: they ignore the host's signals
+        // (from when they run; both are running a job now).
+        assert!(common::wait_for_status(&gearmand.addr(), "nap", |s| s.running == 2).await);
         let busy = host.workers("nap");
         assert!(!busy.is_empty());
         for &pid in &busy {
