@@ -543,3 +543,37 @@ both_servers! {
         assert!(unknown.starts_with("ERR invalid_job_name: nothing"), "{unknown}");
     }
 }
+
+// Issue 12, finding 10: a reload silently undid the limits set from the console. Now they
+// stay while the config's limits of the job do not change (and the log says so); a change in
+// the file wins.
+both_servers! {
+    async fn a_reload_keeps_console_limits_unless_the_config_changes_them(gearmand) {
+        let port = free_port();
+        let servers = [gearmand.addr().to_string()];
+        let jobs = |max: u32, extra: &str| {
+            format!(
+                "{}[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = {max}\n{extra}\
+                 [[jobs]]\nname = \"other\"\nworker = \"echo\"\n",
+                console_section(port, "")
+            )
+        };
+        let host = Host::start(&servers, "interval = 1", &jobs(4, ""));
+        host.wait_workers("nap", 1, LIMIT);
+        let mut console = Console::connect(port);
+        assert_eq!(console.lines("set_processes nap 2 3"), ["OK"]);
+        host.wait_workers("nap", 2, LIMIT);
+        // nap changes in the file, but not its limits.
+        host.rewrite_config(&servers, "interval = 1", &jobs(4, "max_idle_time = 7\n"));
+        assert_eq!(console.lines("reload"), ["OK"]);
+        let shown = console.lines("show nap");
+        assert!(shown[0].starts_with("nap  2  3  2  "), "{shown:?}");
+        host.wait_log("keeping the limits set from the console", LIMIT);
+        // The file's max changes: it wins.
+        host.rewrite_config(&servers, "interval = 1", &jobs(5, "max_idle_time = 7\n"));
+        assert_eq!(console.lines("reload"), ["OK"]);
+        host.wait_workers("nap", 1, LIMIT);
+        let shown = console.lines("show nap");
+        assert!(shown[0].starts_with("nap  1  5  1  "), "{shown:?}");
+    }
+}

@@ -604,15 +604,24 @@ impl Supervisor {
                         pool.removed || servers_changed || shape(&pool.config) != shape(&new);
                     let limits_changed = pool.config.min_processes != new.min_processes
                         || pool.config.max_processes != new.max_processes;
+                    // Limits set from the console outlive a reload that leaves the config's
+                    // limits of the job as they were; a change in the file wins.
+                    let console_limits = !pool.removed
+                        && (pool.min, pool.max)
+                            != (pool.config.min_processes, pool.config.max_processes);
                     if restart {
                         tracing::info!(job = %name, "changed in the config; replacing its processes");
                         pool.generation += 1;
                     } else if limits_changed || pool.config != new {
                         tracing::info!(job = %name, min = new.min_processes, max = new.max_processes, "new limits from the config");
                     }
+                    if console_limits && !limits_changed {
+                        tracing::info!(job = %name, min = pool.min, max = pool.max, "keeping the limits set from the console: the config's did not change");
+                    } else {
+                        pool.min = new.min_processes;
+                        pool.max = new.max_processes;
+                    }
                     pool.removed = false;
-                    pool.min = new.min_processes;
-                    pool.max = new.max_processes;
                     pool.config = new;
                     let generation = pool.generation;
                     let old: Vec<u32> = pool
