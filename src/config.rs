@@ -338,6 +338,10 @@ fn name_jobs_in(message: &str, names: &[Option<String>]) -> String {
     }
 }
 
+/// Environment variables that may carry the console secret: the config override and the one
+/// `geardriver ctl` reads. Worker processes never see them.
+pub const SECRET_VARS: [&str; 2] = ["GEARDRIVER__CONSOLE__SECRET", "GEARDRIVER_CONSOLE_SECRET"];
+
 /// The longest duration any setting takes: beyond it timestamps, timers and wire values
 /// (CAN_DO_TIMEOUT is milliseconds in 32 bits, about 49 days) would overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);

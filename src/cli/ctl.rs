@@ -1,6 +1,7 @@
 //! `geardriver ctl COMMAND…`: one console command to a running host, its reply printed
-//! (without the `.` line); exit 1 when the reply is an `ERR`. The console address (and the
-//! secret, sent with `auth` first) come from the config unless `--console` is given.
+//! (without the `.` line); exit 1 when the reply is an `ERR`. The console address comes from
+//! the config unless `--console` is given; the secret (sent with `auth` first) from
+//! `--secret`, else `$GEARDRIVER_CONSOLE_SECRET`, else the config.
 
 use super::{CtlArgs, Outcome};
 use crate::config::Config;
@@ -26,7 +27,11 @@ pub fn run(args: CtlArgs, config: Option<PathBuf>, registry: &Registry) -> Outco
     } else {
         None
     };
-    let secret = loaded.as_ref().and_then(|c| c.console.secret.clone());
+    let secret = args
+        .secret
+        .clone()
+        .or_else(|| std::env::var(crate::config::SECRET_VARS[1]).ok())
+        .or_else(|| loaded.as_ref().and_then(|c| c.console.secret.clone()));
     let address = match (&args.console, &loaded) {
         (Some(given), _) => given.clone(),
         (None, Some(config)) => match config.console.listen {

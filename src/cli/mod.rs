@@ -93,6 +93,10 @@ pub struct CtlArgs {
     /// Console address [default: the config's [console] listen]
     #[arg(long, value_name = "H:P")]
     pub console: Option<String>,
+    /// The console secret, sent with `auth` first [default: $GEARDRIVER_CONSOLE_SECRET, else
+    /// the config's [console] secret]
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
     /// Seconds to wait for the reply
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub timeout: f64,

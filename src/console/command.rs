@@ -77,6 +77,13 @@ impl Command {
         let Some(name) = words.next() else {
             return Command::Unknown(String::new());
         };
+        if name == "auth" {
+            // The secret is the rest of the line, spaces and all.
+            let rest = line.trim_start()["auth".len()..].trim_start();
+            return Command::Auth {
+                secret: (!rest.is_empty()).then(|| rest.to_string()),
+            };
+        }
         let mut args = words;
         let mut next = || args.next();
         match name.as_str() {
@@ -107,7 +114,6 @@ impl Command {
             "version" => Command::Version,
             "scoreboard" => Command::Scoreboard,
             "reload" => Command::Reload,
-            "auth" => Command::Auth { secret: next() },
             _ => Command::Unknown(name),
         }
     }

@@ -94,6 +94,10 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
     for job in &pool.jobs {
         command.envs(&job.env);
     }
+    // The console's secret is the host's, not its workers' (or their commands').
+    for var in crate::config::SECRET_VARS {
+        command.env_remove(var);
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

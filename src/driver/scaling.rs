@@ -152,17 +152,19 @@ pub fn plan(view: &PoolView) -> Plan {
     if view.waiting == Some(0) {
         let floor = view.min.max(busy + view.min_spare);
         let removable = current.saturating_sub(floor) as usize;
-        let stop = idle
+        let stop: Vec<u32> = idle
             .iter()
             .filter(|(_, for_how_long)| *for_how_long >= view.max_idle_time)
             .map(|(pid, _)| *pid)
             .take(removable)
             .collect();
-        return Plan {
-            start: 0,
-            stop,
-            why: Why::Idle,
-        };
+        if !stop.is_empty() {
+            return Plan {
+                start: 0,
+                stop,
+                why: Why::Idle,
+            };
+        }
     }
     Plan::default()
 }

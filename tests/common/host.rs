@@ -49,8 +49,14 @@ impl Host {
     }
 
     pub fn start_with(dir: tempfile::TempDir, config: PathBuf) -> Host {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`Host::start_with`], the host's environment extended with `env`.
+    pub fn start_with_env(dir: tempfile::TempDir, config: PathBuf, env: &[(&str, &str)]) -> Host {
         let log = dir.path().join("host.log");
         let child = geardriver()
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--config")
             .arg(&config)
