@@ -16,6 +16,7 @@ pub mod config;
 pub mod console;
 pub mod driver;
 pub mod gearman;
+pub mod limits;
 pub mod logging;
 pub mod observer;
 pub mod plugin;

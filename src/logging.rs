@@ -238,3 +238,52 @@ where
         writeln!(writer)
     }
 }
+
+/// Lets a warning that can repeat many times a second (a failing `accept` when descriptors
+/// run out) through at most once per `every`, counting the ones held back.
+pub struct Throttle {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    pub const fn new(every: std::time::Duration) -> Throttle {
+        Throttle {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(n)` when this one may be logged (`n` were held back since the last), else
+    /// `None`.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= self.every)
+        {
+            self.last = Some(now);
+            Some(std::mem::take(&mut self.held))
+        } else {
+            self.held += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_through_per_period() {
+        let mut t = Throttle::new(std::time::Duration::from_secs(3600));
+        assert_eq!(t.allow(), Some(0));
+        assert_eq!(t.allow(), None);
+        assert_eq!(t.allow(), None);
+        t.last = Some(std::time::Instant::now() - std::time::Duration::from_secs(3601));
+        assert_eq!(t.allow(), Some(2));
+    }
+}

@@ -329,3 +329,89 @@ fn an_address_in_use_is_a_clear_error_at_start() {
     }
     drop(taken);
 }
+
+// Issue 12, finding 9: the built-in server's 10,000-connection cap sat above the usual
+// 1,024-descriptor limit, so 1,100 idle connections left the host unable to start processes
+// or answer its console. Now the cap is what the limit leaves after the host's own needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_starve_the_host_of_descriptors() {
+    let server_port = free_port();
+    let console_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        common::host::config_text(
+            dir.path(),
+            &[format!("127.0.0.1:{server_port}")],
+            "interval = 0",
+            &format!(
+                "[server]\nenabled = true\nlisten = \"127.0.0.1:{server_port}\"\n\
+                 [console]\nlisten = \"127.0.0.1:{console_port}\"\n\
+                 [[jobs]]\nname = \"e\"\nworker = \"echo\"\nmin_processes = 2\nmax_processes = 2\n"
+            ),
+        ),
+    )
+    .unwrap();
+    // A hard limit of 300 descriptors for the host.
+    let child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 300 && exec \"$0\" run --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_geardriver"))
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("host.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("host.log");
+    let host = Host {
+        child,
+        dir,
+        config,
+        log,
+    };
+    let workers = host.wait_workers("e", 2, LIMIT);
+    host.wait_log("max_connections=", LIMIT);
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        match std::net::TcpStream::connect(("127.0.0.1", server_port)) {
+            Ok(stream) => idle.push(stream),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    // Let the server accept (and refuse) them all.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut console = Console::connect(console_port);
+    assert!(
+        console.cmd("status").starts_with("e  2  2  2"),
+        "the console answers"
+    );
+    // A process can still be started: kill one, it is replaced.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(workers[0] as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        poll_until(LIMIT, || {
+            let now = host.workers("e");
+            now.len() == 2 && !now.contains(&workers[0])
+        }),
+        "the killed process was replaced\n{}",
+        host.log()
+    );
+    assert!(
+        !host.log().contains("cannot start a process"),
+        "{}",
+        host.log()
+    );
+    let refusals = host
+        .log()
+        .matches("too many connections; refusing one")
+        .count();
+    assert!(
+        refusals <= 2,
+        "refusals are logged at a bounded rate: {refusals}"
+    );
+    drop(idle);
+}

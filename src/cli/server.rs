@@ -71,10 +71,23 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
                 stop.cancel();
             }
         });
+        let defaults = Settings::default();
+        let open_files = crate::limits::raise_open_files().unwrap_or(1024);
         let settings = Settings {
             job_retries: job_retries.unwrap_or(server::DEFAULT_JOB_RETRIES),
-            ..Settings::default()
+            max_connections: crate::limits::server_connections(
+                open_files,
+                0,
+                0,
+                defaults.max_connections,
+            ),
+            ..defaults
         };
+        tracing::info!(
+            open_files,
+            max_connections = settings.max_connections,
+            "connection limit"
+        );
         server::run(listener, settings, shutdown).await;
         tracing::info!("job server stopped");
         Outcome::Success

@@ -122,6 +122,7 @@ pub async fn run(
     let gate = Arc::new(Mutex::new(Unauthenticated::default()));
     // Unauthenticated clients never hold the last quarter of the slots.
     let unauthenticated_cap = (settings.max_connections - settings.max_connections / 4).max(1);
+    let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -131,7 +132,9 @@ pub async fn run(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait a moment rather than spin.
-                tracing::warn!(error = %e, "console: accept failed");
+                if let Some(held_back) = accept_errors.allow() {
+                    tracing::warn!(error = %e, held_back, "console: accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

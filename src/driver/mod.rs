@@ -248,6 +248,10 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         None => None,
     };
     let exe = std::env::current_exe().map_err(HostError::Exe)?;
+    let open_files = crate::limits::raise_open_files().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read or raise the open-files limit; assuming 1024");
+        1024
+    });
     // The job server first: the workers started next connect to it.
     let server = match config.server.enabled {
         false => None,
@@ -257,15 +261,32 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
                 .await
                 .map_err(|source| HostError::Server { addr, source })?;
             let stop = CancellationToken::new();
+            let defaults = crate::gearman::server::Settings::default();
+            let processes = config
+                .pools()
+                .iter()
+                .map(|p| p.max_processes as usize)
+                .sum();
+            let console = config
+                .console
+                .listen
+                .map_or(0, |_| config.console.max_connections);
+            let max_connections = crate::limits::server_connections(
+                open_files,
+                console,
+                processes,
+                defaults.max_connections,
+            );
             let task = tokio::spawn(crate::gearman::server::run(
                 listener,
                 crate::gearman::server::Settings {
                     job_retries: config.server.job_retries,
-                    ..Default::default()
+                    max_connections,
+                    ..defaults
                 },
                 stop.clone(),
             ));
-            tracing::info!(%addr, "built-in job server listening");
+            tracing::info!(%addr, open_files, max_connections, "built-in job server listening");
             Some((stop, task))
         }
     };

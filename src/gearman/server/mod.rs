@@ -103,6 +103,8 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
     });
     let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
     let tracker = tokio_util::task::TaskTracker::new();
+    let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
+    let mut refusals = crate::logging::Throttle::new(Duration::from_secs(10));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -111,13 +113,17 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "job server: accept failed");
+                if let Some(held_back) = accept_errors.allow() {
+                    tracing::warn!(error = %e, held_back, "job server: accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "job server: too many connections; refusing one");
+            if let Some(held_back) = refusals.allow() {
+                tracing::warn!(%peer, held_back, "job server: too many connections; refusing one");
+            }
             continue;
         };
         let shared = shared.clone();
