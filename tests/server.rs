@@ -526,3 +526,82 @@ async fn the_repos_config_needs_nothing_else_installed() {
         "the server stopped with the host"
     );
 }
+
+// Issue 12, finding 9: a connection that never said anything, or a packet left half sent,
+// held its descriptor for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_and_stalled_packets_are_closed() {
+    let settings = Settings {
+        silent_connection_timeout: Duration::from_millis(400),
+        stalled_packet_timeout: Duration::from_millis(400),
+        ..Settings::default()
+    };
+    let (addr, shutdown, _task) = embedded(settings).await;
+    let closed_within = |mut stream: TcpStream, limit: Duration| async move {
+        let mut buf = [0u8; 64];
+        let started = std::time::Instant::now();
+        loop {
+            match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => {}
+            }
+        }
+    };
+    // Silent from the start.
+    let silent = TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .unwrap();
+    assert!(
+        closed_within(silent, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "the silent one was closed"
+    );
+    // Ten bytes of a twelve-byte header, then nothing.
+    let mut stalled = TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .unwrap();
+    stalled.write_all(b"\0REQ\0\0\0\x09\0\0").await.unwrap();
+    assert!(
+        closed_within(stalled, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "the stalled one was closed"
+    );
+    // A sleeping worker is silent too, but it has spoken: it stays; so does a packet that
+    // keeps arriving, however slowly.
+    let mut worker = raw(addr.port).await;
+    worker
+        .send(Packet::CanDo {
+            function: Bytes::from("f"),
+        })
+        .await
+        .unwrap();
+    worker.send(Packet::PreSleep).await.unwrap();
+    let mut slow = TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .unwrap();
+    let echo = b"\0REQ\0\0\0\x10\0\0\0\x05hello";
+    for byte in echo {
+        slow.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut reply = [0u8; 17];
+    tokio::time::timeout(LIMIT, slow.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply, b"\0RES\0\0\0\x11\0\0\0\x05hello");
+    worker
+        .send(Packet::EchoReq {
+            data: Bytes::from("still here"),
+        })
+        .await
+        .unwrap();
+    let Some(Ok(Packet::EchoRes { data })) = worker.next().await else {
+        panic!("the sleeping worker was dropped")
+    };
+    assert_eq!(data, Bytes::from("still here"));
+    shutdown.cancel();
+}

@@ -52,6 +52,11 @@ pub struct Settings {
     /// A job handed out this many times to workers that went away without a result fails
     /// (gearmand's `--job-retries`; 0 = retry forever, gearmand's default).
     pub job_retries: u32,
+    /// A connection that has sent nothing at all this long is closed.
+    pub silent_connection_timeout: Duration,
+    /// A packet (or admin line) begun but not finished, with no byte of progress for this
+    /// long, closes its connection.
+    pub stalled_packet_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -63,6 +68,8 @@ impl Default for Settings {
             max_queued_replies: 65_536,
             host: host_name(),
             job_retries: DEFAULT_JOB_RETRIES,
+            silent_connection_timeout: Duration::from_secs(30),
+            stalled_packet_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -174,10 +181,38 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
     shared.lock().connect(id, fd, ip, outbound_tx, kill.clone());
     let mut replies = Vec::new();
     let mut effects = Vec::new();
+    // Checks for a silent new connection and a stalled packet, at half the shorter timeout:
+    // one wake-up per connection every few seconds, none on the packet path.
+    let check_every = settings
+        .silent_connection_timeout
+        .min(settings.stalled_packet_timeout)
+        / 2;
+    let opened = tokio::time::Instant::now();
+    let mut check = tokio::time::interval_at(opened + check_every, check_every);
+    let mut heard = false;
+    // The partial packet's length at the last check, and since when it has not grown.
+    let mut partial: Option<(usize, tokio::time::Instant)> = None;
     let closing = loop {
         tokio::select! {
             biased;
             _ = kill.cancelled() => break "it did not read its replies",
+            now = check.tick() => {
+                let buffered = framed.read_buffer().len();
+                heard |= buffered > 0;
+                if !heard && now - opened >= settings.silent_connection_timeout {
+                    break "it sent nothing";
+                }
+                partial = match partial {
+                    Some((len, since)) if len == buffered && buffered > 0 => {
+                        if now - since >= settings.stalled_packet_timeout {
+                            break "its packet stalled half sent";
+                        }
+                        Some((len, since))
+                    }
+                    _ if buffered > 0 => Some((buffered, now)),
+                    _ => None,
+                };
+            }
             message = outbound.recv() => {
                 let Some(message) = message else { break "its queue closed" };
                 let shutting_down = matches!(&message, ServerOutbound::Packet(crate::gearman::Packet::Error { code, .. }) if &code[..] == b"SHUTDOWN");
@@ -197,6 +232,7 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
                 }
             }
             inbound = framed.next() => {
+                heard = true;
                 let mut inbound = inbound;
                 // Handle every request already buffered before writing: a worker's
                 // WORK_COMPLETE and GRAB_JOB arrive together and are answered in one write.
@@ -255,6 +291,9 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
             }
         }
     };
+    if matches!(closing, "it sent nothing" | "its packet stalled half sent") {
+        tracing::debug!(conn = id, %ip, reason = closing, "job server: closing an idle connection");
+    }
     tracing::trace!(conn = id, reason = closing, "job server: connection closed");
     shared.lock().disconnect(id);
 }
