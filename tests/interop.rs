@@ -477,7 +477,7 @@ both_servers! {
             &format!(
                 "[console]\nlisten = \"127.0.0.1:{console}\"\n\
                  [[jobs]]\nname = \"poison\"\n\
-                 command = [\"sh\", \"-c\", \"read x; if [ \\\"$x\\\" = poison ]; then kill -USR1 $PPID; sleep 1; fi; printf %s \\\"$x\\\"\"]\n"
+                 command = [\"sh\", \"-c\", \"read x; if [ \\\"$x\\\" = poison ]; then kill -ALRM $PPID; sleep 1; fi; printf %s \\\"$x\\\"\"]\n"
             ),
         );
         host.wait_workers("poison", 1, LIMIT);

@@ -605,3 +605,75 @@ async fn silent_connections_and_stalled_packets_are_closed() {
     assert_eq!(data, Bytes::from("still here"));
     shutdown.cancel();
 }
+
+// Issue 12, finding 9: a non-reading client's queue was bounded in packets (65,536), not
+// bytes: 3 GB seen. Now it is dropped past a byte budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_dropped_past_a_byte_budget() {
+    let settings = Settings {
+        max_queued_bytes: 1024 * 1024,
+        ..Settings::default()
+    };
+    let (addr, shutdown, _task) = embedded(settings).await;
+    let mut reader = raw(addr.port).await;
+    reader
+        .send(Packet::Submit {
+            priority: Priority::Normal,
+            background: false,
+            function: Bytes::from("flood"),
+            unique: Bytes::new(),
+            data: Bytes::new(),
+        })
+        .await
+        .unwrap();
+    let Some(Ok(Packet::JobCreated { handle })) = reader.next().await else {
+        panic!("not created")
+    };
+    let mut flooder = raw(addr.port).await;
+    flooder
+        .send(Packet::CanDo {
+            function: Bytes::from("flood"),
+        })
+        .await
+        .unwrap();
+    flooder.send(Packet::GrabJob).await.unwrap();
+    let _ = flooder.next().await;
+    // 300 chunks of 100 KB: 30 MB, far fewer packets than the packet cap.
+    let chunk = Bytes::from(vec![b'd'; 100_000]);
+    for _ in 0..300 {
+        let sent = flooder
+            .send(Packet::WorkData {
+                handle: handle.clone(),
+                data: chunk.clone(),
+            })
+            .await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    // The flooding worker is not the one dropped.
+    flooder
+        .send(Packet::EchoReq {
+            data: Bytes::from("ok"),
+        })
+        .await
+        .unwrap();
+    let mut echoed = false;
+    while let Ok(Some(Ok(packet))) = tokio::time::timeout(LIMIT, flooder.next()).await {
+        if matches!(packet, Packet::EchoRes { .. }) {
+            echoed = true;
+            break;
+        }
+    }
+    assert!(echoed, "the worker still served");
+    let mut chunks = 0;
+    loop {
+        match tokio::time::timeout(LIMIT, reader.next()).await {
+            Ok(Some(Ok(_))) => chunks += 1,
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Err(_) => panic!("the non-reading client was never dropped ({chunks} chunks read)"),
+        }
+    }
+    assert!(chunks < 300, "{chunks}");
+    shutdown.cancel();
+}

@@ -47,6 +47,9 @@ pub struct Settings {
     pub max_line: usize,
     /// Packets queued for one connection before it is dropped as not reading.
     pub max_queued_replies: usize,
+    /// Bytes queued for one connection (results and data for a client) before it is dropped
+    /// as not reading.
+    pub max_queued_bytes: usize,
     /// The host name in job handles (`H:host:N`).
     pub host: String,
     /// A job handed out this many times to workers that went away without a result fails
@@ -66,6 +69,7 @@ impl Default for Settings {
             max_packet: DEFAULT_MAX_FRAME,
             max_line: DEFAULT_MAX_LINE,
             max_queued_replies: 65_536,
+            max_queued_bytes: 64 * 1024 * 1024,
             host: host_name(),
             job_retries: DEFAULT_JOB_RETRIES,
             silent_connection_timeout: Duration::from_secs(30),
@@ -104,7 +108,11 @@ impl Shared {
 /// (an ERROR packet), and returns once the connections are closed.
 pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(&settings.host, settings.job_retries)),
+        state: Mutex::new(State::new(
+            &settings.host,
+            settings.job_retries,
+            settings.max_queued_bytes,
+        )),
         next_conn: AtomicU64::new(1),
         settings,
     });
@@ -178,7 +186,15 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
     );
     let (outbound_tx, mut outbound) = mpsc::channel(settings.max_queued_replies);
     let kill = CancellationToken::new();
-    shared.lock().connect(id, fd, ip, outbound_tx, kill.clone());
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    shared
+        .lock()
+        .connect(id, fd, ip, outbound_tx, queued.clone(), kill.clone());
+    let written = |message: &ServerOutbound| {
+        if let ServerOutbound::Packet(packet) = message {
+            queued.fetch_sub(state::queued_len(packet), Ordering::Relaxed);
+        }
+    };
     let mut replies = Vec::new();
     let mut effects = Vec::new();
     // Checks for a silent new connection and a stalled packet, at half the shorter timeout:
@@ -216,10 +232,12 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
             message = outbound.recv() => {
                 let Some(message) = message else { break "its queue closed" };
                 let shutting_down = matches!(&message, ServerOutbound::Packet(crate::gearman::Packet::Error { code, .. }) if &code[..] == b"SHUTDOWN");
+                written(&message);
                 if framed.feed(message).await.is_err() {
                     break "write failed";
                 }
                 while let Ok(more) = outbound.try_recv() {
+                    written(&more);
                     if framed.feed(more).await.is_err() {
                         break;
                     }

@@ -16,6 +16,8 @@ use crate::gearman::packet::{Packet, Priority};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -89,6 +91,9 @@ pub struct Conn {
     fd: i32,
     ip: IpAddr,
     outbound: mpsc::Sender<ServerOutbound>,
+    /// Bytes of packets in `outbound` (see [`queued_len`]); the connection's task takes off
+    /// what it writes.
+    queued: Arc<AtomicUsize>,
     /// Cancelled to drop a connection from outside its task (its queue overflowed).
     kill: CancellationToken,
     client_id: Option<Bytes>,
@@ -125,6 +130,8 @@ pub struct State {
     version: String,
     /// Hand-outs after which a job whose workers keep dying fails (0 = never).
     job_retries: u32,
+    /// Bytes queued for one connection before it is dropped as not reading.
+    max_queued_bytes: usize,
 }
 
 fn error(code: &str, text: &str) -> Packet {
@@ -135,7 +142,7 @@ fn error(code: &str, text: &str) -> Packet {
 }
 
 impl State {
-    pub fn new(host: &str, job_retries: u32) -> State {
+    pub fn new(host: &str, job_retries: u32, max_queued_bytes: usize) -> State {
         State {
             jobs: HashMap::new(),
             handles: HashMap::new(),
@@ -147,6 +154,7 @@ impl State {
             handle_prefix: format!("H:{host}:"),
             version: format!("geardriver {}", env!("CARGO_PKG_VERSION")),
             job_retries,
+            max_queued_bytes,
         }
     }
 
@@ -156,6 +164,7 @@ impl State {
         fd: i32,
         ip: IpAddr,
         outbound: mpsc::Sender<ServerOutbound>,
+        queued: Arc<AtomicUsize>,
         kill: CancellationToken,
     ) {
         self.conns.insert(
@@ -164,6 +173,7 @@ impl State {
                 fd,
                 ip,
                 outbound,
+                queued,
                 kill,
                 client_id: None,
                 abilities: Vec::new(),
@@ -175,13 +185,17 @@ impl State {
         );
     }
 
-    /// Sends to another connection; one that cannot keep up is dropped.
+    /// Sends to another connection; one that cannot keep up (its queue full in packets or
+    /// past the byte budget) is dropped.
     fn send(&mut self, to: ConnId, packet: Packet) {
         if let Some(conn) = self.conns.get(&to) {
-            if conn
-                .outbound
-                .try_send(ServerOutbound::Packet(packet))
-                .is_err()
+            let len = queued_len(&packet);
+            let over = conn.queued.fetch_add(len, Ordering::Relaxed) + len > self.max_queued_bytes;
+            if over
+                || conn
+                    .outbound
+                    .try_send(ServerOutbound::Packet(packet))
+                    .is_err()
             {
                 tracing::warn!(
                     conn = to,
@@ -894,6 +908,22 @@ enum NotFound {
     /// WORK_STATUS, WORK_COMPLETE, WORK_FAIL.
     Result,
     Exception,
+}
+
+/// About the bytes a packet queued for another connection holds: its variable parts and a
+/// header. The connection's task subtracts the same when it writes the packet.
+pub fn queued_len(packet: &Packet) -> usize {
+    const HEADER: usize = 12;
+    HEADER
+        + match packet {
+            Packet::WorkData { handle, data }
+            | Packet::WorkWarning { handle, data }
+            | Packet::WorkComplete { handle, data }
+            | Packet::WorkException { handle, data } => handle.len() + data.len(),
+            Packet::WorkFail { handle } | Packet::WorkStatus { handle, .. } => handle.len() + 24,
+            Packet::Error { code, text } => code.len() + text.len(),
+            _ => 0,
+        }
 }
 
 fn not_found(packet: NotFound) -> Packet {
