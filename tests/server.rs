@@ -308,6 +308,20 @@ async fn a_job_whose_workers_keep_dying_fails_after_job_retries() {
     assert!(wait_for_status(&server.addr(), "poison", |s| s.total == 0).await);
 }
 
+/// A worker connection that has taken the (only) job of `function`.
+async fn grabbing_worker(port: u16, function: &'static str) -> Framed<TcpStream, ClientCodec> {
+    let mut worker = raw(port).await;
+    worker
+        .send(Packet::CanDo {
+            function: Bytes::from(function),
+        })
+        .await
+        .unwrap();
+    worker.send(Packet::GrabJob).await.unwrap();
+    let _ = worker.next().await;
+    worker
+}
+
 /// The embeddable server in this test's runtime.
 async fn embedded(
     settings: Settings,
@@ -394,15 +408,7 @@ async fn the_embedded_server_keeps_its_limits_and_tells_clients_when_it_stops() 
             }
         }
     };
-    let mut flooder = raw(addr.port).await;
-    flooder
-        .send(Packet::CanDo {
-            function: Bytes::from("flood"),
-        })
-        .await
-        .unwrap();
-    flooder.send(Packet::GrabJob).await.unwrap();
-    let _ = flooder.next().await;
+    let mut flooder = grabbing_worker(addr.port, "flood").await;
     // The reader never reads again: WORK_DATA piles up (and the kernel buffers fill).
     let chunk = Bytes::from(vec![b'd'; 1000]);
     for _ in 0..5_000 {
@@ -629,15 +635,7 @@ async fn a_client_that_does_not_read_is_dropped_past_a_byte_budget() {
     let Some(Ok(Packet::JobCreated { handle })) = reader.next().await else {
         panic!("not created")
     };
-    let mut flooder = raw(addr.port).await;
-    flooder
-        .send(Packet::CanDo {
-            function: Bytes::from("flood"),
-        })
-        .await
-        .unwrap();
-    flooder.send(Packet::GrabJob).await.unwrap();
-    let _ = flooder.next().await;
+    let mut flooder = grabbing_worker(addr.port, "flood").await;
     // 300 chunks of 100 KB: 30 MB, far fewer packets than the packet cap.
     let chunk = Bytes::from(vec![b'd'; 100_000]);
     for _ in 0..300 {
