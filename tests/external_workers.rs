@@ -286,19 +286,12 @@ both_servers! {
             std::path::Path::new(env!("CARGO_BIN_EXE_geardriver")).with_file_name("custom-host");
         assert!(binary.is_file(), "{}", binary.display());
 
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            common::host::config_text(
-                dir.path(),
+        let (_dir, config) = common::host::config_dir(
                 &[gearmand.addr().to_string()],
                 "interval = 0",
                 "[[jobs]]\nname = \"greet\"\nworker = \"greet\"\ndecode = \"json\"\nencode = \"json\"\n\
                  [[jobs]]\nname = \"rev\"\nworker = \"reverse\"\n",
-            ),
-        )
-        .unwrap();
+        );
         let check = std::process::Command::new(&binary)
             .args(["check-config", "--config"])
             .arg(&config)

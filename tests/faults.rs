@@ -337,22 +337,15 @@ fn an_address_in_use_is_a_clear_error_at_start() {
 async fn idle_connections_cannot_starve_the_host_of_descriptors() {
     let server_port = free_port();
     let console_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        common::host::config_text(
-            dir.path(),
-            &[format!("127.0.0.1:{server_port}")],
-            "interval = 0",
-            &format!(
-                "[server]\nenabled = true\nlisten = \"127.0.0.1:{server_port}\"\n\
+    let (dir, config) = common::host::config_dir(
+        &[format!("127.0.0.1:{server_port}")],
+        "interval = 0",
+        &format!(
+            "[server]\nenabled = true\nlisten = \"127.0.0.1:{server_port}\"\n\
                  [console]\nlisten = \"127.0.0.1:{console_port}\"\n\
                  [[jobs]]\nname = \"e\"\nworker = \"echo\"\nmin_processes = 2\nmax_processes = 2\n"
-            ),
         ),
-    )
-    .unwrap();
+    );
     // A hard limit of 300 descriptors for the host.
     let child = std::process::Command::new("sh")
         .args(["-c", "ulimit -n 300 && exec \"$0\" run --config \"$1\""])

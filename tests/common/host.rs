@@ -35,16 +35,26 @@ pub fn config_text(dir: &Path, servers: &[String], driver_extra: &str, rest: &st
     )
 }
 
+/// A temp dir holding `config.toml` made by [`config_text`]; the dir and the file's path.
+pub fn config_dir(
+    servers: &[String],
+    driver_extra: &str,
+    rest: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(dir.path(), servers, driver_extra, rest),
+    )
+    .unwrap();
+    (dir, config)
+}
+
 impl Host {
     /// Starts a host with the given config body (see [`config_text`]).
     pub fn start(servers: &[String], driver_extra: &str, rest: &str) -> Host {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            config_text(dir.path(), servers, driver_extra, rest),
-        )
-        .unwrap();
+        let (dir, config) = config_dir(servers, driver_extra, rest);
         Self::start_with(dir, config)
     }
 
