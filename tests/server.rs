@@ -308,6 +308,17 @@ async fn a_job_whose_workers_keep_dying_fails_after_job_retries() {
     assert!(wait_for_status(&server.addr(), "poison", |s| s.total == 0).await);
 }
 
+/// A foreground job of `function` with no data.
+fn foreground(function: &'static str) -> Packet {
+    Packet::Submit {
+        priority: Priority::Normal,
+        background: false,
+        function: Bytes::from(function),
+        unique: Bytes::new(),
+        data: Bytes::new(),
+    }
+}
+
 /// A worker connection that has taken the (only) job of `function`.
 async fn grabbing_worker(port: u16, function: &'static str) -> Framed<TcpStream, ClientCodec> {
     let mut worker = raw(port).await;
@@ -389,16 +400,7 @@ async fn the_embedded_server_keeps_its_limits_and_tells_clients_when_it_stops() 
     let mut attempts = 0;
     let (mut reader, handle) = loop {
         let mut reader = raw(addr.port).await;
-        reader
-            .send(Packet::Submit {
-                priority: Priority::Normal,
-                background: false,
-                function: Bytes::from("flood"),
-                unique: Bytes::new(),
-                data: Bytes::new(),
-            })
-            .await
-            .unwrap();
+        reader.send(foreground("flood")).await.unwrap();
         match reader.next().await {
             Some(Ok(Packet::JobCreated { handle })) => break (reader, handle),
             other => {
@@ -622,16 +624,7 @@ async fn a_client_that_does_not_read_is_dropped_past_a_byte_budget() {
     };
     let (addr, shutdown, _task) = embedded(settings).await;
     let mut reader = raw(addr.port).await;
-    reader
-        .send(Packet::Submit {
-            priority: Priority::Normal,
-            background: false,
-            function: Bytes::from("flood"),
-            unique: Bytes::new(),
-            data: Bytes::new(),
-        })
-        .await
-        .unwrap();
+    reader.send(foreground("flood")).await.unwrap();
     let Some(Ok(Packet::JobCreated { handle })) = reader.next().await else {
         panic!("not created")
     };
