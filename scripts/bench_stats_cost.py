@@ -34,15 +34,24 @@ def main():
         config = os.path.join(tmp, "idle.toml")
         with open(config, "w") as f:
             f.write(f'[driver]\njob_servers = ["127.0.0.1:{port}"]\ninterval = 0\nlogfile = "{tmp}/idle.log"\n'
-                    f'stats_dir = "/dev/shm"\n[console]\nlisten = ""\n')
+                    f'[console]\nlisten = ""\n')
         host = subprocess.Popen([args.geardriver, "run", "--config", config],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stats_path = f"/dev/shm/geardriver-{host.pid}.stats"
+        # The table is a memfd among the host's descriptors; the worker inherits a copy.
         deadline = time.time() + 10
-        while not os.path.exists(stats_path):
-            if time.time() > deadline:
-                sys.exit("the host did not create its stats table")
-            time.sleep(0.01)
+        stats_fd = None
+        while stats_fd is None:
+            for fd in os.listdir(f"/proc/{host.pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{host.pid}/fd/{fd}").startswith("/memfd:geardriver-stats"):
+                        stats_fd = os.open(f"/proc/{host.pid}/fd/{fd}", os.O_RDWR)
+                        break
+                except OSError:
+                    pass
+            if stats_fd is None:
+                if time.time() > deadline:
+                    sys.exit("the host did not create its stats table")
+                time.sleep(0.01)
         rates = {"with slot": [], "without": []}
         cpu = {"with slot": [], "without": []}
         try:
@@ -55,8 +64,9 @@ def main():
                         "functions": [{"name": function, "run": {"Plugin": "echo"}, "decode": "raw",
                                        "encode": "raw", "timeout_ms": None, "env": {}}],
                         "client_id": function,
-                        "stats": {"path": stats_path, "slot": 100} if kind == "with slot" else None,
+                        "stats": {"fd": stats_fd, "slot": 100} if kind == "with slot" else None,
                         "max_jobs": None, "max_lifetime_ms": None, "parent_pid": None,
+                        "shutdown_timeout_ms": 0,
                     }
                     admin = drain.Admin(port)
                     drain.queue_jobs(port, function, args.jobs, admin)
@@ -64,7 +74,8 @@ def main():
                     start = time.perf_counter()
                     worker = subprocess.Popen([args.geardriver, "worker"],
                                               env=dict(os.environ, GEARDRIVER_WORKER_SPEC=json.dumps(spec)),
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              pass_fds=(stats_fd,))
                     drain.wait_sentinel(sentinel)
                     rate = (args.jobs + 1) / (time.perf_counter() - start)
                     cpu[kind].append(drain.cpu_us(worker.pid) / (args.jobs + 1))

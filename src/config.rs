@@ -57,8 +57,8 @@ pub struct DriverConfig {
     pub loglevel: String,
     pub log_format: LogFormat,
     pub pidfile: Option<PathBuf>,
-    /// Where the shared-memory stats file lives; `None` picks `$XDG_RUNTIME_DIR`, then
-    /// `/dev/shm`, then the temp directory.
+    /// No longer used (the stats table is an anonymous memfd); still accepted so that old
+    /// configs load, and a warning says it is ignored.
     pub stats_dir: Option<PathBuf>,
 }
 

@@ -16,10 +16,12 @@ pub mod config;
 pub mod console;
 pub mod driver;
 pub mod gearman;
+pub mod keeper;
 pub mod limits;
 pub mod logging;
 pub mod observer;
 pub mod plugin;
+pub mod process_group;
 pub mod stats;
 pub mod worker_process;
 #[path = "../workers/mod.rs"]

@@ -141,8 +141,26 @@ pub fn init_worker() {
             timestamps: false,
             json: false,
         })
-        .with_writer(io::stderr)
+        .with_writer(|| QuietStderr)
         .try_init();
+}
+
+/// Standard error that never fails: a worker process outlives its host for up to
+/// `shutdown_timeout`, and once the host is gone nobody reads the pipe. A line it cannot
+/// write is dropped (tracing-subscriber would otherwise complain on that same stderr, and
+/// panic when it cannot).
+struct QuietStderr;
+
+impl io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
 }
 
 struct DriverFormat {

@@ -28,7 +28,6 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -64,6 +63,10 @@ pub struct WorkerSpec {
     pub max_lifetime_ms: Option<u64>,
     /// The host's pid: when the parent is someone else, the host is gone.
     pub parent_pid: Option<u32>,
+    /// How long the process may finish its job once the host is gone; then its process
+    /// group is ended.
+    #[serde(default)]
+    pub shutdown_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -85,7 +88,8 @@ pub enum Runner {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StatsSlot {
-    pub path: PathBuf,
+    /// The descriptor the host's table is inherited at.
+    pub fd: i32,
     pub slot: usize,
 }
 
@@ -155,7 +159,7 @@ impl JobHandler for ProcessHandler {
                         tracing::warn!(function = %function.name, "{message}; exiting to be replaced");
                         if matches!(function.run, Run::Command(_)) {
                             // Dropping the job killed the command, not what it started.
-                            kill_rest_of_process_group();
+                            crate::process_group::kill_rest();
                         }
                         self.shutdown.cancel();
                         Err(message)
@@ -179,34 +183,6 @@ impl JobHandler for ProcessHandler {
 /// SIGKILLs every other process of this process's group: what a command started (a shell's
 /// children, their children). The host starts each worker process as the leader of its own
 /// group, and the worker runs one job at a time, so the group is this job's command tree.
-fn kill_rest_of_process_group() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::{Pid, getpgrp, getpid};
-    let (group, me) = (getpgrp(), getpid());
-    if group != me {
-        return; // not a group leader (run by hand): the group is not ours to clean
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for pid in entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
-        let pgrp = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-            .and_then(|field| field.parse::<i32>().ok());
-        if pgrp == Some(group.as_raw()) && pid != me.as_raw() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
-}
-
 fn timeout_message(limit: Duration) -> String {
     format!("timeout: the job ran longer than {}s", limit.as_secs_f64())
 }
@@ -471,6 +447,8 @@ pub enum SpawnError {
     Stats(#[from] stats::StatsError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("the host that started this process is gone")]
+    HostGone,
 }
 
 /// Reads the spec from the environment.
@@ -531,7 +509,7 @@ pub fn prepare(
     let stats = match &spec.stats {
         None => None,
         Some(slot) => {
-            let table = StatsTable::attach(&slot.path)?;
+            let table = StatsTable::attach_inherited(slot.fd)?;
             table
                 .writer(slot.slot)?
                 .assign(std::process::id(), stats::now_ms());
@@ -558,7 +536,13 @@ pub fn prepare(
 /// Runs the worker process to completion.
 pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
     let shutdown = CancellationToken::new();
-    watch_parent(spec.parent_pid, &shutdown);
+    if let Some(host) = spec.parent_pid {
+        let token = shutdown.clone();
+        let grace = Duration::from_millis(spec.shutdown_timeout_ms);
+        if !crate::process_group::watch_host(host, grace, move || token.cancel()) {
+            return Err(SpawnError::HostGone);
+        }
+    }
     stop_on_signals(shutdown.clone()).map_err(SpawnError::Runtime)?;
     // SIGHUP and SIGUSR1 are the host's (reload, reopen the log): a `killall -HUP geardriver`
     // must not kill its workers. (A handler, not SIG_IGN, so commands get the defaults.)
@@ -598,28 +582,9 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
         handler.with_slot(|w| w.set_state(ProcessState::Idle, stats::now_ms()));
         worker::run(&config, &handler, &shutdown).await;
     });
+    // Whatever a command left running (`sleep 1000 &`) goes with the process.
+    crate::process_group::kill_rest();
     Ok(())
-}
-
-/// Stops the process when the host that started it is gone: PR_SET_PDEATHSIG delivers
-/// SIGTERM when the parent dies, and a check of `getppid` closes the race where the parent
-/// died before the signal was set up (and covers systems without PDEATHSIG).
-fn watch_parent(parent: Option<u32>, shutdown: &CancellationToken) {
-    let Some(parent) = parent else { return };
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
-    let token = shutdown.clone();
-    std::thread::Builder::new()
-        .name("parent-watch".into())
-        .spawn(move || {
-            loop {
-                if nix::unistd::getppid().as_raw() as u32 != parent {
-                    token.cancel();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        })
-        .ok();
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT. A thread of its own reads the signals (through

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::host::{Host, alive, children_of, cpu_ticks, zombies_of};
+use common::host::{Host, alive, children_of, cpu_ticks, groups_of, members_of, zombies_of};
 use common::poll_until;
 use geardriver::gearman::{Client, ClientOptions, JobOutcome, JobRequest, ServerAddr};
 use nix::sys::signal::Signal;
@@ -408,15 +408,6 @@ both_servers! {
         for pid in workers {
             assert!(!alive(pid), "worker {pid} outlived the host");
         }
-        assert!(
-            !host
-                .dir
-                .path()
-                .read_dir()
-                .unwrap()
-                .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".stats") }),
-            "the stats file is removed at stop"
-        );
     }
 }
 
@@ -572,4 +563,62 @@ fn an_invalid_config_stops_the_host_at_start_with_its_reason() {
         stderr.contains("jobs[0] \"x\": worker = \"nosuch\" is not a registered plugin"),
         "{stderr}"
     );
+}
+
+// Issue 12, finding 3: what a `command` or `program` worker started (`sleep 1000 &`, a PHP
+// program's helpers) survived the host's SIGTERM and SIGKILL with PPID 1, and after a host
+// SIGKILL a busy worker ran its whole job (20 s seen with `shutdown_timeout = 3`).
+const LEAVERS: &str = "[[jobs]]\nname = \"cmd\"\ncommand = [\"sh\", \"-c\", \"sleep 1000 >/dev/null 2>&1 & cat\"]\nmin_processes = 1\nmax_processes = 1\n\
+     [[jobs]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"sleep 1000 >/dev/null 2>&1 & sleep 20\"]\nmin_processes = 1\nmax_processes = 1\n\
+     [[jobs]]\nname = \"prog\"\nprogram = [\"sh\", \"-c\", \"sleep 1000 & exec sleep 1000\"]\n";
+
+both_servers! {
+    async fn nothing_a_worker_started_outlives_a_stopped_host(gearmand) {
+        let mut host = Host::start(&[gearmand.addr().to_string()], "interval = 0\nshutdown_timeout = 3", LEAVERS);
+        let mut workers = host.wait_workers("cmd", 1, LIMIT);
+        workers.extend(host.wait_workers("long", 1, LIMIT));
+        workers.extend(host.wait_workers("prog", 1, LIMIT));
+        expect_result(gearmand.addr(), "cmd", "hello", "hello").await;
+        let groups = groups_of(&workers);
+        assert_eq!(groups, workers, "every worker process leads its own group");
+        assert!(
+            poll_until(LIMIT, || members_of(&groups).len() >= 6),
+            "the command and the program left a sleep each: {:?}",
+            members_of(&groups)
+        );
+        host.signal(Signal::SIGTERM);
+        assert!(host.wait_exit(LIMIT).success(), "{}", host.log());
+        assert!(
+            poll_until(Duration::from_secs(2), || members_of(&groups).is_empty()),
+            "left behind after a SIGTERM: {:?}",
+            members_of(&groups)
+        );
+    }
+}
+
+both_servers! {
+    async fn a_sigkilled_host_leaves_nothing_past_shutdown_timeout(gearmand) {
+        let host = Host::start(&[gearmand.addr().to_string()], "interval = 0\nshutdown_timeout = 2", LEAVERS);
+        let mut workers = host.wait_workers("cmd", 1, LIMIT);
+        workers.extend(host.wait_workers("long", 1, LIMIT));
+        workers.extend(host.wait_workers("prog", 1, LIMIT));
+        let groups = groups_of(&workers);
+        let client = client(gearmand.addr());
+        let _job = client.submit(JobRequest::new("long", "")).await.unwrap();
+        assert!(common::wait_for_status(&gearmand.addr(), "long", |s| s.running == 1).await);
+        sigkill(host.pid());
+        let killed = Instant::now();
+        // The busy worker may finish its 20 s job for shutdown_timeout (2 s), then its group
+        // goes; the idle ones go at once.
+        assert!(
+            poll_until(Duration::from_secs(8), || members_of(&groups).is_empty()),
+            "left behind {:?} after a host SIGKILL",
+            members_of(&groups)
+        );
+        assert!(
+            killed.elapsed() >= Duration::from_millis(1500),
+            "the busy worker had its shutdown_timeout to finish ({:?})",
+            killed.elapsed()
+        );
+    }
 }

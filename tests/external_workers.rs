@@ -357,3 +357,85 @@ fn scopeguard(pid: u32) -> impl Drop {
     }
     Guard(pid)
 }
+
+async fn submit_background(addr: &ServerAddr, function: &str, data: &str, count: usize) {
+    let client = Client::new(vec![addr.clone()], ClientOptions::default()).unwrap();
+    for _ in 0..count {
+        client
+            .submit(JobRequest::new(function.to_string(), data.to_string()).background())
+            .await
+            .unwrap();
+    }
+}
+
+// Issue 12, finding 5: `program` workers were never autoscaled and ignored `min_spare` (4 jobs
+// waiting, max 3: stayed at 1). A program that says nothing of what it does is guessed busy
+// while its jobs wait, and idle since they last waited.
+both_servers! {
+    async fn a_program_that_says_nothing_is_scaled_with_its_queue(server) {
+        if !common::perl_gearman_available() {
+            return;
+        }
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0.5",
+            "[[jobs]]\nname = \"slow\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n\
+             min_processes = 1\nmax_processes = 3\nmax_idle_time = 1\n",
+        );
+        host.wait_workers("slow", 1, LIMIT);
+        submit_background(&server.addr(), "slow", "2000", 4).await;
+        host.wait_workers("slow", 3, LIMIT);
+        host.wait_log("[slow] scale up: jobs wait and every process is busy", LIMIT);
+        assert!(common::wait_for_status(&server.addr(), "slow", |s| s.total == 0).await);
+        host.wait_workers("slow", 1, LIMIT);
+        host.wait_log("[slow] scale down: idle for max_idle_time while nothing waits", LIMIT);
+    }
+}
+
+// Issue 12, finding 5: the scoreboard showed programs `S 0` forever and lastrun stayed 1970.
+// A program that writes status lines to $GEARDRIVER_STATUS_FD is known exactly: busy in the
+// scoreboard, its runs counted, lastrun set, and `min_spare` kept beside it.
+both_servers! {
+    async fn a_program_that_reports_is_a_full_citizen(server) {
+        if !common::perl_gearman_available() {
+            return;
+        }
+        let port = free_port();
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0.5",
+            &format!(
+                "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[jobs]]\nname = \"told\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n\
+                 env = {{ STATUS_LINES = \"1\" }}\nmin_processes = 1\nmax_processes = 3\nmin_spare = 1\n"
+            ),
+        );
+        let first = host.wait_workers("told", 1, LIMIT)[0];
+        assert!(poll_until(LIMIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        let mut console = Console::connect(port);
+        let state_of = |console: &mut Console, pid: u32| -> Option<(String, u64)> {
+            console.lines("scoreboard").iter().find_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                (f[0] == pid.to_string()).then(|| (f[2].to_string(), f[3].parse().unwrap()))
+            })
+        };
+        assert!(poll_until(LIMIT, || state_of(&mut console, first) == Some(("_".into(), 0))));
+        submit_background(&server.addr(), "told", "1500", 1).await;
+        assert!(
+            poll_until(LIMIT, || state_of(&mut console, first) == Some(("B".into(), 0))),
+            "{:?}",
+            console.lines("scoreboard")
+        );
+        // Busy, it leaves no spare: one more starts.
+        host.wait_workers("told", 2, LIMIT);
+        assert!(
+            poll_until(LIMIT, || state_of(&mut console, first) == Some(("_".into(), 1))),
+            "{:?}",
+            console.lines("scoreboard")
+        );
+        let status = console.lines("status");
+        let row = status.iter().find(|l| l.starts_with("told ")).unwrap();
+        let lastrun = row.split_whitespace().nth(4).unwrap();
+        assert_ne!(lastrun, "1970-01-01T00:00:00", "lastrun is set: {row}");
+    }
+}

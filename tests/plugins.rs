@@ -99,6 +99,7 @@ fn serve(
         max_jobs: None,
         max_lifetime_ms: None,
         parent_pid: None,
+        shutdown_timeout_ms: 0,
     };
     let shutdown = CancellationToken::new();
     let (config, handler) = worker_process::prepare(&spec, registry, shutdown.clone()).unwrap();
@@ -115,8 +116,7 @@ fn exception(s: &str) -> JobOutcome {
 
 both_servers! {
     async fn echo_and_wordcount_under_every_codec(gearmand) {
-        let dir = tempfile::tempdir().unwrap();
-        let table = StatsTable::create(&dir.path().join("t.stats"), 4).unwrap();
+        let table = StatsTable::create(4).unwrap();
         let registry = Registry::with_builtins();
         let worker = serve(
             &gearmand,
@@ -131,7 +131,7 @@ both_servers! {
                 function("rev", "reverse", "raw", "raw"),
             ],
             Some(StatsSlot {
-                path: table.path().to_path_buf(),
+                fd: table.share_in_process().unwrap(),
                 slot: 1,
             }),
         );

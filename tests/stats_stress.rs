@@ -97,9 +97,8 @@ fn spawn_writer(path: &Path, slot: usize, millis: u64) -> Child {
 #[test]
 fn readers_never_see_a_torn_slot_while_processes_write() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stress.stats");
-    let table = StatsTable::create(&path, 8).unwrap();
+    let table = StatsTable::create(8).unwrap();
+    let path = table.proc_path();
     let writers: Vec<Child> = (0..4).map(|slot| spawn_writer(&path, slot, 2500)).collect();
     let started = Instant::now();
     let (mut consistent, mut gave_up) = (0u64, 0u64);
@@ -141,9 +140,8 @@ fn readers_never_see_a_torn_slot_while_processes_write() {
 #[test]
 fn a_writer_killed_mid_write_never_blocks_or_misleads_a_reader() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("killed.stats");
-    let table = StatsTable::create(&path, 4).unwrap();
+    let table = StatsTable::create(4).unwrap();
+    let path = table.proc_path();
     for round in 0..20 {
         let mut writer = spawn_writer(&path, 0, 10_000);
         std::thread::sleep(Duration::from_millis(20 + (round * 7) % 50));

@@ -139,6 +139,18 @@ pub struct LaunchArgs {
     /// Stop (SIGTERM) when the process with this pid is no longer our parent
     #[arg(long, value_name = "PID")]
     pub parent_pid: u32,
+    /// The inherited stats table's descriptor
+    #[arg(long, value_name = "FD", requires = "slot")]
+    pub stats_fd: Option<i32>,
+    /// The program's slot in the stats table
+    #[arg(long, value_name = "N")]
+    pub slot: Option<usize>,
+    /// The pool's functions, in order; repeat
+    #[arg(long = "function", value_name = "NAME")]
+    pub functions: Vec<String>,
+    /// How long the program may finish its job once the host is gone
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
     /// The program and its arguments
     #[arg(last = true, required = true, value_name = "ARGV")]
     pub argv: Vec<String>,

@@ -1,11 +1,13 @@
 //! The hidden modes the host starts processes with: `worker` (one worker process serving a
 //! pool, spec in the environment, or functions given as flags for manual use) and `launch`
-//! (arms the parent-death signal, then execs a program that speaks Gearman itself).
+//! (keeps a program that speaks Gearman itself: see [`crate::keeper`]).
 
 use super::{LaunchArgs, Outcome, WorkerArgs};
+use crate::keeper::{self, KeeperSpec};
 use crate::plugin::Registry;
+use crate::worker_process::StatsSlot;
 use crate::worker_process::{self, FunctionSpec, Runner, WorkerSpec};
-use std::os::unix::process::CommandExt;
+use std::time::Duration;
 
 pub fn run(args: WorkerArgs, registry: &Registry) -> Outcome {
     crate::logging::init_worker();
@@ -53,17 +55,24 @@ fn spec_from_flags(args: WorkerArgs) -> Result<WorkerSpec, String> {
         max_jobs: None,
         max_lifetime_ms: None,
         parent_pid: None,
+        shutdown_timeout_ms: 0,
     })
 }
 
 pub fn launch(args: LaunchArgs) -> Outcome {
-    // The parent-death signal survives exec, so the program stops when the host dies.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
-    if nix::unistd::getppid().as_raw() as u32 != args.parent_pid {
-        return Outcome::Failed("the host that started this program is gone".into());
+    crate::logging::init_worker();
+    let spec = KeeperSpec {
+        host_pid: args.parent_pid,
+        functions: args.functions,
+        stats: args
+            .stats_fd
+            .zip(args.slot)
+            .map(|(fd, slot)| StatsSlot { fd, slot }),
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        argv: args.argv,
+    };
+    match keeper::run(spec) {
+        Ok(status) => keeper::exit_like(status),
+        Err(message) => Outcome::Failed(message),
     }
-    let error = std::process::Command::new(&args.argv[0])
-        .args(&args.argv[1..])
-        .exec();
-    Outcome::Failed(format!("cannot run {:?}: {error}", args.argv[0]))
 }

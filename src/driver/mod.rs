@@ -10,8 +10,8 @@
 //!
 //! Stop order: SIGTERM/SIGINT (or a console `shutdown`) cancels the shutdown token; the
 //! observer stops; the supervisor asks every process to finish its job and exit, kills what
-//! is left after `shutdown_timeout`, and returns once everything is reaped; then the stats
-//! file and the pidfile are removed.
+//! is left after `shutdown_timeout`, and returns once everything is reaped; then the
+//! pidfile is removed (the stats table, a memfd, goes with the last process holding it).
 
 pub mod backoff;
 mod pidfile;
@@ -28,7 +28,6 @@ use crate::plugin::Registry;
 use crate::stats::{StatsError, StatsTable};
 use pidfile::{Pidfile, PidfileError};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use supervisor::Supervisor;
@@ -124,8 +123,6 @@ pub enum HostError {
     Pidfile(#[from] PidfileError),
     #[error(transparent)]
     Stats(#[from] StatsError),
-    #[error("the stats directory {dir} is not usable: {reason}")]
-    StatsDir { dir: PathBuf, reason: String },
     #[error("cannot find the geardriver binary to start workers with: {0}")]
     Exe(std::io::Error),
     #[error("cannot handle signals: {0}")]
@@ -298,19 +295,10 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         ),
         None => None,
     };
-    let dir = config
-        .driver
-        .stats_dir
-        .clone()
-        .unwrap_or_else(crate::stats::default_dir);
-    if !dir.is_dir() {
-        return Err(HostError::StatsDir {
-            reason: "it does not exist or is not a directory".into(),
-            dir,
-        });
+    let stats = Arc::new(StatsTable::create(STATS_CAPACITY)?);
+    if let Some(dir) = &config.driver.stats_dir {
+        tracing::warn!(stats_dir = %dir.display(), "stats_dir is ignored: the stats table is an anonymous memory file (memfd) now, in no directory");
     }
-    let stats_path = dir.join(format!("geardriver-{}.stats", std::process::id()));
-    let stats = Arc::new(StatsTable::create(&stats_path, STATS_CAPACITY)?);
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -327,7 +315,7 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         pid = std::process::id(),
         config = %config.path.display(),
         jobs = config.jobs.len(),
-        stats = %stats_path.display(),
+        stats = %stats.proc_path().display(),
         "geardriver {} starting",
         env!("CARGO_PKG_VERSION")
     );

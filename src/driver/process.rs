@@ -3,9 +3,10 @@
 //!
 //! Plugin and command pools run the geardriver binary again in its hidden `worker` mode (a
 //! tokio runtime cannot fork safely, and a fresh process is what a worker should be anyway);
-//! the spec travels in the environment. A `program` pool runs the user's program through the
-//! binary's hidden `launch` mode, which arms the parent-death signal and then execs it. Every
-//! process leads its own process group, so stopping it for good also stops what it started.
+//! the spec travels in the environment. A `program` pool runs the user's program under the
+//! binary's hidden `launch` mode, its keeper ([`crate::keeper`]). Every process leads its own
+//! process group, so stopping it for good also stops what it started; each inherits the
+//! stats table's memfd.
 //!
 //! Each child is reaped by the one task that awaits it (tokio waits on a pidfd); nothing
 //! calls `waitpid(-1)`, which would steal exit statuses.
@@ -13,6 +14,7 @@
 use super::Event;
 use crate::config::{PoolConfig, WorkerKind};
 use crate::gearman::ServerAddr;
+use crate::stats::StatsTable;
 use crate::worker_process::{FunctionSpec, Runner, SPEC_VAR, StatsSlot, WorkerSpec};
 use std::io;
 use std::path::Path;
@@ -33,8 +35,10 @@ pub struct Launch<'a> {
     pub exe: &'a Path,
     pub pool: &'a PoolConfig,
     pub servers: &'a [ServerAddr],
-    pub stats: StatsSlot,
+    pub stats: &'a StatsTable,
+    pub slot: usize,
     pub host_pid: u32,
+    pub shutdown_timeout: std::time::Duration,
     /// max_lifetime with its random splay already added.
     pub lifetime_ms: Option<u64>,
 }
@@ -44,11 +48,26 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
     let pool = launch.pool;
     let mut command = tokio::process::Command::new(launch.exe);
     let servers: Vec<String> = launch.servers.iter().map(ToString::to_string).collect();
+    let stats = StatsSlot {
+        fd: launch.stats.share_with(&mut command),
+        slot: launch.slot,
+    };
+    let shutdown_timeout_ms = launch.shutdown_timeout.as_millis() as u64;
     if let Some(argv) = pool.program() {
         command
             .arg("launch")
             .arg("--parent-pid")
             .arg(launch.host_pid.to_string())
+            .arg("--stats-fd")
+            .arg(stats.fd.to_string())
+            .arg("--slot")
+            .arg(stats.slot.to_string())
+            .arg("--shutdown-timeout-ms")
+            .arg(shutdown_timeout_ms.to_string());
+        for job in &pool.jobs {
+            command.arg("--function").arg(&job.name);
+        }
+        command
             .arg("--")
             .args(argv)
             .env(PROGRAM_SERVERS_VAR, servers.join(","))
@@ -76,12 +95,13 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
                 .collect(),
             client_id: format!(
                 "geardriver:{}:{}:{}",
-                launch.host_pid, pool.name, launch.stats.slot
+                launch.host_pid, pool.name, stats.slot
             ),
-            stats: Some(launch.stats),
+            stats: Some(stats),
             max_jobs: pool.max_jobs,
             max_lifetime_ms: launch.lifetime_ms,
             parent_pid: Some(launch.host_pid),
+            shutdown_timeout_ms,
         };
         let json = serde_json::to_string(&spec).map_err(io::Error::other)?;
         // The pool name in argv makes `ps` readable; the spec is what the worker reads.

@@ -10,7 +10,6 @@ use super::table::{PoolEntry, ProcessEntry, ProcessTable};
 use super::{Control, ControlError, Event, QueueReport};
 use crate::config::{Config, JobConfig, PoolConfig};
 use crate::stats::{self, ProcessState, StatsTable};
-use crate::worker_process::StatsSlot;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +51,10 @@ struct Pool {
     generation: u64,
     /// Gone from the config: its processes are stopping, then it goes.
     removed: bool,
+    /// Jobs waiting for the pool at the last queue report, and when jobs last waited (ms
+    /// since the epoch): the guess for a process that does not say what it does.
+    waiting: Option<u64>,
+    quiet_since_ms: i64,
 }
 
 impl Pool {
@@ -64,6 +67,28 @@ impl Pool {
             crash: CrashLoop::default(),
             generation: 0,
             removed: false,
+            waiting: None,
+            quiet_since_ms: stats::now_ms(),
+        }
+    }
+
+    /// What a process is doing, from its slot. A process that does not report (a `program`
+    /// that writes no status lines) is guessed busy while jobs wait for the pool (an idle
+    /// one would have taken them), and idle since jobs last waited otherwise.
+    fn activity(&self, snapshot: Option<stats::SlotSnapshot>, now_ms: i64) -> Activity {
+        let idle_for =
+            |since: i64| Duration::from_millis(now_ms.saturating_sub(since).max(0) as u64);
+        match snapshot {
+            Some(s) if s.state == ProcessState::Busy => Activity::Busy,
+            Some(s) if s.state == ProcessState::Idle && !s.reports => {
+                if self.waiting.is_some_and(|w| w > 0) {
+                    Activity::Busy
+                } else {
+                    Activity::Idle(idle_for(s.idle_since_ms.max(self.quiet_since_ms)))
+                }
+            }
+            Some(s) if s.state == ProcessState::Idle => Activity::Idle(idle_for(s.idle_since_ms)),
+            _ => Activity::Starting,
         }
     }
 
@@ -249,6 +274,11 @@ impl Supervisor {
                     .sum();
                 (known > 0).then_some(known)
             });
+            let pool = self.pools.get_mut(&name).expect("listed");
+            pool.waiting = waiting;
+            if waiting.is_some_and(|w| w > 0) {
+                pool.quiet_since_ms = stats::now_ms();
+            }
             self.reconcile(&name, waiting);
         }
     }
@@ -270,7 +300,7 @@ impl Supervisor {
             .live()
             .map(|(&pid, p)| ProcessView {
                 pid,
-                activity: activity(self.stats.read(p.slot).filter(|s| s.pid == pid), now_ms),
+                activity: pool.activity(self.stats.read(p.slot).filter(|s| s.pid == pid), now_ms),
             })
             .collect();
         let busy = processes
@@ -324,11 +354,10 @@ impl Supervisor {
             exe: &self.exe,
             pool: &pool.config,
             servers: &self.config.driver.job_servers,
-            stats: StatsSlot {
-                path: self.stats.path().to_path_buf(),
-                slot,
-            },
+            stats: &self.stats,
+            slot,
             host_pid: self.host_pid,
+            shutdown_timeout: self.config.driver.shutdown_timeout,
             lifetime_ms,
         };
         match process::spawn(launch, self.events.clone()) {
@@ -381,6 +410,10 @@ impl Supervisor {
     }
 
     fn on_exit(&mut self, name: &str, pid: u32, status: std::io::Result<std::process::ExitStatus>) {
+        // Whatever the process left in its group goes too (it normally ends its group
+        // itself; not when it was SIGKILLed). Its pid cannot have been reused while the
+        // group it names still has members.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let (how, success) = process::describe_exit(&status);
         tracing::info!(pid, job = %name, "Exited with status {how}");
         let Some(pool) = self.pools.get_mut(name) else {
@@ -755,16 +788,6 @@ fn shape(pool: &PoolConfig) -> (Vec<JobConfig>, Option<u64>, Option<Duration>) {
         })
         .collect();
     (jobs, pool.max_jobs, pool.max_lifetime)
-}
-
-fn activity(snapshot: Option<stats::SlotSnapshot>, now_ms: i64) -> Activity {
-    match snapshot.map(|s| (s.state, s.idle_since_ms)) {
-        Some((ProcessState::Busy, _)) => Activity::Busy,
-        Some((ProcessState::Idle, since)) => Activity::Idle(Duration::from_millis(
-            now_ms.saturating_sub(since).max(0) as u64,
-        )),
-        _ => Activity::Starting,
-    }
 }
 
 /// Folds a process's slot into the per-job records.

@@ -1,5 +1,5 @@
-//! The shared-memory stats table: one memory-mapped file (mode 0600) with a header and one
-//! slot per worker process. Each worker process writes only its own slot (state, jobs done
+//! The shared-memory stats table: one memory-mapped anonymous file (a sealed memfd the
+//! worker processes inherit) with a header and one slot per worker process. Each worker process writes only its own slot (state, jobs done
 //! and failed, when its current job started, lastrun, lasterror, lasterror_msg); the host and
 //! the console read every slot. It is Apache's scoreboard, and Gearman::Driver's lastrun /
 //! lasterror columns, without a side channel.
@@ -14,17 +14,17 @@
 //! few microseconds, never a hang; the host resets the slot when it reaps that process.
 //!
 //! This module holds the crate's only `unsafe`: turning the mapping's address into
-//! references to the header and slots. Each block says why it is sound.
+//! references to the header and slots, and handing the memfd's descriptor to a child and
+//! taking it over there. Each block says why it is sound.
 
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"GDSTATS1");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 256;
 const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
@@ -103,6 +103,9 @@ struct Slot {
     lastrun_function: AtomicU32,
     lasterror_function: AtomicU32,
     message_len: AtomicU32,
+    /// 1 once the process has said what it is doing (plugin and command workers from the
+    /// start; a program once it writes its first status line).
+    reports: AtomicU32,
     jobs_done: AtomicU64,
     jobs_failed: AtomicU64,
     /// Milliseconds since the epoch; 0 when not applicable.
@@ -134,6 +137,8 @@ pub struct SlotSnapshot {
     pub lasterror: i64,
     pub lasterror_function: Option<u32>,
     pub lasterror_msg: String,
+    /// Whether the state is the process's own word; when not, it is only known to be running.
+    pub reports: bool,
 }
 
 impl SlotSnapshot {
@@ -151,66 +156,53 @@ impl SlotSnapshot {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
-    #[error("cannot create the stats file {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("cannot open the stats file {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("cannot map the stats file {path}: {source}")]
-    Map { path: PathBuf, source: io::Error },
-    #[error("{path} is not a geardriver stats file of this version")]
-    Foreign { path: PathBuf },
+    #[error("cannot create the stats table: {0}")]
+    Create(io::Error),
+    #[error("cannot open the stats table {what}: {source}")]
+    Open { what: String, source: io::Error },
+    #[error("cannot map the stats table {what}: {source}")]
+    Map { what: String, source: io::Error },
+    #[error("{what} is not a geardriver stats table of this version")]
+    Foreign { what: String },
     #[error("stats slot {index} is out of range (the table has {slots})")]
     NoSuchSlot { index: usize, slots: usize },
 }
 
-/// A mapping of the stats file.
+/// A mapping of the stats table.
 pub struct StatsTable {
     map: MmapRaw,
     slots: usize,
-    path: PathBuf,
-    /// The host created the file and removes it when the table is dropped.
-    owner: bool,
-    _file: File,
+    file: File,
 }
 
 impl StatsTable {
-    /// Creates the file (mode 0600, refusing to reuse an existing one) sized for `slots`
-    /// processes, and maps it. The file is removed when the table is dropped.
-    pub fn create(path: &Path, slots: usize) -> Result<StatsTable, StatsError> {
-        let create_err = |source| StatsError::Create {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(create_err)?;
+    /// Creates the table sized for `slots` processes in an anonymous memory file (a memfd):
+    /// it has no name in any directory, so nobody can pre-create it, find it left behind by
+    /// a killed host, or delete it; it is sealed against shrinking and growing, so nobody
+    /// who gets hold of it can truncate it under the mappings (which would kill every
+    /// process that touches the lost pages with SIGBUS). It goes when the last process
+    /// holding it exits. Worker processes inherit it ([`StatsTable::share_with`]).
+    pub fn create(slots: usize) -> Result<StatsTable, StatsError> {
+        use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+        use nix::sys::memfd::{MFdFlags, memfd_create};
         let len = HEADER_SIZE + slots * SLOT_SIZE;
-        // Allocated now, not on first write: a write through the mapping to a page a full
-        // file system cannot provide would kill the writer with SIGBUS. A full disk is an
-        // error here, at start, instead.
-        let allocated = file.set_len(len as u64).and_then(|()| {
-            match nix::fcntl::posix_fallocate(&file, 0, len as i64) {
-                Ok(()) => Ok(()),
-                // File systems without fallocate keep the sparse file.
-                Err(nix::errno::Errno::EOPNOTSUPP) | Err(nix::errno::Errno::EINVAL) => Ok(()),
-                Err(errno) => Err(std::io::Error::from(errno)),
-            }
-        });
-        if let Err(e) = allocated {
-            let _ = std::fs::remove_file(path);
-            return Err(create_err(e));
+        let fd = memfd_create(
+            c"geardriver-stats",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )
+        .map_err(|e| StatsError::Create(e.into()))?;
+        let file = File::from(fd);
+        // Allocated now, not on first write: a write through the mapping to a page the
+        // system cannot provide would kill the writer with SIGBUS. Short memory is an error
+        // here, at start, instead.
+        file.set_len(len as u64).map_err(StatsError::Create)?;
+        match nix::fcntl::posix_fallocate(&file, 0, len as i64) {
+            Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => {}
+            Err(errno) => return Err(StatsError::Create(errno.into())),
         }
-        let table = match Self::map(file, path, slots, true) {
-            Ok(table) => table,
-            Err(e) => {
-                let _ = std::fs::remove_file(path);
-                return Err(e);
-            }
-        };
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&file, FcntlArg::F_ADD_SEALS(seals)).map_err(|e| StatsError::Create(e.into()))?;
+        let table = Self::map(file, "memfd".into(), slots)?;
         let header = table.header();
         header.version.store(VERSION, Ordering::Relaxed);
         header.slot_size.store(SLOT_SIZE as u32, Ordering::Relaxed);
@@ -220,62 +212,120 @@ impl StatsTable {
         Ok(table)
     }
 
-    /// Maps an existing stats file (a worker process attaching to its host's table).
+    /// Maps a host's table by a path to it: `/proc/HOST_PID/fd/N` (for tools and tests;
+    /// worker processes use [`StatsTable::attach_inherited`]).
     pub fn attach(path: &Path) -> Result<StatsTable, StatsError> {
+        let what = path.display().to_string();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|source| StatsError::Open {
-                path: path.to_path_buf(),
+                what: what.clone(),
                 source,
             })?;
-        let foreign = || StatsError::Foreign {
-            path: path.to_path_buf(),
+        Self::attach_file(file, what)
+    }
+
+    /// Maps the table a worker process inherited from its host as descriptor `fd`, and
+    /// marks that descriptor close-on-exec so the commands the worker runs do not get it.
+    /// Call it once per descriptor.
+    pub fn attach_inherited(fd: i32) -> Result<StatsTable, StatsError> {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+        let what = format!("descriptor {fd}");
+        let open = |source| StatsError::Open {
+            what: what.clone(),
+            source,
         };
+        if fd < 3 {
+            return Err(open(io::Error::from(io::ErrorKind::InvalidInput)));
+        }
+        // SAFETY: borrowing a raw descriptor is sound while it stays open for the borrow;
+        // `fcntl(F_GETFD)` only asks whether it is open, and fails harmlessly if not.
+        fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD)
+            .map_err(|e| open(e.into()))?;
+        // SAFETY: the descriptor is open (checked just above) and was inherited across exec:
+        // no object in this process opened it, so nothing else owns or will close it. Callers
+        // take it once (the worker's start), so it is owned exactly once from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| open(e.into()))?;
+        Self::attach_file(File::from(fd), what)
+    }
+
+    fn attach_file(file: File, what: String) -> Result<StatsTable, StatsError> {
         let len = file
             .metadata()
             .map_err(|source| StatsError::Open {
-                path: path.to_path_buf(),
+                what: what.clone(),
                 source,
             })?
             .len() as usize;
         if len < HEADER_SIZE || (len - HEADER_SIZE) % SLOT_SIZE != 0 {
-            return Err(foreign());
+            return Err(StatsError::Foreign { what });
         }
         let slots = (len - HEADER_SIZE) / SLOT_SIZE;
-        let table = Self::map(file, path, slots, false)?;
+        let table = Self::map(file, what.clone(), slots)?;
         let header = table.header();
         if header.magic.load(Ordering::Acquire) != MAGIC
             || header.version.load(Ordering::Relaxed) != VERSION
             || header.slot_size.load(Ordering::Relaxed) as usize != SLOT_SIZE
             || header.slots.load(Ordering::Relaxed) as usize != slots
         {
-            return Err(foreign());
+            return Err(StatsError::Foreign { what });
         }
         Ok(table)
     }
 
-    fn map(file: File, path: &Path, slots: usize, owner: bool) -> Result<StatsTable, StatsError> {
+    fn map(file: File, what: String, slots: usize) -> Result<StatsTable, StatsError> {
         let len = HEADER_SIZE + slots * SLOT_SIZE;
         let map = MmapOptions::new()
             .len(len)
             .map_raw(&file)
-            .map_err(|source| StatsError::Map {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(StatsTable {
-            map,
-            slots,
-            path: path.to_path_buf(),
-            owner,
-            _file: file,
-        })
+            .map_err(|source| StatsError::Map { what, source })?;
+        Ok(StatsTable { map, slots, file })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Has a child started by `command` inherit the table, and returns the descriptor
+    /// number it will find it at (the same as here).
+    pub fn share_with(&self, command: &mut tokio::process::Command) -> i32 {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        let fd = self.file.as_raw_fd();
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes one fcntl system call (no allocation,
+        // no lock). The descriptor is open in the child, which got a copy of every
+        // descriptor the parent had, and `self` (which owns it) is alive in the parent while
+        // `command` spawns.
+        unsafe {
+            command.pre_exec(move || {
+                fcntl(
+                    BorrowedFd::borrow_raw(fd),
+                    FcntlArg::F_SETFD(FdFlag::empty()),
+                )
+                .map(drop)
+                .map_err(io::Error::from)
+            });
+        }
+        fd
+    }
+
+    /// A new descriptor for the table, for [`StatsTable::attach_inherited`] in this same
+    /// process (a worker served in-process, as the tests do). It stays open until attached.
+    pub fn share_in_process(&self) -> Result<i32, StatsError> {
+        use std::os::fd::IntoRawFd;
+        let copy = self.file.try_clone().map_err(StatsError::Create)?;
+        Ok(std::os::fd::OwnedFd::from(copy).into_raw_fd())
+    }
+
+    /// Where another process of the same user finds the table: `/proc/PID/fd/N`.
+    pub fn proc_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.file.as_raw_fd()
+        ))
     }
 
     pub fn capacity(&self) -> usize {
@@ -347,14 +397,6 @@ impl StatsTable {
     }
 }
 
-impl Drop for StatsTable {
-    fn drop(&mut self) {
-        if self.owner {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn function_index(raw: u32) -> Option<u32> {
     (raw != NO_FUNCTION).then_some(raw)
 }
@@ -386,6 +428,7 @@ fn read_fields(slot: &Slot) -> SlotSnapshot {
         // A torn read is caught by the sequence check; this copy may still be garbage
         // before that check, so decoding must not fail.
         lasterror_msg: String::from_utf8_lossy(&bytes[..len]).into_owned(),
+        reports: slot.reports.load(r) != 0,
     }
 }
 
@@ -414,6 +457,7 @@ impl SlotWriter<'_> {
                 field.store(NO_FUNCTION, r);
             }
             s.message_len.store(0, r);
+            s.reports.store(0, r);
             s.jobs_done.store(0, r);
             s.jobs_failed.store(0, r);
             s.started_ms.store(now_ms, r);
@@ -442,6 +486,7 @@ impl SlotWriter<'_> {
 
     pub fn set_state(&self, state: ProcessState, now_ms: i64) {
         self.write(|s| {
+            s.reports.store(1, Ordering::Relaxed);
             s.state.store(state.code(), Ordering::Relaxed);
             if state == ProcessState::Idle {
                 s.idle_since_ms.store(now_ms, Ordering::Relaxed);
@@ -449,9 +494,19 @@ impl SlotWriter<'_> {
         });
     }
 
+    /// The process runs but does not (yet) say what it is doing: shown idle, with
+    /// `reports` false so that the host knows it is a guess.
+    pub fn running_unreported(&self, now_ms: i64) {
+        self.write(|s| {
+            s.state.store(ProcessState::Idle.code(), Ordering::Relaxed);
+            s.idle_since_ms.store(now_ms, Ordering::Relaxed);
+        });
+    }
+
     /// A job of `function` (an index into the process's function list) started.
     pub fn job_started(&self, function: u32, now_ms: i64) {
         self.write(|s| {
+            s.reports.store(1, Ordering::Relaxed);
             s.state.store(ProcessState::Busy.code(), Ordering::Relaxed);
             s.function.store(function, Ordering::Relaxed);
             s.job_started_ms.store(now_ms, Ordering::Relaxed);
@@ -464,6 +519,7 @@ impl SlotWriter<'_> {
             let r = Ordering::Relaxed;
             let function = s.function.load(r);
             let now_s = now_ms.div_euclid(1000);
+            s.reports.store(1, r);
             s.state.store(ProcessState::Idle.code(), r);
             s.function.store(NO_FUNCTION, r);
             s.job_started_ms.store(0, r);
@@ -520,41 +576,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The directory the stats file goes in when the config names none.
-pub fn default_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_dir())
-    {
-        return dir;
-    }
-    let shm = PathBuf::from("/dev/shm");
-    if shm.is_dir() {
-        shm
-    } else {
-        std::env::temp_dir()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_slot_round_trips_and_messages_are_bounded() {
-        let dir = std::env::temp_dir().join(format!("gd-stats-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.stats");
-        let table = StatsTable::create(&path, 4).unwrap();
-        let mode = std::fs::metadata(&path).unwrap();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-            0o600
-        );
-        assert!(
-            StatsTable::create(&path, 4).is_err(),
-            "an existing file is not reused"
-        );
+        let table = StatsTable::create(4).unwrap();
+        let path = table.proc_path();
         let w = table.writer(2).unwrap();
         w.assign(1234, 5_000);
         let s = table.read(2).unwrap();
@@ -593,8 +622,9 @@ mod tests {
         assert_eq!(table.read(2), None);
         w.clear();
         assert_eq!(table.read(2).unwrap().state, ProcessState::Free);
-        drop(table);
-        assert!(!path.exists(), "the host's table removes its file");
-        std::fs::remove_dir_all(&dir).unwrap();
+        // Nobody can shrink or grow it under the mappings.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(file.set_len(0).is_err(), "the table cannot be truncated");
+        assert!(file.set_len(1 << 30).is_err(), "nor grown");
     }
 }

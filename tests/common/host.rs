@@ -1,5 +1,4 @@
-//! A `geardriver run` child process for tests: its config, log file and stats directory
-//! live in a temp dir; its worker processes are found through /proc.
+//! A `geardriver run` child process for tests: its config and log file live in a temp dir; its worker processes are found through /proc.
 
 use super::{geardriver, poll_until};
 use std::path::{Path, PathBuf};
@@ -13,15 +12,14 @@ pub struct Host {
     pub log: PathBuf,
 }
 
-/// Config text for a host: `[driver]` settings (job servers, a log file and a stats dir in
-/// the test's directory, console off unless given) followed by `jobs`.
+/// Config text for a host: `[driver]` settings (job servers, a log file in the test's
+/// directory, console off unless given) followed by `jobs`.
 pub fn config_text(dir: &Path, servers: &[String], driver_extra: &str, rest: &str) -> String {
     let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
-        "[driver]\njob_servers = [{}]\nlogfile = \"{}\"\nloglevel = \"debug\"\nstats_dir = \"{}\"\n{}{driver_extra}\n{}{rest}",
+        "[driver]\njob_servers = [{}]\nlogfile = \"{}\"\nloglevel = \"debug\"\n{}{driver_extra}\n{}{rest}",
         servers.join(", "),
         dir.join("host.log").display(),
-        dir.display(),
         if driver_extra.contains("shutdown_timeout") {
             ""
         } else {
@@ -243,4 +241,26 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     stat_fields(pid)
         .map(|f| f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0))
         .unwrap_or(0)
+}
+
+/// The process groups of `pids` (each worker process leads its own).
+pub fn groups_of(pids: &[u32]) -> Vec<u32> {
+    pids.iter()
+        .filter_map(|&pid| stat_fields(pid)?.get(2)?.parse().ok())
+        .collect()
+}
+
+/// Live processes in any of `groups`: what a worker process started, and it.
+pub fn members_of(groups: &[u32]) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            stat_fields(pid).is_some_and(|f| {
+                f[0] != "Z" && f[0] != "X" && f[2].parse().is_ok_and(|g: u32| groups.contains(&g))
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,247 @@
+//! The keeper of a `program` worker: the small geardriver process the host starts for a
+//! program that speaks Gearman itself. It leads the process group, runs the program in it,
+//! and answers for it:
+//!
+//! - SIGTERM/SIGINT from the host are passed on; when the program exits, whatever it left in
+//!   the group (helpers, `sleep &`) is ended, and the keeper exits as the program did;
+//! - when the host is gone (even SIGKILLed), the program is asked to stop and has
+//!   `shutdown_timeout` to finish its job, then the whole group goes;
+//! - it keeps the program's stats slot. A program may say what it is doing by writing lines
+//!   to the descriptor named in `$GEARDRIVER_STATUS_FD` (see [`Status`]); then the
+//!   scoreboard, lastrun, lasterror and autoscaling know it exactly. A program that writes
+//!   nothing shows as idle once started, and the host guesses it busy while its jobs wait.
+
+use crate::stats::{ProcessState, StatsTable, now_ms};
+use crate::worker_process::StatsSlot;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The variable a program finds its status descriptor in.
+pub const STATUS_FD_VAR: &str = "GEARDRIVER_STATUS_FD";
+
+/// Longest status line read; a longer one is cut.
+const MAX_STATUS_LINE: usize = 1024;
+
+/// What the keeper needs to know.
+pub struct KeeperSpec {
+    pub host_pid: u32,
+    /// The pool's function names, in the order the stats slot counts them.
+    pub functions: Vec<String>,
+    pub stats: Option<StatsSlot>,
+    pub shutdown_timeout: Duration,
+    pub argv: Vec<String>,
+}
+
+/// One status line from the program.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    /// `idle`: registered, waiting for a job.
+    Idle,
+    /// `busy FUNCTION` (or `busy` when the pool has one function): took a job.
+    Busy(Option<String>),
+    /// `done`: the job succeeded.
+    Done,
+    /// `failed MESSAGE`: the job failed.
+    Failed(String),
+}
+
+impl Status {
+    pub fn parse(line: &str) -> Option<Status> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim();
+        match word {
+            "idle" => Some(Status::Idle),
+            "busy" => Some(Status::Busy((!rest.is_empty()).then(|| rest.to_string()))),
+            "done" => Some(Status::Done),
+            "failed" => Some(Status::Failed(rest.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the program until it exits; returns its exit status, for the keeper to exit with.
+pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
+    // Registered before the program starts, so that no signal is missed.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGCHLD,
+    ])
+    .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let signals_handle = signals.handle();
+    // Gone, the host is as good as a SIGTERM (the parent-death signal normally is one).
+    if !crate::process_group::watch_host(spec.host_pid, spec.shutdown_timeout, || {
+        let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+    }) {
+        return Err("the host that started this program is gone".into());
+    }
+    let table = match &spec.stats {
+        Some(slot) => {
+            let table = StatsTable::attach_inherited(slot.fd).map_err(|e| e.to_string())?;
+            table
+                .writer(slot.slot)
+                .map_err(|e| e.to_string())?
+                .assign(std::process::id(), now_ms());
+            Some(Arc::new((table, slot.slot)))
+        }
+        None => None,
+    };
+    let (status_read, status_write) =
+        nix::unistd::pipe().map_err(|e| format!("cannot make the status pipe: {e}"))?;
+    nix::fcntl::fcntl(
+        &status_read,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| format!("cannot make the status pipe: {e}"))?;
+    let mut child = Command::new(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .env(STATUS_FD_VAR, status_write.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", spec.argv[0]))?;
+    drop(status_write);
+    let with_slot = {
+        let table = table.clone();
+        move |f: &dyn Fn(&crate::stats::SlotWriter<'_>)| {
+            if let Some((table, index)) = table.as_deref() {
+                if let Ok(writer) = table.writer(*index) {
+                    f(&writer);
+                }
+            }
+        }
+    };
+    with_slot(&|w| w.running_unreported(now_ms()));
+    let reader = {
+        let with_slot = with_slot.clone();
+        let functions = spec.functions.clone();
+        std::thread::Builder::new()
+            .name("status".into())
+            .spawn(move || read_status(std::fs::File::from(status_read), &functions, with_slot))
+            .map_err(|e| format!("cannot start the status reader: {e}"))?
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut status = None;
+    for signal in signals.forever() {
+        match signal {
+            signal_hook::consts::SIGCHLD => {
+                if let Ok(Some(exited)) = child.try_wait() {
+                    status = Some(exited);
+                    break;
+                }
+            }
+            _ => {
+                with_slot(&|w| w.set_state(ProcessState::Stopping, now_ms()));
+                let signal = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
+                let _ = kill(pid, signal);
+            }
+        }
+    }
+    signals_handle.close();
+    let status = match status {
+        Some(status) => status,
+        None => child.wait().map_err(|e| e.to_string())?,
+    };
+    // What the program left behind goes with it; then the status pipe has no writer left.
+    crate::process_group::kill_rest();
+    let _ = reader.join();
+    Ok(status)
+}
+
+/// Applies the program's status lines to its stats slot until the pipe closes.
+fn read_status(
+    pipe: std::fs::File,
+    functions: &[String],
+    with_slot: impl Fn(&dyn Fn(&crate::stats::SlotWriter<'_>)),
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    let mut warned = false;
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_STATUS_LINE as u64)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') && line.len() >= MAX_STATUS_LINE {
+            // Skip the rest of an overlong line.
+            let mut rest = Vec::new();
+            let _ = reader.read_until(b'\n', &mut rest);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let now = now_ms();
+        match Status::parse(&text) {
+            Some(Status::Idle) => with_slot(&|w| w.set_state(ProcessState::Idle, now)),
+            Some(Status::Busy(function)) => {
+                let index = match function {
+                    None => Some(0),
+                    Some(name) => functions.iter().position(|f| *f == name),
+                };
+                match index {
+                    Some(index) => with_slot(&|w| w.job_started(index as u32, now)),
+                    None => tracing::warn!(
+                        "{STATUS_FD_VAR}: busy with {function:?}, which is not one of this job's functions {functions:?}",
+                        function = text.trim_end().trim_start_matches("busy ")
+                    ),
+                }
+            }
+            Some(Status::Done) => with_slot(&|w| w.job_finished(now, None)),
+            Some(Status::Failed(message)) => {
+                let message = if message.is_empty() {
+                    "the program reported a failed job".to_string()
+                } else {
+                    message
+                };
+                with_slot(&|w| w.job_finished(now, Some(&message)))
+            }
+            None if !warned => {
+                warned = true;
+                tracing::warn!(
+                    "{STATUS_FD_VAR}: ignoring {:?}; a status line is `idle`, `busy FUNCTION`, `done` or `failed MESSAGE` (said once)",
+                    text.trim_end()
+                );
+            }
+            None => {}
+        }
+    }
+}
+
+/// Exits the way the program did: with its code, or killed by its signal.
+pub fn exit_like(status: ExitStatus) -> ! {
+    if let Some(signal) = status.signal() {
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
+        std::process::exit(128 + signal);
+    }
+    std::process::exit(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(Status::parse("idle\n"), Some(Status::Idle));
+        assert_eq!(
+            Status::parse("busy resize\n"),
+            Some(Status::Busy(Some("resize".into())))
+        );
+        assert_eq!(Status::parse("busy"), Some(Status::Busy(None)));
+        assert_eq!(Status::parse("done\r\n"), Some(Status::Done));
+        assert_eq!(
+            Status::parse("failed no such image\n"),
+            Some(Status::Failed("no such image".into()))
+        );
+        assert_eq!(Status::parse("BUSY x"), None);
+        assert_eq!(Status::parse(""), None);
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/perl
+# A `program` worker for the tests, on Perl's Gearman::Worker: each job sleeps the workload's
+# milliseconds and returns "slept N". With STATUS_LINES=1 in its environment it tells its
+# host what it is doing, through the descriptor in $GEARDRIVER_STATUS_FD.
+use strict;
+use warnings;
+use Gearman::Worker;
+use IO::Handle;
+use Time::HiRes qw(usleep);
+
+my @servers = split /,/, $ENV{GEARDRIVER_JOB_SERVERS};
+my $function = $ENV{GEARDRIVER_JOB};
+my $status;
+if ($ENV{STATUS_LINES} && defined $ENV{GEARDRIVER_STATUS_FD}) {
+    open($status, '>&=', $ENV{GEARDRIVER_STATUS_FD}) or die "status descriptor: $!";
+    $status->autoflush(1);
+}
+sub report { print $status "@_\n" if $status }
+
+my ($stop, $busy) = (0, 0);
+$SIG{TERM} = sub { exit 0 unless $busy; $stop = 1 };
+my $worker = Gearman::Worker->new(job_servers => \@servers);
+$worker->register_function($function => sub {
+    $busy = 1;
+    report("busy $function");
+    my $ms = $_[0]->arg;
+    usleep($ms * 1000);
+    report("done");
+    $busy = 0;
+    return "slept $ms";
+});
+report("idle");
+$worker->work(stop_if => sub { $stop }) until $stop;
