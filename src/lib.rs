@@ -5,8 +5,8 @@
 //!   loop; it knows nothing of processes, config or the console.
 //! - [`config`]: `config.toml`, raw and validated; [`plugin`]: the `Worker` trait, codecs and
 //!   the registry; [`workers`]: the built-in workers (the top-level `workers/` directory).
-//! - [`driver`]: the host (supervisor, process table, scaling); [`observer`]: the job
-//!   servers' queues; [`stats`]: the shared-memory stats table; [`worker_process`]: what a
+//! - [`host`]: the composition root that wires and watches the parts; [`driver`]: the
+//!   supervisor, process table and scaling; [`observer`]: the job servers' queues; [`stats`]: the shared-memory stats table; [`worker_process`]: what a
 //!   worker process runs.
 //! - [`console`]: the telnet-style admin console.
 //! - [`cli`]: the `geardriver` command line; [`logging`]: the log format.
@@ -16,6 +16,7 @@ pub mod config;
 pub mod console;
 pub mod driver;
 pub mod gearman;
+pub mod host;
 pub mod keeper;
 pub mod limits;
 pub mod logging;

@@ -501,3 +501,61 @@ fn a_host_restarted_as_pid_1_starts_whatever_was_left_behind() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("stats_dir is ignored"), "{log}");
 }
+
+// Issue 12, finding 1: the supervisor, console and observer were tasks whose results were
+// dropped: a supervisor that panicked left a headless host (console and job server up, no
+// workers) that even exited 0 on SIGTERM. Now any part that ends or panics stops the workers
+// and the host exits non-zero naming the part. (Debug builds take GEARDRIVER_FAULT to make a
+// part fail; release builds have no such switch.)
+#[test]
+fn a_part_that_fails_stops_the_workers_and_the_host_with_the_reason() {
+    if !cfg!(debug_assertions) {
+        eprintln!("NOTICE: fault injection exists in debug builds only; skipping");
+        return;
+    }
+    let faults = [
+        (
+            "panic:supervisor",
+            "the supervisor panicked: injected fault",
+        ),
+        ("panic:console", "the console panicked: injected fault"),
+        ("panic:observer", "the observer panicked: injected fault"),
+        (
+            "panic:built-in job server",
+            "the built-in job server panicked: injected fault",
+        ),
+        ("end:signal handler", "the signal handler ended on its own"),
+    ];
+    for (fault, reason) in faults {
+        let port = free_port();
+        let (dir, config) = common::host::config_dir(
+            &[format!("127.0.0.1:{port}")],
+            "interval = 1\nshutdown_timeout = 3",
+            &format!(
+                "[console]\nlisten = \"127.0.0.1:{}\"\n[server]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[jobs]]\nname = \"rev\"\nworker = \"reverse\"\nmin_processes = 2\nmax_processes = 2\n",
+                free_port()
+            ),
+        );
+        let mut host = Host::start_with_env(dir, config, &[("GEARDRIVER_FAULT", fault)]);
+        let workers = host.wait_workers("rev", 2, Duration::from_secs(15));
+        let status = host.wait_exit(Duration::from_secs(20));
+        let log = host.log();
+        assert_eq!(status.code(), Some(1), "{fault}: {status:?}\n{log}");
+        assert!(
+            log.contains(reason) && log.contains("stopping every worker and exiting"),
+            "{fault}:\n{log}"
+        );
+        assert!(
+            host.stderr().contains(reason),
+            "{fault}: the reason is on stderr too:\n{}",
+            host.stderr()
+        );
+        for pid in workers {
+            assert!(
+                !alive(pid),
+                "{fault}: worker {pid} outlived the host\n{log}"
+            );
+        }
+    }
+}

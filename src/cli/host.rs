@@ -27,8 +27,12 @@ pub fn run(path: Option<PathBuf>, registry: Registry) -> Outcome {
         Ok(runtime) => runtime,
         Err(e) => return Outcome::Failed(format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(crate::driver::run(config, registry)) {
+    match runtime.block_on(crate::host::run(config, registry)) {
         Ok(()) => Outcome::Success,
+        Err(e @ crate::host::HostError::PartEnded { .. }) => {
+            tracing::error!(error = %e, "stopped");
+            Outcome::Failed(e.to_string())
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             Outcome::Failed(e.to_string())
