@@ -439,3 +439,34 @@ both_servers! {
         assert_ne!(lastrun, "1970-01-01T00:00:00", "lastrun is set: {row}");
     }
 }
+
+// Issue 12, finding 10: a job removed by a reload left its busy process finishing the job with
+// no timeout enforced. The process finishes its job, but within the job's timeout.
+both_servers! {
+    async fn a_removed_jobs_busy_process_still_keeps_its_timeout(server) {
+        let servers = [server.addr().to_string()];
+        let jobs = |extra: &str| format!(
+            "[[jobs]]\nname = \"stay\"\nworker = \"echo\"\n{extra}"
+        );
+        let host = Host::start(
+            &servers,
+            "interval = 0",
+            &jobs("[[jobs]]\nname = \"gone\"\nworker = \"sleep\"\ntimeout = 2\n"),
+        );
+        let busy = host.wait_workers("gone", 1, LIMIT)[0];
+        let client = Client::new(vec![server.addr()], ClientOptions::default()).unwrap();
+        let job = client.submit(JobRequest::new("gone", "60000")).await.unwrap();
+        assert!(common::wait_for_status(&server.addr(), "gone", |s| s.running == 1).await);
+        host.rewrite_config(&servers, "interval = 0", &jobs(""));
+        host.signal(nix::sys::signal::Signal::SIGHUP);
+        host.wait_log("config reloaded", LIMIT);
+        let outcome = tokio::time::timeout(LIMIT, job.wait()).await.unwrap().unwrap();
+        assert_eq!(
+            outcome.failure_message().map(|m| String::from_utf8_lossy(m).into_owned()).as_deref(),
+            Some("timeout: the job ran longer than 2s"),
+            "{outcome:?}"
+        );
+        assert!(poll_until(LIMIT, || !alive(busy)), "the removed job's process went");
+        assert_eq!(run(&server.addr(), "stay", "x").await, complete("x"));
+    }
+}

@@ -179,7 +179,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
+    stat_fields(pid).is_some_and(|f| !is_zombie(&f))
 }
 
 /// The process state letter (R, S, Z …).
@@ -187,18 +187,25 @@ pub fn state(pid: u32) -> Option<String> {
     stat_fields(pid).map(|f| f[0].clone())
 }
 
-/// Live (not zombie) children of `parent`.
-pub fn children_of(parent: u32) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+/// Every process, with its /proc stat fields after the command name.
+fn processes() -> impl Iterator<Item = (u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            stat_fields(pid).is_some_and(|f| {
-                f[1].parse::<u32>().ok() == Some(parent) && f[0] != "Z" && f[0] != "X"
-            })
-        })
+        .filter_map(|pid| Some((pid, stat_fields(pid)?)))
+}
+
+fn is_zombie(fields: &[String]) -> bool {
+    fields[0] == "Z" || fields[0] == "X"
+}
+
+/// Live (not zombie) children of `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut pids: Vec<u32> = processes()
+        .filter(|(_, f)| f[1].parse::<u32>().ok() == Some(parent) && !is_zombie(f))
+        .map(|(pid, _)| pid)
         .collect();
     pids.sort_unstable();
     pids
@@ -206,15 +213,9 @@ pub fn children_of(parent: u32) -> Vec<u32> {
 
 /// Zombie children of `parent`.
 pub fn zombies_of(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            stat_fields(pid)
-                .is_some_and(|f| f[1].parse::<u32>().ok() == Some(parent) && f[0] == "Z")
-        })
+    processes()
+        .filter(|(_, f)| f[1].parse::<u32>().ok() == Some(parent) && f[0] == "Z")
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -252,15 +253,8 @@ pub fn groups_of(pids: &[u32]) -> Vec<u32> {
 
 /// Live processes in any of `groups`: what a worker process started, and it.
 pub fn members_of(groups: &[u32]) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            stat_fields(pid).is_some_and(|f| {
-                f[0] != "Z" && f[0] != "X" && f[2].parse().is_ok_and(|g: u32| groups.contains(&g))
-            })
-        })
+    processes()
+        .filter(|(_, f)| !is_zombie(f) && f[2].parse().is_ok_and(|g: u32| groups.contains(&g)))
+        .map(|(pid, _)| pid)
         .collect()
 }
