@@ -582,7 +582,7 @@ both_servers! {
         let groups = groups_of(&workers);
         assert_eq!(groups, workers, "every worker process leads its own group");
         assert!(
-            poll_until(LIMIT, || members_of(&groups).len() >= 6),
+            poll_until(LIMIT, || members_of(&groups).len() >= 5),
             "the command and the program left a sleep each: {:?}",
             members_of(&groups)
         );

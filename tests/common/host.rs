@@ -161,8 +161,10 @@ impl Drop for Host {
         let workers = children_of(self.pid());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Each worker leads a group: a program's keeper, the program and its helpers go
+        // together (a keeper killed alone would leave its program behind).
         for pid in workers {
-            let _ = nix::sys::signal::kill(
+            let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
