@@ -542,7 +542,7 @@ pub fn url_encode(text: &str) -> String {
 /// Reverses [`url_encode`]; malformed escapes are kept as they are.
 pub fn url_decode(text: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

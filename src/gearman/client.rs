@@ -417,7 +417,8 @@ impl Client {
     fn server_for_unique(&self, unique: &[u8]) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         unique.hash(&mut hasher);
-        (hasher.finish() % self.servers.len() as u64) as usize
+        // Below the server count, so it fits.
+        usize::try_from(hasher.finish() % self.servers.len() as u64).unwrap_or(0)
     }
 
     async fn request(

@@ -441,19 +441,24 @@ pub fn encode_frame(
     dst.put_u32(0); // patched below, once the body length is known
     let result = encode_body(packet, &mut ArgWriter { ptype, dst });
     let size = dst.len() - start - HEADER_LEN;
-    let result = match result {
-        Ok(()) if size > max_size => Err(ProtocolError::TooLarge {
-            ptype,
-            size,
-            max: max_size,
-        }),
-        other => other,
+    let too_large = ProtocolError::TooLarge {
+        ptype,
+        size,
+        max: max_size,
     };
-    if let Err(e) = result {
-        dst.truncate(start);
-        return Err(e);
-    }
-    dst[start + 8..start + HEADER_LEN].copy_from_slice(&(size as u32).to_be_bytes());
+    let result = match result {
+        Ok(()) if size > max_size => Err(too_large),
+        Ok(()) => u32::try_from(size).map_err(|_| too_large),
+        Err(e) => Err(e),
+    };
+    let wire_size = match result {
+        Ok(wire_size) => wire_size,
+        Err(e) => {
+            dst.truncate(start);
+            return Err(e);
+        }
+    };
+    dst[start + 8..start + HEADER_LEN].copy_from_slice(&wire_size.to_be_bytes());
     Ok(())
 }
 

@@ -6,6 +6,14 @@
 //! - `server`: the built-in job server;
 //! - `addr`: job server addresses.
 
+// Sizes, counts and durations become wire values here: a cast that could cut or wrap one
+// must be a checked conversion instead.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 pub mod addr;
 pub mod admin;
 pub mod admin_client;

@@ -17,6 +17,8 @@
 //! references to the header and slots, and handing the memfd's descriptor to a child and
 //! taking it over there. Each block says why it is sound.
 
+#![allow(unsafe_code)] // the crate's one unsafe module; every block says why it is sound
+
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::io;

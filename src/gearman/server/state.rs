@@ -320,7 +320,7 @@ impl State {
                     running: job.is_some_and(|j| j.worker.is_some()),
                     numerator: job.map_or(0, |j| j.numerator),
                     denominator: job.map_or(0, |j| j.denominator),
-                    waiting: job.map_or(0, |j| j.clients.len() as u32),
+                    waiting: job.map_or(0, |j| u32::try_from(j.clients.len()).unwrap_or(u32::MAX)),
                     unique,
                 });
             }
@@ -474,7 +474,7 @@ impl State {
         // As gearmand does: the priority's limit against all the function's jobs, queued and
         // running.
         let limit = f.max_queue[slot(priority)];
-        if limit > 0 && (f.queued() + f.running) as i64 >= limit {
+        if limit > 0 && i64::try_from(f.queued() + f.running).unwrap_or(i64::MAX) >= limit {
             return error("QUEUE_ERROR", "Job queue is full");
         }
         let job_id = self.next_job;
