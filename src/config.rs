@@ -53,6 +53,9 @@ pub struct DriverConfig {
     pub interval: Option<Duration>,
     pub max_idle_time: Duration,
     pub shutdown_timeout: Duration,
+    /// The wait before restarting a crash-looping job the first time; it doubles with every
+    /// quick death, up to 20 times this.
+    pub restart_delay: Duration,
     pub logfile: LogTarget,
     pub loglevel: String,
     pub log_format: LogFormat,
@@ -171,6 +174,7 @@ struct RawDriver {
     interval: Option<f64>,
     max_idle_time: Option<f64>,
     shutdown_timeout: Option<f64>,
+    restart_delay: Option<f64>,
     logfile: Option<String>,
     loglevel: Option<String>,
     log_format: Option<String>,
@@ -452,6 +456,10 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
             "driver.shutdown_timeout",
             driver.shutdown_timeout.unwrap_or(30.0),
         )?,
+        restart_delay: match seconds("driver.restart_delay", driver.restart_delay.unwrap_or(0.5))? {
+            d if d.is_zero() => return Err("driver.restart_delay must be more than 0 s".into()),
+            d => d,
+        },
         logfile: match driver.logfile.as_deref() {
             None | Some("-") | Some("") => LogTarget::Stderr,
             Some(p) => LogTarget::File(relative(p.to_string())),
@@ -774,6 +782,7 @@ impl Config {
                 .map_or("off".into(), |i| format!("{}s", i.as_secs_f64()))
         );
         out += &format!("shutdown_timeout {}s\n", d.shutdown_timeout.as_secs_f64());
+        out += &format!("restart_delay    {}s\n", d.restart_delay.as_secs_f64());
         out += &format!(
             "logfile          {}\n",
             match &d.logfile {

@@ -240,6 +240,10 @@ fn durations_beyond_what_the_code_can_represent_are_refused() {
     }
     let message = error("[driver]\nshutdown_timeout = 1e300\n");
     assert!(message.contains("driver.shutdown_timeout"), "{message}");
+    let message = error("[driver]\nrestart_delay = 1e300\n");
+    assert!(message.contains("driver.restart_delay"), "{message}");
+    let message = error("[driver]\nrestart_delay = 0\n");
+    assert!(message.contains("driver.restart_delay must be more than 0 s"), "{message}");
     // The longest accepted.
     let config =
         load("[[jobs]]\nname = \"x\"\nworker = \"echo\"\nmax_lifetime = 2592000\n").unwrap();

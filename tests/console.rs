@@ -21,7 +21,7 @@ fn host_with_console(gearmand: &common::Gearmand, jobs: &str, console_extra: &st
     let port = free_port();
     let host = Host::start(
         &[gearmand.addr().to_string()],
-        "interval = 1",
+        "interval = 1\nrestart_delay = 0.05",
         &format!("{}{jobs}", console_section(port, console_extra)),
     );
     assert!(
@@ -294,7 +294,7 @@ both_servers! {
     async fn failed_jobs_are_marked_and_reset(gearmand) {
         let jobs = "[[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"exit 9\"]\n";
         let (host, port) = host_with_console(&gearmand, jobs, "");
-        host.wait_log("giving up on this job", Duration::from_secs(20));
+        host.wait_log("giving up on this job", LIMIT);
         let mut c = Console::connect(port);
         let status = c.cmd("status");
         assert!(

@@ -97,12 +97,12 @@ both_servers! {
     async fn a_crash_looping_job_backs_off_and_is_marked_failed(gearmand) {
         let host = Host::start(
             &[gearmand.addr().to_string()],
-            "interval = 0",
+            "interval = 0\nrestart_delay = 0.05",
             "[[jobs]]\nname = \"crashy\"\nprogram = [\"sh\", \"-c\", \"echo starting; exit 7\"]\n\
              [[jobs]]\nname = \"fine\"\nworker = \"echo\"\n",
         );
-        // 0.5 + 1 + 2 + 4 s of backoff between five quick deaths.
-        host.wait_log("giving up on this job", Duration::from_secs(20));
+        // 0.05 + 0.1 + 0.2 + 0.4 s of backoff between five quick deaths.
+        host.wait_log("giving up on this job", LIMIT);
         let log = host.log();
         let starts = log.matches("[crashy] Process started").count();
         assert_eq!(starts, 5, "{log}");

@@ -12,18 +12,34 @@ use std::time::{Duration, Instant};
 pub const QUICK: Duration = Duration::from_secs(5);
 /// Quick deaths in a row before the pool is marked failed.
 pub const GIVE_UP_AFTER: u32 = 5;
-const FIRST_DELAY: Duration = Duration::from_millis(500);
-const MAX_DELAY: Duration = Duration::from_secs(10);
+/// The longest wait, as a multiple of the first (`restart_delay`).
+const MAX_DELAY_FACTOR: u32 = 20;
 
 /// One pool's crash-loop state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrashLoop {
+    /// The wait after the first quick death (`restart_delay`).
+    first_delay: Duration,
     quick_deaths: u32,
     retry_at: Option<Instant>,
     failed: Option<String>,
 }
 
 impl CrashLoop {
+    pub fn new(first_delay: Duration) -> CrashLoop {
+        CrashLoop {
+            first_delay,
+            quick_deaths: 0,
+            retry_at: None,
+            failed: None,
+        }
+    }
+
+    /// A reload may change `restart_delay`; it applies from the next death.
+    pub fn set_first_delay(&mut self, first_delay: Duration) {
+        self.first_delay = first_delay;
+    }
+
     /// Accounts for a process that exited. `detail` describes how, for the failure reason.
     pub fn on_exit(
         &mut self,
@@ -53,7 +69,7 @@ impl CrashLoop {
             ));
             self.retry_at = None;
         } else {
-            self.retry_at = Some(now + delay(self.quick_deaths));
+            self.retry_at = Some(now + delay(self.first_delay, self.quick_deaths));
         }
     }
 
@@ -77,16 +93,16 @@ impl CrashLoop {
 
     /// Forgets the history (an operator asked to try again).
     pub fn reset(&mut self) {
-        *self = CrashLoop::default();
+        *self = CrashLoop::new(self.first_delay);
     }
 }
 
-/// The wait before the next start after `n` quick deaths in a row: 0.5 s, 1 s, 2 s, 4 s …,
-/// at most 10 s.
-pub fn delay(n: u32) -> Duration {
-    FIRST_DELAY
+/// The wait before the next start after `n` quick deaths in a row: with the default `first`
+/// of 0.5 s, 0.5 s, 1 s, 2 s, 4 s …, at most 20 times `first` (10 s).
+pub fn delay(first: Duration, n: u32) -> Duration {
+    first
         .saturating_mul(1u32 << n.saturating_sub(1).min(16))
-        .min(MAX_DELAY)
+        .min(first.saturating_mul(MAX_DELAY_FACTOR))
 }
 
 #[cfg(test)]
@@ -97,14 +113,15 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_a_cap() {
-        let delays: Vec<u64> = (1..=7).map(|n| delay(n).as_millis() as u64).collect();
+        let first = Duration::from_millis(500);
+        let delays: Vec<u128> = (1..=7).map(|n| delay(first, n).as_millis()).collect();
         assert_eq!(delays, vec![500, 1000, 2000, 4000, 8000, 10000, 10000]);
     }
 
     #[test]
     fn quick_deaths_back_off_then_fail() {
         let t0 = Instant::now();
-        let mut c = CrashLoop::default();
+        let mut c = CrashLoop::new(Duration::from_millis(500));
         assert!(c.may_start(t0));
         c.on_exit(SEC, false, false, t0, "exited with status 1");
         assert!(!c.may_start(t0));
@@ -128,7 +145,7 @@ mod tests {
     #[test]
     fn what_does_not_count() {
         let t0 = Instant::now();
-        let mut c = CrashLoop::default();
+        let mut c = CrashLoop::new(Duration::from_millis(500));
         c.on_exit(SEC, false, true, t0, "killed");
         c.on_exit(SEC, true, false, t0, "exited with status 0");
         assert!(

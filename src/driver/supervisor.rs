@@ -58,13 +58,13 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(config: PoolConfig) -> Pool {
+    fn new(config: PoolConfig, restart_delay: Duration) -> Pool {
         Pool {
             min: config.min_processes,
             max: config.max_processes,
             config,
             processes: BTreeMap::new(),
-            crash: CrashLoop::default(),
+            crash: CrashLoop::new(restart_delay),
             generation: 0,
             removed: false,
             waiting: None,
@@ -123,7 +123,7 @@ impl Supervisor {
         let pools = config
             .pools()
             .into_iter()
-            .map(|p| (p.name.clone(), Pool::new(p)))
+            .map(|p| (p.name.clone(), Pool::new(p, config.driver.restart_delay)))
             .collect();
         Supervisor {
             config,
@@ -616,6 +616,7 @@ impl Supervisor {
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             let pool = self.pools.get_mut(&name).expect("listed");
+            pool.crash.set_first_delay(config.driver.restart_delay);
             pool.crash.reset();
             match incoming.remove(&name) {
                 None => {
@@ -671,7 +672,8 @@ impl Supervisor {
         }
         for (name, new) in incoming {
             tracing::info!(job = %name, "added to the config");
-            self.pools.insert(name, Pool::new(new));
+            self.pools
+                .insert(name, Pool::new(new, config.driver.restart_delay));
         }
         self.config = config;
         let keep: Vec<String> = self.config.jobs.iter().map(|j| j.name.clone()).collect();
