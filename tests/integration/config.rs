@@ -1,7 +1,7 @@
 //! config.toml validation: each kind of mistake gives a message naming the key and the job;
 //! `geardriver check-config` prints the job table or `PATH: message` and exits 2.
 
-mod common;
+use crate::common;
 
 use geardriver::config::{Config, LogTarget, WorkerKind};
 use geardriver::plugin::Registry;
@@ -243,7 +243,10 @@ fn durations_beyond_what_the_code_can_represent_are_refused() {
     let message = error("[driver]\nrestart_delay = 1e300\n");
     assert!(message.contains("driver.restart_delay"), "{message}");
     let message = error("[driver]\nrestart_delay = 0\n");
-    assert!(message.contains("driver.restart_delay must be more than 0 s"), "{message}");
+    assert!(
+        message.contains("driver.restart_delay must be more than 0 s"),
+        "{message}"
+    );
     // The longest accepted.
     let config =
         load("[[jobs]]\nname = \"x\"\nworker = \"echo\"\nmax_lifetime = 2592000\n").unwrap();

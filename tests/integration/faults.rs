@@ -2,7 +2,7 @@
 //! or killed under load, the job server restarted under load, workers that crash, hang or
 //! flood their output, and a log or stats directory that cannot be written.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::console::Console;
@@ -442,7 +442,7 @@ fn a_host_restarted_as_pid_1_starts_whatever_was_left_behind() {
             !common::gearmand_required(),
             "CI must be able to run `unshare --pid --fork` (root or user namespaces)"
         );
-        eprintln!("NOTICE: cannot make a PID namespace here; skipping the PID-reuse test");
+        common::notice("cannot make a PID namespace here; skipping the PID-reuse test");
         return;
     };
     let port = free_port();
@@ -510,7 +510,7 @@ fn a_host_restarted_as_pid_1_starts_whatever_was_left_behind() {
 #[test]
 fn a_part_that_fails_stops_the_workers_and_the_host_with_the_reason() {
     if !cfg!(debug_assertions) {
-        eprintln!("NOTICE: fault injection exists in debug builds only; skipping");
+        common::notice("fault injection exists in debug builds only; skipping");
         return;
     }
     let faults = [

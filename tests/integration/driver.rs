@@ -2,7 +2,7 @@
 //! replaced, crash loops given up on, autoscaling both ways, graceful stop under load, no
 //! orphan after a SIGKILLed host, reload, several job servers, the pidfile.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::host::{Host, alive, children_of, cpu_ticks, groups_of, members_of, zombies_of};

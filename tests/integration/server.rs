@@ -2,7 +2,7 @@
 //! bad peers, limits and shutdown — against both servers where the behaviour is shared — and
 //! the embeddable `run(listener, settings, shutdown)`.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{handler, start_worker, wait_for_status};

@@ -9,7 +9,7 @@
 //! each only what it can do: PHP's blocking `do*` calls never report warnings, and pygearman
 //! cannot take two submissions of one unique id on one connection.
 
-mod common;
+use crate::common;
 
 use common::console::Console;
 use common::host::Host;
@@ -83,7 +83,9 @@ impl Library {
             if gearmand_required() {
                 panic!("{self:?}'s Gearman library is required in CI ({install})");
             }
-            eprintln!("NOTICE: {self:?}'s Gearman library not found; skipping it ({install})");
+            common::notice(&format!(
+                "{self:?}'s Gearman library not found; skipping it ({install})"
+            ));
         }
         ok
     }

@@ -1,7 +1,7 @@
 //! Our client, our worker loop and our admin client against a real gearmand, and against
 //! the peers nobody here wrote: the C `gearman` CLI as client and as worker.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{

@@ -85,7 +85,12 @@ fn hammer_child() {
 
 fn spawn_writer(path: &Path, slot: usize, millis: u64) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "hammer_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "stats_stress::hammer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("HAMMER_STATS_PATH", path)
         .env("HAMMER_SLOT", slot.to_string())
         .env("HAMMER_MS", millis.to_string())

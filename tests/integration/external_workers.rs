@@ -2,7 +2,7 @@
 //! commands run per job, a long-running Perl program using a real Gearman library, timeouts,
 //! recycling, and a user's own binary.
 
-mod common;
+use crate::common;
 
 use common::console::Console;
 use common::host::{Host, alive};

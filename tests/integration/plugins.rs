@@ -1,7 +1,7 @@
 //! The plugin path a worker process runs (codecs, job context, hooks, panics), served
 //! in-process through `worker_process::prepare` against a real gearmand and a real client.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,6 +1,6 @@
 //! `geardriver submit` and `geardriver admin` as a user runs them, against a real gearmand.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{geardriver, handler, start_worker, wait_for_status};

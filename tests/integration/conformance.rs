@@ -8,7 +8,7 @@
 //! `src/gearman/server/mod.rs`): where a dead worker's job is re-queued, CAN_DO_TIMEOUT,
 //! epoch and reduce jobs. Cross-function order within a priority is unspecified and not used.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{JobServer, ServerKind};

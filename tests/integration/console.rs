@@ -1,7 +1,7 @@
 //! The console against a running host: exact reply bytes for every command and error text,
 //! commands that change processes checked through /proc, bad input, auth, and `ctl`.
 
-mod common;
+use crate::common;
 
 use common::console::Console;
 use common::host::{Host, alive};

@@ -1,0 +1,21 @@
+//! The integration tests, one crate (one binary to link, and every test free to run beside
+//! every other): each module is one area, against real job servers, real worker processes
+//! and real peers. `common` holds the fixtures.
+
+#[macro_use]
+mod common;
+
+mod cli_submit_admin;
+mod codec;
+mod config;
+mod conformance;
+mod console;
+mod driver;
+mod external_workers;
+mod faults;
+mod fuzz_regressions;
+mod gearmand_protocol;
+mod interop;
+mod plugins;
+mod server;
+mod stats_stress;
