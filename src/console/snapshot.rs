@@ -43,9 +43,10 @@ pub struct ProcessView {
 impl Snapshot {
     pub fn collect(host: &HostHandle) -> Snapshot {
         let stats = host.stats();
+        let tables = host.table().current();
         let mut jobs = Vec::new();
         let mut processes = Vec::new();
-        for (pool, entry) in host.table().pools() {
+        for (pool, entry) in tables.pools() {
             let slots: Vec<(u32, Option<SlotSnapshot>)> = entry
                 .processes
                 .iter()
@@ -75,9 +76,13 @@ impl Snapshot {
                     since_ms,
                 });
             }
-            for (index, name) in entry.jobs.iter().enumerate() {
-                let record = host.table().job(name).unwrap_or_default();
-                let mut view = JobView {
+            for (index, name) in (0u32..).zip(&entry.jobs) {
+                // What exited processes left, then what live ones say: one rule for both.
+                let mut record = tables.job(name).cloned().unwrap_or_default();
+                for slot in slots.iter().filter_map(|(_, s)| s.as_ref()) {
+                    record.merge_slot(index, slot);
+                }
+                jobs.push(JobView {
                     name: name.clone(),
                     pool: pool.clone(),
                     min: entry.min,
@@ -87,18 +92,7 @@ impl Snapshot {
                     lasterror: record.lasterror,
                     lasterror_msg: record.lasterror_msg,
                     failed: entry.failed.clone(),
-                };
-                let index = Some(index as u32);
-                for slot in slots.iter().filter_map(|(_, s)| s.as_ref()) {
-                    if slot.lastrun_function == index {
-                        view.lastrun = view.lastrun.max(slot.lastrun);
-                    }
-                    if slot.lasterror_function == index && slot.lasterror >= view.lasterror {
-                        view.lasterror = slot.lasterror;
-                        view.lasterror_msg = slot.lasterror_msg.clone();
-                    }
-                }
-                jobs.push(view);
+                });
             }
         }
         jobs.sort_by(|a, b| a.name.cmp(&b.name));

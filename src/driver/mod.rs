@@ -123,8 +123,8 @@ pub struct HostHandle {
     events: mpsc::UnboundedSender<Event>,
     table: Arc<ProcessTable>,
     stats: Arc<StatsTable>,
-    /// The config in force; reloads publish here.
-    config: watch::Sender<Arc<Config>>,
+    /// The config in force, as the supervisor (its one owner) publishes it.
+    config: watch::Receiver<Arc<Config>>,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 }
@@ -150,7 +150,7 @@ impl HostHandle {
 
     /// The config in force, as it changes with reloads.
     pub fn config_changes(&self) -> watch::Receiver<Arc<Config>> {
-        self.config.subscribe()
+        self.config.clone()
     }
 
     /// Starts a graceful stop of the whole host.
@@ -212,16 +212,8 @@ impl HostHandle {
                 "[server] and [console] changes take effect at the next start, not on reload"
             );
         }
-        let reply = self
-            .ask(|reply| Control::Reload {
-                config: config.clone(),
-                reply,
-            })
-            .await;
-        if reply.is_ok() {
-            self.config.send_replace(config);
-        }
-        reply
+        // The supervisor applies it and publishes it as the config in force.
+        self.ask(|reply| Control::Reload { config, reply }).await
     }
 }
 
@@ -237,14 +229,15 @@ pub fn supervise(
 ) -> (HostHandle, impl std::future::Future<Output = ()>) {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let table = Arc::new(ProcessTable::default());
+    let published = watch::Sender::new(config.clone());
     let handle = HostHandle {
         events: events_tx.clone(),
         table: table.clone(),
         stats: stats.clone(),
-        config: watch::Sender::new(config.clone()),
+        config: published.subscribe(),
         registry: Arc::new(registry),
         shutdown: shutdown.clone(),
     };
-    let supervisor = Supervisor::new(config, exe, stats, events_tx, table);
+    let supervisor = Supervisor::new(config, published, exe, stats, events_tx, table);
     (handle, supervisor.run(events_rx, shutdown))
 }

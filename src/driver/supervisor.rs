@@ -12,11 +12,11 @@ use crate::config::{Config, JobConfig, PoolConfig};
 use crate::stats::{self, ProcessState, StatsTable};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How often pools are checked against their minimum, backoffs and stop deadlines.
@@ -100,7 +100,9 @@ impl Pool {
 }
 
 pub struct Supervisor {
+    /// The config in force; every change is published to `published` for the rest.
     config: Arc<Config>,
+    published: watch::Sender<Arc<Config>>,
     exe: PathBuf,
     host_pid: u32,
     pools: BTreeMap<String, Pool>,
@@ -114,6 +116,7 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(
         config: Arc<Config>,
+        published: watch::Sender<Arc<Config>>,
         exe: PathBuf,
         stats: Arc<StatsTable>,
         events: mpsc::UnboundedSender<Event>,
@@ -127,6 +130,7 @@ impl Supervisor {
             .collect();
         Supervisor {
             config,
+            published,
             exe,
             host_pid: std::process::id(),
             pools,
@@ -198,7 +202,6 @@ impl Supervisor {
             self.reconcile(name, None);
         }
         self.kill_overruns();
-        self.fold_live_stats();
     }
 
     /// A process still busy [`OVERRUN_BACKSTOP`] after its job's `timeout` is killed (with
@@ -676,22 +679,12 @@ impl Supervisor {
                 .insert(name, Pool::new(new, config.driver.restart_delay));
         }
         self.config = config;
+        self.published.send_replace(self.config.clone());
         let keep: Vec<String> = self.config.jobs.iter().map(|j| j.name.clone()).collect();
         self.table.retain_jobs(|job| keep.iter().any(|k| k == job));
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             self.reconcile(&name, None);
-        }
-    }
-
-    /// Keeps the per-job records current with what live processes report.
-    fn fold_live_stats(&self) {
-        for (name, pool) in &self.pools {
-            for (&pid, p) in &pool.processes {
-                if let Some(snapshot) = self.stats.read(p.slot).filter(|s| s.pid == pid) {
-                    fold(&self.table, name, &pool.config.jobs, &snapshot);
-                }
-            }
         }
     }
 
@@ -792,24 +785,14 @@ fn shape(pool: &PoolConfig) -> (Vec<JobConfig>, Option<u64>, Option<Duration>) {
     (jobs, pool.max_jobs, pool.max_lifetime)
 }
 
-/// Folds a process's slot into the per-job records.
+/// Folds the slot of a process that exited into the per-job records (the console reads
+/// live processes' slots itself, by the same rule).
 fn fold(table: &ProcessTable, pool: &str, jobs: &[JobConfig], snapshot: &stats::SlotSnapshot) {
-    let name_of = |index: Option<u32>| {
-        index
-            .and_then(|i| jobs.get(i as usize))
-            .map(|j| j.name.as_str())
-    };
-    let mut per_job: HashMap<&str, (i64, i64, &str)> = HashMap::new();
-    if let Some(job) = name_of(snapshot.lastrun_function) {
-        per_job.entry(job).or_insert((0, 0, "")).0 = snapshot.lastrun;
-    }
-    if let Some(job) = name_of(snapshot.lasterror_function) {
-        let entry = per_job.entry(job).or_insert((0, 0, ""));
-        entry.1 = snapshot.lasterror;
-        entry.2 = &snapshot.lasterror_msg;
-    }
-    for (job, (lastrun, lasterror, message)) in per_job {
-        table.merge_job(job, pool, lastrun, lasterror, message);
+    let mentioned = [snapshot.lastrun_function, snapshot.lasterror_function];
+    for (index, job) in (0u32..).zip(jobs) {
+        if mentioned.contains(&Some(index)) {
+            table.merge_slot(&job.name, pool, index, snapshot);
+        }
     }
 }
 

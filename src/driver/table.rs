@@ -2,11 +2,15 @@
 //! processes and whether the driver gave up on it; per job what the stats table reported
 //! about processes that are gone (live processes are read from the stats table directly).
 //!
-//! The supervisor is the only writer. Console connections and the observer read entries
-//! concurrently and independently, which is what a concurrent map is for; readers get
-//! clones and never hold a guard.
+//! The supervisor is the only writer: after every change it publishes a new immutable
+//! snapshot (a `watch` of an `Arc`, copied on write), so a reader (a console command, the
+//! host's stop path) sees every pool and job record of one moment, and never holds anything
+//! the supervisor waits for. The host runs on one thread; nothing here needs a concurrent map.
 
-use dashmap::DashMap;
+use crate::stats::SlotSnapshot;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// One pool: a group of jobs, or a job on its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +45,20 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// Takes whatever is newer from `other`.
+    /// Takes what a process's slot says about the job of `function` (its index in the
+    /// pool's job list), if newer: the one rule, for exited and live processes alike.
+    pub fn merge_slot(&mut self, function: u32, slot: &SlotSnapshot) {
+        let lastrun = match slot.lastrun_function == Some(function) {
+            true => slot.lastrun,
+            false => 0,
+        };
+        match slot.lasterror_function == Some(function) {
+            true => self.merge(lastrun, slot.lasterror, &slot.lasterror_msg),
+            false => self.merge(lastrun, 0, ""),
+        }
+    }
+
+    /// Takes whatever is newer.
     pub fn merge(&mut self, lastrun: i64, lasterror: i64, lasterror_msg: &str) {
         self.lastrun = self.lastrun.max(lastrun);
         if lasterror > self.lasterror
@@ -53,54 +70,70 @@ impl JobRecord {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct ProcessTable {
-    pools: DashMap<String, PoolEntry>,
-    jobs: DashMap<String, JobRecord>,
+/// One moment of the table: every pool and every job record, consistent with each other.
+#[derive(Clone, Debug, Default)]
+pub struct Tables {
+    pools: BTreeMap<String, PoolEntry>,
+    jobs: BTreeMap<String, JobRecord>,
 }
 
-impl ProcessTable {
-    pub fn pool(&self, name: &str) -> Option<PoolEntry> {
-        self.pools.get(name).map(|e| e.clone())
+impl Tables {
+    pub fn pool(&self, name: &str) -> Option<&PoolEntry> {
+        self.pools.get(name)
     }
 
     /// Every pool, sorted by name.
-    pub fn pools(&self) -> Vec<(String, PoolEntry)> {
-        let mut all: Vec<(String, PoolEntry)> = self
-            .pools
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+    pub fn pools(&self) -> impl Iterator<Item = (&String, &PoolEntry)> {
+        self.pools.iter()
     }
 
-    pub fn job(&self, name: &str) -> Option<JobRecord> {
-        self.jobs.get(name).map(|e| e.clone())
+    pub fn job(&self, name: &str) -> Option<&JobRecord> {
+        self.jobs.get(name)
     }
 
     /// The pool a job belongs to, or the pool (group) of that name.
-    pub fn pool_of_job(&self, job: &str) -> Option<(String, PoolEntry)> {
+    pub fn pool_of_job(&self, job: &str) -> Option<(&String, &PoolEntry)> {
         self.pools
             .iter()
-            .find(|e| e.key() == job || e.value().jobs.iter().any(|j| j == job))
-            .map(|e| (e.key().clone(), e.value().clone()))
+            .find(|(name, pool)| *name == job || pool.jobs.iter().any(|j| j == job))
+    }
+}
+
+/// The published table: the supervisor replaces the snapshot after every change; readers
+/// take the current one.
+#[derive(Debug)]
+pub struct ProcessTable {
+    current: watch::Sender<Arc<Tables>>,
+}
+
+impl Default for ProcessTable {
+    fn default() -> ProcessTable {
+        ProcessTable {
+            current: watch::Sender::new(Arc::default()),
+        }
+    }
+}
+
+impl ProcessTable {
+    /// The table as it is now; it does not change under the reader.
+    pub fn current(&self) -> Arc<Tables> {
+        self.current.borrow().clone()
     }
 
-    /// Whether `pid` is one of ours, and of which pool.
-    pub fn pool_of_pid(&self, pid: u32) -> Option<String> {
-        self.pools
-            .iter()
-            .find(|e| e.value().processes.iter().any(|p| p.pid == pid))
-            .map(|e| e.key().clone())
+    fn change(&self, f: impl FnOnce(&mut Tables)) {
+        self.current.send_modify(|tables| f(Arc::make_mut(tables)));
     }
 
     pub(super) fn set_pool(&self, name: &str, entry: PoolEntry) {
-        self.pools.insert(name.to_string(), entry);
+        self.change(|t| {
+            t.pools.insert(name.to_string(), entry);
+        });
     }
 
     pub(super) fn remove_pool(&self, name: &str) {
-        self.pools.remove(name);
+        self.change(|t| {
+            t.pools.remove(name);
+        });
     }
 
     pub(super) fn merge_job(
@@ -111,12 +144,22 @@ impl ProcessTable {
         lasterror: i64,
         message: &str,
     ) {
-        let mut record = self.jobs.entry(job.to_string()).or_default();
-        record.pool = pool.to_string();
-        record.merge(lastrun, lasterror, message);
+        self.change(|t| {
+            let record = t.jobs.entry(job.to_string()).or_default();
+            record.pool = pool.to_string();
+            record.merge(lastrun, lasterror, message);
+        });
+    }
+
+    pub(super) fn merge_slot(&self, job: &str, pool: &str, function: u32, slot: &SlotSnapshot) {
+        self.change(|t| {
+            let record = t.jobs.entry(job.to_string()).or_default();
+            record.pool = pool.to_string();
+            record.merge_slot(function, slot);
+        });
     }
 
     pub(super) fn retain_jobs(&self, keep: impl Fn(&str) -> bool) {
-        self.jobs.retain(|name, _| keep(name));
+        self.change(|t| t.jobs.retain(|name, _| keep(name)));
     }
 }

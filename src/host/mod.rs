@@ -243,9 +243,9 @@ async fn bind_server(
 async fn stop_orphaned_workers(handle: &HostHandle, timeout: Duration) {
     let groups: Vec<Pid> = handle
         .table()
+        .current()
         .pools()
-        .into_iter()
-        .flat_map(|(_, pool)| pool.processes)
+        .flat_map(|(_, pool)| &pool.processes)
         .map(|p| Pid::from_raw(p.pid as i32))
         .collect();
     for &group in &groups {

@@ -12,7 +12,7 @@ pub const DEF: CommandDef = CommandDef {
 
 pub async fn run(host: &HostHandle, job: Option<&str>, value: Option<&str>) -> Reply {
     let job = job.unwrap_or_default();
-    if host.table().pool_of_job(job).is_none() {
+    if host.table().current().pool_of_job(job).is_none() {
         return invalid_job(job);
     }
     let Some(min) = count(value) else {

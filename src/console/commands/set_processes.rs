@@ -18,7 +18,7 @@ pub async fn run(
     max: Option<&str>,
 ) -> Reply {
     let job = job.unwrap_or_default();
-    if host.table().pool_of_job(job).is_none() {
+    if host.table().current().pool_of_job(job).is_none() {
         return invalid_job(job);
     }
     let Some(min) = count(min) else {
