@@ -2,12 +2,20 @@
 //! their exits, keeps each pool between its limits, scales it with the queue reports, backs
 //! off from crash loops, applies reloads and stops everything at the end. Everyone else sends
 //! it [`Event`]s and reads the [`ProcessTable`] it publishes.
+//!
+//! Here: the pools, the event loop, scaling and starting, exits and overruns. By event kind
+//! elsewhere: `control` (console and signal requests), `reload` (a new config), `stop` (the
+//! host's stop).
+
+mod control;
+mod reload;
+mod stop;
 
 use super::backoff::{self, CrashLoop};
 use super::process::{self, Launch};
 use super::scaling::{self, Activity, PoolView, ProcessView};
 use super::table::{PoolEntry, ProcessEntry, ProcessTable};
-use super::{Control, ControlError, Event, QueueReport};
+use super::{Event, QueueReport};
 use crate::config::{Config, JobConfig, PoolConfig};
 use crate::stats::{self, ProcessState, StatsTable};
 use nix::sys::signal::{Signal, kill, killpg};
@@ -481,213 +489,6 @@ impl Supervisor {
         self.reconcile(name, None);
     }
 
-    fn on_control(&mut self, control: Control) {
-        match control {
-            Control::Reload { config, reply } => {
-                self.apply_config(config);
-                let _ = reply.send(Ok(()));
-            }
-            Control::SetLimits {
-                job,
-                min,
-                max,
-                reply,
-            } => {
-                let _ = reply.send(self.set_limits(&job, min, max));
-            }
-            Control::Kill { pids, reply } => {
-                let mut ours = 0;
-                for pid in pids {
-                    if let Some(name) = self.pool_of_pid(pid) {
-                        ours += 1;
-                        // Not a stop request: the process is replaced like any that died.
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                        tracing::info!(pid, job = %name, "Process killed");
-                    }
-                }
-                let _ = reply.send(if ours == 0 {
-                    Err(ControlError::NotOurs)
-                } else {
-                    Ok(())
-                });
-            }
-            Control::KillAll { jobs, reply } => {
-                let _ = reply.send(self.kill_all(&jobs));
-            }
-        }
-    }
-
-    fn pool_of_pid(&self, pid: u32) -> Option<String> {
-        self.pools
-            .iter()
-            .find(|(_, pool)| pool.processes.contains_key(&pid))
-            .map(|(name, _)| name.clone())
-    }
-
-    /// The pool serving job `job`, or the pool (group) of that name: the scoreboard shows
-    /// groups by name, so they are addressed by it too.
-    fn pool_of_job(&self, job: &str) -> Option<String> {
-        self.pools
-            .iter()
-            .find(|(name, pool)| {
-                !pool.removed && (*name == job || pool.config.jobs.iter().any(|j| j.name == job))
-            })
-            .map(|(name, _)| name.clone())
-    }
-
-    fn set_limits(
-        &mut self,
-        job: &str,
-        min: Option<u32>,
-        max: Option<u32>,
-    ) -> Result<(), ControlError> {
-        let name = self
-            .pool_of_job(job)
-            .ok_or_else(|| ControlError::NoSuchJob(job.to_string()))?;
-        let pool = self.pools.get_mut(&name).expect("found");
-        let new_min = min.unwrap_or(pool.min);
-        let new_max = max.unwrap_or(pool.max);
-        // Gearman::Driver's checks: a new max is checked against the min; a new min alone
-        // against the max.
-        match (min, max) {
-            (_, Some(_)) if new_max < new_min => return Err(ControlError::MaxBelowMin),
-            (Some(_), None) if new_min > new_max => return Err(ControlError::MinAboveMax),
-            _ => {}
-        }
-        let others: u64 = self
-            .pools
-            .iter()
-            .filter(|(n, p)| **n != name && !p.removed)
-            .map(|(_, p)| u64::from(p.max))
-            .sum();
-        let total = others + u64::from(new_max);
-        if total > self.stats.capacity() as u64 {
-            return Err(ControlError::TooManyProcesses {
-                total,
-                limit: self.stats.capacity(),
-            });
-        }
-        let pool = self.pools.get_mut(&name).expect("found");
-        pool.min = new_min;
-        pool.max = new_max;
-        if min.is_some() && max.is_some() {
-            pool.crash.reset();
-        }
-        self.reconcile(&name, None);
-        Ok(())
-    }
-
-    fn kill_all(&mut self, jobs: &[String]) -> Result<(), ControlError> {
-        let names: Vec<String> = if jobs.iter().any(|j| j == "*") {
-            self.pools
-                .iter()
-                .filter(|(_, p)| !p.removed)
-                .map(|(n, _)| n.clone())
-                .collect()
-        } else {
-            jobs.iter()
-                .map(|j| {
-                    self.pool_of_job(j)
-                        .ok_or_else(|| ControlError::NoSuchJob(j.clone()))
-                })
-                .collect::<Result<_, _>>()?
-        };
-        for name in names {
-            let pool = self.pools.get_mut(&name).expect("listed");
-            pool.crash.reset();
-            for (&pid, p) in pool.processes.iter() {
-                if p.stop_requested.is_none() {
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                    tracing::info!(pid, job = %name, "Process killed");
-                }
-            }
-            self.reconcile(&name, None);
-        }
-        Ok(())
-    }
-
-    /// Applies a new config: removed pools stop, added ones start, changed ones are
-    /// restarted (or only get new limits), unchanged ones are left alone. Every pool's
-    /// crash-loop state is reset.
-    fn apply_config(&mut self, config: Arc<Config>) {
-        let servers_changed = config.driver.job_servers != self.config.driver.job_servers;
-        let mut incoming: BTreeMap<String, PoolConfig> = config
-            .pools()
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
-        let names: Vec<String> = self.pools.keys().cloned().collect();
-        for name in names {
-            let pool = self.pools.get_mut(&name).expect("listed");
-            pool.crash.set_first_delay(config.driver.restart_delay);
-            pool.crash.reset();
-            match incoming.remove(&name) {
-                None => {
-                    if !pool.removed {
-                        tracing::info!(job = %name, "removed from the config; stopping its processes");
-                        pool.removed = true;
-                        let pids: Vec<u32> = pool.processes.keys().copied().collect();
-                        for pid in pids {
-                            self.request_stop(&name, pid);
-                        }
-                        if self.pools[&name].processes.is_empty() {
-                            self.pools.remove(&name);
-                            self.table.remove_pool(&name);
-                        }
-                    }
-                }
-                Some(new) => {
-                    let restart =
-                        pool.removed || servers_changed || shape(&pool.config) != shape(&new);
-                    let limits_changed = pool.config.min_processes != new.min_processes
-                        || pool.config.max_processes != new.max_processes;
-                    // Limits set from the console outlive a reload that leaves the config's
-                    // limits of the job as they were; a change in the file wins.
-                    let console_limits = !pool.removed
-                        && (pool.min, pool.max)
-                            != (pool.config.min_processes, pool.config.max_processes);
-                    if restart {
-                        tracing::info!(job = %name, "changed in the config; replacing its processes");
-                        pool.generation += 1;
-                    } else if limits_changed || pool.config != new {
-                        tracing::info!(job = %name, min = new.min_processes, max = new.max_processes, "new limits from the config");
-                    }
-                    if console_limits && !limits_changed {
-                        tracing::info!(job = %name, min = pool.min, max = pool.max, "keeping the limits set from the console: the config's did not change");
-                    } else {
-                        pool.min = new.min_processes;
-                        pool.max = new.max_processes;
-                    }
-                    pool.removed = false;
-                    pool.config = new;
-                    let generation = pool.generation;
-                    let old: Vec<u32> = pool
-                        .processes
-                        .iter()
-                        .filter(|(_, p)| p.generation < generation)
-                        .map(|(&pid, _)| pid)
-                        .collect();
-                    for pid in old {
-                        self.request_stop(&name, pid);
-                    }
-                }
-            }
-        }
-        for (name, new) in incoming {
-            tracing::info!(job = %name, "added to the config");
-            self.pools
-                .insert(name, Pool::new(new, config.driver.restart_delay));
-        }
-        self.config = config;
-        self.published.send_replace(self.config.clone());
-        let keep: Vec<String> = self.config.jobs.iter().map(|j| j.name.clone()).collect();
-        self.table.retain_jobs(|job| keep.iter().any(|k| k == job));
-        let names: Vec<String> = self.pools.keys().cloned().collect();
-        for name in names {
-            self.reconcile(&name, None);
-        }
-    }
-
     fn publish(&self, name: &str) {
         let Some(pool) = self.pools.get(name) else {
             return;
@@ -712,77 +513,6 @@ impl Supervisor {
             },
         );
     }
-
-    /// SIGTERM to every process, SIGKILL to those still there after `shutdown_timeout`.
-    async fn stop_everything(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) {
-        self.stopping = true;
-        let all: Vec<(String, u32)> = self
-            .pools
-            .iter()
-            .flat_map(|(name, pool)| pool.processes.keys().map(move |&pid| (name.clone(), pid)))
-            .collect();
-        if all.is_empty() {
-            return;
-        }
-        tracing::info!(
-            processes = all.len(),
-            "stopping: every process finishes its job"
-        );
-        for (name, pid) in &all {
-            self.request_stop(name, *pid);
-        }
-        let deadline = tokio::time::Instant::now() + self.config.driver.shutdown_timeout;
-        self.drain(events, deadline).await;
-        let left: Vec<u32> = self
-            .pools
-            .values()
-            .flat_map(|p| p.processes.keys().copied())
-            .collect();
-        if left.is_empty() {
-            return;
-        }
-        tracing::warn!(
-            processes = left.len(),
-            "still running after shutdown_timeout; killing them"
-        );
-        for pid in left {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-        self.drain(events, tokio::time::Instant::now() + KILL_GRACE)
-            .await;
-    }
-
-    async fn drain(
-        &mut self,
-        events: &mut mpsc::UnboundedReceiver<Event>,
-        deadline: tokio::time::Instant,
-    ) {
-        while self.pools.values().any(|p| !p.processes.is_empty()) {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(Event::Exited { pool, pid, status })) => self.on_exit(&pool, pid, status),
-                Ok(Some(Event::Control(control))) => control.refuse(ControlError::ShuttingDown),
-                Ok(Some(Event::Queues(_))) => {}
-                Ok(None) | Err(_) => return,
-            }
-        }
-    }
-}
-
-/// Everything about a pool that its running processes were started with: when it changes,
-/// they are replaced. Limits (min, max, idle time, spares) are applied in place.
-fn shape(pool: &PoolConfig) -> (Vec<JobConfig>, Option<u64>, Option<Duration>) {
-    let jobs = pool
-        .jobs
-        .iter()
-        .map(|j| JobConfig {
-            min_processes: 0,
-            max_processes: 0,
-            max_idle_time: Duration::ZERO,
-            min_spare: 0,
-            ..j.clone()
-        })
-        .collect();
-    (jobs, pool.max_jobs, pool.max_lifetime)
 }
 
 /// Folds the slot of a process that exited into the per-job records (the console reads
