@@ -15,11 +15,12 @@ use crate::stats::{ProcessState, StatsTable, now_ms};
 use crate::worker_process::StatsSlot;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The variable a program finds its status descriptor in.
@@ -35,6 +36,8 @@ pub struct KeeperSpec {
     pub functions: Vec<String>,
     pub stats: Option<StatsSlot>,
     pub shutdown_timeout: Duration,
+    /// max_lifetime with the host's splay: then the program is asked to stop, to be replaced.
+    pub max_lifetime: Option<Duration>,
     pub argv: Vec<String>,
 }
 
@@ -76,10 +79,24 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
     ])
     .map_err(|e| format!("cannot handle signals: {e}"))?;
     let signals_handle = signals.handle();
+    // SIGHUP and SIGUSR1 are the host's (reload, reopen the log): `killall -HUP geardriver`
+    // must not end a program. (A handler, not SIG_IGN, so the program gets the defaults.)
+    for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
+        let _ = signal_hook::flag::register(signal, Arc::new(AtomicBool::new(false)));
+    }
+    // Set once a stop was passed on, so that the program hears of it once.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let ask_to_stop = {
+        let stopping = stopping.clone();
+        move || {
+            if !stopping.load(Ordering::Relaxed) {
+                let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+            }
+        }
+    };
     // Gone, the host is as good as a SIGTERM (the parent-death signal normally is one).
-    if !crate::process_group::watch_host(spec.host_pid, spec.shutdown_timeout, || {
-        let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
-    }) {
+    if !crate::process_group::watch_host(spec.host_pid, spec.shutdown_timeout, ask_to_stop.clone())
+    {
         return Err("the host that started this program is gone".into());
     }
     let table = match &spec.stats {
@@ -100,13 +117,34 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )
     .map_err(|e| format!("cannot make the status pipe: {e}"))?;
+    // The program's output goes through the keeper, which always reads it: a program whose
+    // host is gone (and nobody reads the keeper's own output) can still print while it
+    // finishes its job, instead of dying of SIGPIPE.
     let mut child = Command::new(&spec.argv[0])
         .args(&spec.argv[1..])
         .env(STATUS_FD_VAR, status_write.as_raw_fd().to_string())
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", spec.argv[0]))?;
     drop(status_write);
+    if let Some(out) = child.stdout.take() {
+        relay(out, std::io::stdout);
+    }
+    if let Some(err) = child.stderr.take() {
+        relay(err, std::io::stderr);
+    }
+    if let Some(lifetime) = spec.max_lifetime {
+        let ask_to_stop = ask_to_stop.clone();
+        let _ = std::thread::Builder::new()
+            .name("lifetime".into())
+            .spawn(move || {
+                std::thread::sleep(lifetime);
+                tracing::info!("max_lifetime reached; asking the program to stop, to be replaced");
+                ask_to_stop();
+            });
+    }
     let with_slot = {
         let table = table.clone();
         move |f: &dyn Fn(&crate::stats::SlotWriter<'_>)| {
@@ -118,14 +156,14 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         }
     };
     with_slot(&|w| w.running_unreported(now_ms()));
-    let reader = {
+    {
         let with_slot = with_slot.clone();
         let functions = spec.functions.clone();
         std::thread::Builder::new()
             .name("status".into())
             .spawn(move || read_status(std::fs::File::from(status_read), &functions, with_slot))
-            .map_err(|e| format!("cannot start the status reader: {e}"))?
-    };
+            .map_err(|e| format!("cannot start the status reader: {e}"))?;
+    }
     let pid = Pid::from_raw(child.id() as i32);
     let mut status = None;
     for signal in signals.forever() {
@@ -137,6 +175,7 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
                 }
             }
             _ => {
+                stopping.store(true, Ordering::Relaxed);
                 with_slot(&|w| w.set_state(ProcessState::Stopping, now_ms()));
                 let signal = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
                 let _ = kill(pid, signal);
@@ -148,10 +187,29 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         Some(status) => status,
         None => child.wait().map_err(|e| e.to_string())?,
     };
-    // What the program left behind goes with it; then the status pipe has no writer left.
+    // What the program left behind goes with it. (Not waited for: the status and output
+    // threads, whose pipes a detached helper may hold open forever.)
     crate::process_group::kill_rest();
-    let _ = reader.join();
     Ok(status)
+}
+
+/// Copies the program's output to the keeper's own, for as long as the program writes;
+/// what cannot be written (nobody reads: the host is gone) is dropped.
+fn relay<W: Write + 'static>(mut from: impl Read + Send + 'static, to: fn() -> W) {
+    let _ = std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let mut out = to();
+                        let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+                    }
+                }
+            }
+        });
 }
 
 /// Applies the program's status lines to its stats slot until the pipe closes.
@@ -188,10 +246,14 @@ fn read_status(
                 };
                 match index {
                     Some(index) => with_slot(&|w| w.job_started(index as u32, now)),
-                    None => tracing::warn!(
-                        "{STATUS_FD_VAR}: busy with {function:?}, which is not one of this job's functions {functions:?}",
-                        function = text.trim_end().trim_start_matches("busy ")
-                    ),
+                    None if warned => {}
+                    None => {
+                        warned = true;
+                        tracing::warn!(
+                            "{STATUS_FD_VAR}: busy with {function:?}, which is not one of this job's functions {functions:?} (said once)",
+                            function = text.trim_end().trim_start_matches("busy ")
+                        )
+                    }
                 }
             }
             Some(Status::Done) => with_slot(&|w| w.job_finished(now, None)),

@@ -45,12 +45,14 @@ pub async fn run(
         let results = futures_util::future::join_all(polls).await;
         let mut report = QueueReport {
             waiting: HashMap::new(),
+            running: HashMap::new(),
             complete: true,
         };
         for rows in results {
             match rows {
                 Some(rows) => {
-                    for (function, waiting) in rows {
+                    for (function, waiting, running) in rows {
+                        *report.running.entry(function.clone()).or_insert(0) += running;
                         *report.waiting.entry(function).or_insert(0) += waiting;
                     }
                 }
@@ -63,8 +65,8 @@ pub async fn run(
     }
 }
 
-/// One server's rows as (function, waiting), or `None` when it could not be read.
-async fn poll(w: &mut Watched, timeout: Duration) -> Option<Vec<(String, u64)>> {
+/// One server's rows as (function, waiting, running), or `None` when it could not be read.
+async fn poll(w: &mut Watched, timeout: Duration) -> Option<Vec<(String, u64, u64)>> {
     if w.client.is_none() {
         match AdminClient::connect(&w.addr, timeout).await {
             Ok(client) => w.client = Some(client),
@@ -86,7 +88,7 @@ async fn poll(w: &mut Watched, timeout: Duration) -> Option<Vec<(String, u64)>> 
             }
             Some(
                 rows.into_iter()
-                    .map(|r| (r.function.clone(), r.waiting()))
+                    .map(|r| (r.function.clone(), r.waiting(), r.running))
                     .collect(),
             )
         }

@@ -151,6 +151,9 @@ pub struct LaunchArgs {
     /// How long the program may finish its job once the host is gone
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
+    /// Ask the program to stop after this long, to be replaced
+    #[arg(long, value_name = "MS")]
+    pub max_lifetime_ms: Option<u64>,
     /// The program and its arguments
     #[arg(last = true, required = true, value_name = "ARGV")]
     pub argv: Vec<String>,

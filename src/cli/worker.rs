@@ -69,6 +69,7 @@ pub fn launch(args: LaunchArgs) -> Outcome {
             .zip(args.slot)
             .map(|(fd, slot)| StatsSlot { fd, slot }),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        max_lifetime: args.max_lifetime_ms.map(Duration::from_millis),
         argv: args.argv,
     };
     match keeper::run(spec) {

@@ -115,8 +115,11 @@ impl Snapshot {
 }
 
 /// UTC `YYYY-MM-DDTHH:MM:SS`; 0 is `1970-01-01T00:00:00`.
+/// Values past the year 9999 (only a corrupted stats slot holds one) show as its last second.
 pub fn utc(seconds: i64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64);
+    const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59
+    let seconds = seconds.clamp(0, LAST) as u64;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
     let text = humantime::format_rfc3339_seconds(time).to_string();
     text.trim_end_matches('Z').to_string()
 }
@@ -130,5 +133,7 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00");
         assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20");
         assert_eq!(utc(-5), "1970-01-01T00:00:00");
+        assert_eq!(utc(300_000_000_000), "9999-12-31T23:59:59");
+        assert_eq!(utc(i64::MAX), "9999-12-31T23:59:59");
     }
 }

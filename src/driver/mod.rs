@@ -58,6 +58,8 @@ pub enum Event {
 pub struct QueueReport {
     /// waiting = total − running, per function.
     pub waiting: HashMap<String, u64>,
+    /// Jobs being worked on, per function.
+    pub running: HashMap<String, u64>,
     /// Every job server answered.
     pub complete: bool,
 }

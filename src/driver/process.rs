@@ -64,6 +64,9 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
             .arg(stats.slot.to_string())
             .arg("--shutdown-timeout-ms")
             .arg(shutdown_timeout_ms.to_string());
+        if let Some(ms) = launch.lifetime_ms {
+            command.arg("--max-lifetime-ms").arg(ms.to_string());
+        }
         for job in &pool.jobs {
             command.arg("--function").arg(&job.name);
         }

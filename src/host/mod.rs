@@ -136,6 +136,7 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     let mut parts = Parts::default();
     parts.spawn("supervisor", supervisor);
     let server_stop = CancellationToken::new();
+    let server_started = server.is_some();
     if let Some((listener, settings)) = server {
         parts.spawn(
             "built-in job server",
@@ -189,14 +190,19 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     }
     // Only now: until every worker finished its job, they needed the job server.
     server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some((part, _)) = parts.next_ended().await {
-            if part == "built-in job server" {
-                break;
+    let server_failed = failure
+        .as_ref()
+        .is_some_and(|(part, _)| *part == "built-in job server");
+    if server_started && !server_failed {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some((part, _)) = parts.next_ended().await {
+                if part == "built-in job server" {
+                    break;
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await;
+    }
     tracing::info!("stopped");
     match failure {
         None => Ok(()),

@@ -226,7 +226,7 @@ impl StatsTable {
                 what: what.clone(),
                 source,
             })?;
-        Self::attach_file(file, what)
+        Self::attach_file(file, what, true)
     }
 
     /// Maps the table a worker process inherited from its host as descriptor `fd`, and
@@ -252,10 +252,13 @@ impl StatsTable {
         // take it once (the worker's start), so it is owned exactly once from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| open(e.into()))?;
-        Self::attach_file(File::from(fd), what)
+        // The host handed it over: its size is sealed and says how many slots there are. The
+        // header is not checked: any process of the user can scribble on it, and that must
+        // not stop every new worker from starting.
+        Self::attach_file(File::from(fd), what, false)
     }
 
-    fn attach_file(file: File, what: String) -> Result<StatsTable, StatsError> {
+    fn attach_file(file: File, what: String, check_header: bool) -> Result<StatsTable, StatsError> {
         let len = file
             .metadata()
             .map_err(|source| StatsError::Open {
@@ -269,10 +272,11 @@ impl StatsTable {
         let slots = (len - HEADER_SIZE) / SLOT_SIZE;
         let table = Self::map(file, what.clone(), slots)?;
         let header = table.header();
-        if header.magic.load(Ordering::Acquire) != MAGIC
-            || header.version.load(Ordering::Relaxed) != VERSION
-            || header.slot_size.load(Ordering::Relaxed) as usize != SLOT_SIZE
-            || header.slots.load(Ordering::Relaxed) as usize != slots
+        if check_header
+            && (header.magic.load(Ordering::Acquire) != MAGIC
+                || header.version.load(Ordering::Relaxed) != VERSION
+                || header.slot_size.load(Ordering::Relaxed) as usize != SLOT_SIZE
+                || header.slots.load(Ordering::Relaxed) as usize != slots)
         {
             return Err(StatsError::Foreign { what });
         }

@@ -370,11 +370,8 @@ both_servers! {
         assert!(host.workers("nap").len() <= 4, "never above max");
         // Idle for max_idle_time with nothing waiting: back to min.
         host.wait_workers("nap", 1, Duration::from_secs(10));
-        assert!(
-            host.log().contains("Exited with status 0"),
-            "stopped gracefully\n{}",
-            host.log()
-        );
+        // Gracefully (the log line follows the exit by a moment).
+        host.wait_log("Exited with status 0", LIMIT);
     }
 }
 
@@ -621,4 +618,26 @@ both_servers! {
             killed.elapsed()
         );
     }
+}
+
+// Found trying issue 12: with `[server] enabled = false` (the setup for gearmand) every stop
+// waited 5 s for a built-in job server that did not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_the_built_in_server_stops_at_once() {
+    let gearmand = require_gearmand!();
+    let mut host = Host::start(
+        &[gearmand.addr().to_string()],
+        "interval = 0",
+        "[[jobs]]\nname = \"e\"\nworker = \"echo\"\n",
+    );
+    host.wait_workers("e", 1, LIMIT);
+    let asked = Instant::now();
+    host.signal(Signal::SIGTERM);
+    assert!(host.wait_exit(LIMIT).success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "stopping idle workers took {:?}\n{}",
+        asked.elapsed(),
+        host.log()
+    );
 }

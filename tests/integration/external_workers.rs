@@ -470,3 +470,168 @@ both_servers! {
         assert_eq!(run(&server.addr(), "stay", "x").await, complete("x"));
     }
 }
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+/// The program a keeper runs: its one child.
+fn program_of(keeper: u32) -> u32 {
+    let mut program = Vec::new();
+    assert!(poll_until(LIMIT, || {
+        program = common::host::children_of(keeper);
+        program.len() == 1
+    }));
+    program[0]
+}
+
+// Found trying issue 12's keeper: a program's helper that detached (`setsid`) kept the status
+// pipe open, so when the program died its keeper waited forever: no exit, no replacement,
+// the job's queue unserved. A keeper ends with its program.
+both_servers! {
+    async fn a_keeper_ends_with_its_program_whatever_a_helper_holds(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"detach\"\nprogram = [\"sh\", \"-c\", \"setsid sleep 1177 >/dev/null 2>&1 & exec sleep 1000\"]\n",
+        );
+        let keeper = host.wait_workers("detach", 1, LIMIT)[0];
+        let program = program_of(keeper);
+        signal(program, nix::sys::signal::Signal::SIGKILL);
+        let replaced = poll_until(LIMIT, || {
+            let now = host.workers("detach");
+            now.len() == 1 && now[0] != keeper
+        });
+        // The detached helper escaped every group (it asked to); end it here.
+        let _ = std::process::Command::new("pkill").args(["-f", "^sleep 1177$"]).status();
+        assert!(replaced, "the keeper outlived its program\n{}", host.log());
+        host.wait_log(&format!("({keeper}) [detach] Exited with status 137 (killed by SIGKILL)"), LIMIT);
+    }
+}
+
+// Found trying issue 12's keeper: once the host was SIGKILLed, a program's stdout was a pipe
+// nobody read, so the first `print` of a program finishing its job killed it (SIGPIPE) and
+// the job was lost. The keeper relays the program's output, and keeps reading. (gearmand
+// only: the built-in server dies with the host, and the job with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_finishes_its_job_and_prints_after_the_host_is_killed() {
+    let gearmand = require_gearmand!();
+    if !common::perl_gearman_available() {
+        return;
+    }
+    let host = Host::start(
+        &[gearmand.addr().to_string()],
+        "interval = 0\nshutdown_timeout = 10",
+        "[[jobs]]\nname = \"printer\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n",
+    );
+    host.wait_workers("printer", 1, LIMIT);
+    assert!(
+        common::wait_for_status(&gearmand.addr(), "printer", |s| s.available_workers == 1).await
+    );
+    let client = Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap();
+    let job = client
+        .submit(JobRequest::new("printer", "1500"))
+        .await
+        .unwrap();
+    assert!(common::wait_for_status(&gearmand.addr(), "printer", |s| s.running == 1).await);
+    signal(host.pid(), nix::sys::signal::Signal::SIGKILL);
+    let outcome = tokio::time::timeout(LIMIT, job.wait())
+        .await
+        .expect("the job ended")
+        .unwrap();
+    assert_eq!(outcome, complete("slept 1500"));
+}
+
+// Found trying issue 12's keeper: `killall -HUP geardriver` (the host's reload) killed every
+// program's keeper, and its program with it; workers ignore SIGHUP and SIGUSR1, keepers too.
+both_servers! {
+    async fn a_keeper_ignores_the_hosts_signals(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"calm\"\nprogram = [\"sleep\", \"1000\"]\n",
+        );
+        let keeper = host.wait_workers("calm", 1, LIMIT)[0];
+        let program = program_of(keeper);
+        signal(keeper, nix::sys::signal::Signal::SIGHUP);
+        signal(keeper, nix::sys::signal::Signal::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(alive(keeper) && alive(program), "{}", host.log());
+        assert_eq!(host.workers("calm"), vec![keeper]);
+    }
+}
+
+// Found trying issue 12's keeper: `max_lifetime` on a program was accepted and did nothing.
+both_servers! {
+    async fn a_program_is_recycled_after_max_lifetime(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[jobs]]\nname = \"aging\"\nprogram = [\"sleep\", \"1000\"]\nmax_lifetime = 1\n",
+        );
+        let first = host.wait_workers("aging", 1, LIMIT)[0];
+        assert!(poll_until(LIMIT, || {
+            let now = host.workers("aging");
+            now.len() == 1 && now[0] != first
+        }), "{}", host.log());
+        host.wait_log("max_lifetime reached; asking the program to stop", LIMIT);
+    }
+}
+
+// Found trying issue 12's keeper: when the host died, a program got SIGTERM twice (the
+// parent-death signal, then the keeper's own check), and many take a second TERM as "quit
+// now". It hears of the stop once.
+both_servers! {
+    async fn a_program_hears_of_its_hosts_death_once(server) {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("terms");
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0\nshutdown_timeout = 2",
+            &format!(
+                "[[jobs]]\nname = \"counts\"\nprogram = [\"perl\", \"-e\", \"$SIG{{TERM}} = sub {{ open my $f, '>>', '{}'; print $f qq(TERM\\\\n) }}; sleep 1 while 1\"]\n",
+                trace.display()
+            ),
+        );
+        let keeper = host.wait_workers("counts", 1, LIMIT)[0];
+        let group = common::host::groups_of(&[keeper]);
+        signal(host.pid(), nix::sys::signal::Signal::SIGKILL);
+        // It ignores the TERM, so its group goes after shutdown_timeout.
+        assert!(poll_until(LIMIT, || common::host::members_of(&group).is_empty()));
+        assert_eq!(std::fs::read_to_string(&trace).unwrap_or_default(), "TERM\n");
+    }
+}
+
+// Found trying issue 12's keeper: a program that writes no status lines was guessed idle while
+// it ran a job (only waiting jobs counted), so it was stopped for idleness mid-job, and one
+// that dies of SIGTERM lost the job. While jobs run, as many silent processes count as busy,
+// and none is stopped for idleness.
+both_servers! {
+    async fn a_silent_program_is_not_stopped_while_jobs_run(server) {
+        if !common::perl_gearman_available() {
+            return;
+        }
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 0.3",
+            "[[jobs]]\nname = \"quiet\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n\
+             env = { DIE_ON_TERM = \"1\" }\nmin_processes = 1\nmax_processes = 3\nmax_idle_time = 0.5\n",
+        );
+        host.wait_workers("quiet", 1, LIMIT);
+        let client = std::sync::Arc::new(Client::new(vec![server.addr()], ClientOptions::default()).unwrap());
+        let jobs: Vec<_> = (0..2)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.run(JobRequest::new("quiet", "3000")).await })
+            })
+            .collect();
+        for job in jobs {
+            let outcome = tokio::time::timeout(Duration::from_secs(30), job).await.unwrap().unwrap().unwrap();
+            assert_eq!(outcome, complete("slept 3000"));
+        }
+        let log = host.log();
+        assert!(!log.contains("[quiet] Exited with status"), "a process went while jobs ran:\n{log}");
+        // Once nothing runs, the spare ones go.
+        host.wait_workers("quiet", 1, LIMIT);
+    }
+}

@@ -380,7 +380,7 @@ fn stats_memfd(host_pid: u32) -> Option<std::path::PathBuf> {
 // 50 ms (any worker or command runs as the user who can do it). The table is a memfd now,
 // sealed against shrinking and growing: whoever opens it cannot change its size.
 both_servers! {
-    async fn the_stats_table_cannot_be_truncated_from_outside(server) {
+    async fn the_stats_table_cannot_be_truncated_or_spoilt_from_outside(server) {
         let host = Host::start(
             &[server.addr().to_string()],
             "interval = 0",
@@ -393,6 +393,9 @@ both_servers! {
             let refused = file.set_len(len).expect_err("the size is sealed");
             assert_eq!(refused.raw_os_error(), Some(nix::libc::EPERM), "{len}: {refused}");
         }
+        // Scribbling over it (header and first slots) garbles what it shows, no more: a
+        // replacement process still starts (found trying issue 12: they refused the table).
+        std::io::Write::write_all(&mut &file, &[0xff; 4096]).unwrap();
         drop(file);
         // Everything goes on: the host, its workers, a replacement process, the jobs.
         kill(workers[0], Signal::SIGKILL);
@@ -400,6 +403,9 @@ both_servers! {
             let now = host.workers("rev");
             now.len() == 2 && !now.contains(&workers[0])
         }));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(host.workers("rev").len(), 2, "{}", host.log());
+        assert!(!host.log().contains("is not a geardriver stats table"), "{}", host.log());
         let outcomes = run_jobs(&client(&server), "rev", "abc", 20, 4).await;
         assert!(outcomes.iter().all(|o| *o == JobOutcome::Complete(Bytes::from("cba"))), "{outcomes:?}");
         assert!(alive(host.pid()), "{}", host.log());

@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 # A `program` worker for the tests, on Perl's Gearman::Worker: each job sleeps the workload's
-# milliseconds and returns "slept N". With STATUS_LINES=1 in its environment it tells its
-# host what it is doing, through the descriptor in $GEARDRIVER_STATUS_FD.
+# milliseconds, prints "slept N" on stdout and returns it. With STATUS_LINES=1 in its
+# environment it tells its host what it is doing, through the descriptor in
+# $GEARDRIVER_STATUS_FD; with DIE_ON_TERM=1 a SIGTERM ends it at once, job or not (as many
+# PHP workers do).
 use strict;
 use warnings;
 use Gearman::Worker;
@@ -18,13 +20,15 @@ if ($ENV{STATUS_LINES} && defined $ENV{GEARDRIVER_STATUS_FD}) {
 sub report { print $status "@_\n" if $status }
 
 my ($stop, $busy) = (0, 0);
-$SIG{TERM} = sub { exit 0 unless $busy; $stop = 1 };
+$SIG{TERM} = $ENV{DIE_ON_TERM} ? 'DEFAULT' : sub { exit 0 unless $busy; $stop = 1 };
+$| = 1;
 my $worker = Gearman::Worker->new(job_servers => \@servers);
 $worker->register_function($function => sub {
     $busy = 1;
     report("busy $function");
     my $ms = $_[0]->arg;
     usleep($ms * 1000);
+    print "slept $ms\n";
     report("done");
     $busy = 0;
     return "slept $ms";

@@ -59,9 +59,11 @@ struct Pool {
     generation: u64,
     /// Gone from the config: its processes are stopping, then it goes.
     removed: bool,
-    /// Jobs waiting for the pool at the last queue report, and when jobs last waited (ms
-    /// since the epoch): the guess for a process that does not say what it does.
+    /// Jobs waiting for the pool and jobs being worked on, at the last queue report, and
+    /// when the queues last had any of its jobs (ms since the epoch): the guess for a
+    /// process that does not say what it does.
     waiting: Option<u64>,
+    running: u64,
     quiet_since_ms: i64,
 }
 
@@ -76,20 +78,32 @@ impl Pool {
             generation: 0,
             removed: false,
             waiting: None,
+            running: 0,
             quiet_since_ms: stats::now_ms(),
         }
     }
 
-    /// What a process is doing, from its slot. A process that does not report (a `program`
-    /// that writes no status lines) is guessed busy while jobs wait for the pool (an idle
-    /// one would have taken them), and idle since jobs last waited otherwise.
-    fn activity(&self, snapshot: Option<stats::SlotSnapshot>, now_ms: i64) -> Activity {
+    /// What a process is doing, from its slot. For processes that do not report (a
+    /// `program` that writes no status lines) it is a guess from the queues: all busy while
+    /// jobs wait for the pool (an idle one would have taken them); else as many busy as jobs
+    /// run (`guessed_busy` counts them out), the others idle, but only since the queues last
+    /// held any of the pool's jobs, so that none is stopped for idleness while one may be
+    /// working.
+    fn activity(
+        &self,
+        snapshot: Option<stats::SlotSnapshot>,
+        now_ms: i64,
+        guessed_busy: &mut u64,
+    ) -> Activity {
         let idle_for =
             |since: i64| Duration::from_millis(now_ms.saturating_sub(since).max(0) as u64);
         match snapshot {
             Some(s) if s.state == ProcessState::Busy => Activity::Busy,
             Some(s) if s.state == ProcessState::Idle && !s.reports => {
                 if self.waiting.is_some_and(|w| w > 0) {
+                    Activity::Busy
+                } else if *guessed_busy < self.running {
+                    *guessed_busy += 1;
                     Activity::Busy
                 } else {
                     Activity::Idle(idle_for(s.idle_since_ms.max(self.quiet_since_ms)))
@@ -234,7 +248,7 @@ impl Supervisor {
                     continue;
                 };
                 if let Some(timeout) = job.timeout {
-                    if now_ms - slot.job_started_ms
+                    if now_ms.saturating_sub(slot.job_started_ms)
                         > (timeout + OVERRUN_BACKSTOP).as_millis() as i64
                     {
                         overruns.push((name.clone(), pid, job.name.clone(), timeout));
@@ -285,9 +299,16 @@ impl Supervisor {
                     .sum();
                 (known > 0).then_some(known)
             });
+            let running: u64 = pool
+                .config
+                .jobs
+                .iter()
+                .filter_map(|j| report.running.get(&j.name))
+                .sum();
             let pool = self.pools.get_mut(&name).expect("listed");
             pool.waiting = waiting;
-            if waiting.is_some_and(|w| w > 0) {
+            pool.running = running;
+            if waiting.is_some_and(|w| w > 0) || running > 0 {
                 pool.quiet_since_ms = stats::now_ms();
             }
             self.reconcile(&name, waiting);
@@ -307,11 +328,15 @@ impl Supervisor {
         }
         let now = Instant::now();
         let now_ms = stats::now_ms();
+        let mut guessed_busy = 0;
         let processes: Vec<ProcessView> = pool
             .live()
-            .map(|(&pid, p)| ProcessView {
-                pid,
-                activity: pool.activity(self.stats.read(p.slot).filter(|s| s.pid == pid), now_ms),
+            .map(|(&pid, p)| {
+                let slot = self.stats.read(p.slot).filter(|s| s.pid == pid);
+                ProcessView {
+                    pid,
+                    activity: pool.activity(slot, now_ms, &mut guessed_busy),
+                }
             })
             .collect();
         let busy = processes
