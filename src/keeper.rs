@@ -94,9 +94,19 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
             }
         }
     };
-    // Gone, the host is as good as a SIGTERM (the parent-death signal normally is one).
-    if !crate::process_group::watch_host(spec.host_pid, spec.shutdown_timeout, ask_to_stop.clone())
-    {
+    // Gone, the host is as good as a SIGTERM. The parent-death signal normally is that TERM
+    // already (and it may still be on its way to the loop below): only if none came within a
+    // moment is one sent, so that the program hears of the stop once.
+    let on_host_gone = {
+        let ask_to_stop = ask_to_stop.clone();
+        move || {
+            let _ = std::thread::Builder::new().spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                ask_to_stop();
+            });
+        }
+    };
+    if !crate::process_group::watch_host(spec.host_pid, spec.shutdown_timeout, on_host_gone) {
         return Err("the host that started this program is gone".into());
     }
     let table = match &spec.stats {

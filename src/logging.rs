@@ -8,13 +8,18 @@
 //!
 //! A log file can be rotated: [`reopen`] (on SIGHUP and SIGUSR1) opens the configured path
 //! again, so after `mv host.log host.log.1` the host writes a new `host.log`.
+//!
+//! The host never waits for its log: lines go through a bounded queue to a writer thread. If
+//! the output stops being read (stderr to a stalled pipe, a blocking container log driver),
+//! the host keeps supervising and answering its console; lines beyond the queue are dropped
+//! and counted, and the count is logged once the output moves again. [`flush`] at exit.
 
 use crate::config::{LogFormat, LogTarget};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -30,22 +35,122 @@ pub fn init_host(target: &LogTarget, level: &str, format: LogFormat) -> io::Resu
             timestamps: true,
             json: format == LogFormat::Json,
         });
-    let result = match target {
-        LogTarget::Stderr => builder.with_writer(io::stderr).try_init(),
-        LogTarget::File(path) => {
-            let file = open_log(path, format)?;
-            let log = LogFile {
-                path: path.clone(),
-                format,
-                file: Mutex::new(file),
-            };
-            if LOG_FILE.set(log).is_err() {
-                return Err(io::Error::other("the log is already set up"));
-            }
-            builder.with_writer(ToLogFile).try_init()
+    if let LogTarget::File(path) = target {
+        let file = open_log(path, format)?;
+        let log = LogFile {
+            path: path.clone(),
+            format,
+            file: Mutex::new(file),
+        };
+        if LOG_FILE.set(log).is_err() {
+            return Err(io::Error::other("the log is already set up"));
+        }
+    }
+    let (lines, queue) = std::sync::mpsc::sync_channel(LOG_QUEUE);
+    let to_file = matches!(target, LogTarget::File(_));
+    std::thread::Builder::new()
+        .name("log".into())
+        .spawn(move || write_lines(queue, to_file))?;
+    if LOG_QUEUE_SENDER.set(lines).is_err() {
+        return Err(io::Error::other("the log is already set up"));
+    }
+    builder
+        .with_writer(|| QueuedLine(Vec::with_capacity(160)))
+        .try_init()
+        .map_err(io::Error::other)
+}
+
+/// Lines the host may have logged ahead of its log output before it drops them.
+const LOG_QUEUE: usize = 10_000;
+
+enum LogMessage {
+    Line(Vec<u8>),
+    /// Answered once every line before it is written.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+static LOG_QUEUE_SENDER: OnceLock<std::sync::mpsc::SyncSender<LogMessage>> = OnceLock::new();
+static DROPPED_LINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One event's text, queued whole when tracing is done with it.
+struct QueuedLine(Vec<u8>);
+
+impl io::Write for QueuedLine {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for QueuedLine {
+    fn drop(&mut self) {
+        let Some(queue) = LOG_QUEUE_SENDER.get() else {
+            return;
+        };
+        let line = std::mem::take(&mut self.0);
+        if queue.try_send(LogMessage::Line(line)).is_err() {
+            DROPPED_LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The log thread: writes queued lines to the log file (as it is after any [`reopen`]) or
+/// to stderr, however long that takes.
+fn write_lines(queue: std::sync::mpsc::Receiver<LogMessage>, to_file: bool) {
+    use io::Write;
+    let write = |bytes: &[u8]| match (to_file, LOG_FILE.get()) {
+        (true, Some(log)) => {
+            let mut file = log.file.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = file.write_all(bytes);
+        }
+        _ => {
+            let _ = io::stderr().write_all(bytes);
         }
     };
-    result.map_err(io::Error::other)
+    for message in queue {
+        match message {
+            LogMessage::Line(line) => write(&line),
+            LogMessage::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        }
+        let dropped = DROPPED_LINES.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            write(
+                format!("{time}  WARN {dropped} log lines dropped: the log output was not read fast enough\n")
+                    .as_bytes(),
+            );
+        }
+    }
+}
+
+/// Waits (at most `limit`) until every line logged so far is written: before the host exits.
+pub fn flush(limit: std::time::Duration) {
+    let Some(queue) = LOG_QUEUE_SENDER.get() else {
+        return;
+    };
+    let (done, written) = std::sync::mpsc::channel();
+    let deadline = std::time::Instant::now() + limit;
+    let mut message = LogMessage::Flush(done);
+    loop {
+        match queue.try_send(message) {
+            Ok(()) => break,
+            Err(std::sync::mpsc::TrySendError::Full(back))
+                if std::time::Instant::now() < deadline =>
+            {
+                message = back;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = written.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
 }
 
 /// The host's log file, when it logs to one.
@@ -105,30 +210,6 @@ pub fn reopen() -> io::Result<Option<PathBuf>> {
     let file = open_log(&log.path, log.format)?;
     *log.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
     Ok(Some(log.path.clone()))
-}
-
-/// Hands tracing the log file, locked for the length of one event.
-struct ToLogFile;
-
-struct LockedLog(MutexGuard<'static, File>);
-
-impl io::Write for LockedLog {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ToLogFile {
-    type Writer = LockedLog;
-
-    fn make_writer(&'a self) -> LockedLog {
-        let log = LOG_FILE.get().expect("set before the subscriber");
-        LockedLog(log.file.lock().unwrap_or_else(|p| p.into_inner()))
-    }
 }
 
 /// A worker process's log: stderr, no timestamps, level from `GEARDRIVER_LOG` (default info).

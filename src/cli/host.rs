@@ -27,7 +27,8 @@ pub fn run(path: Option<PathBuf>, registry: Registry) -> Outcome {
         Ok(runtime) => runtime,
         Err(e) => return Outcome::Failed(format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(crate::host::run(config, registry)) {
+    let outcome = runtime.block_on(crate::host::run(config, registry));
+    let outcome = match outcome {
         Ok(()) => Outcome::Success,
         Err(e @ crate::host::HostError::PartEnded { .. }) => {
             tracing::error!(error = %e, "stopped");
@@ -37,5 +38,7 @@ pub fn run(path: Option<PathBuf>, registry: Registry) -> Outcome {
             tracing::error!(error = %e, "cannot start");
             Outcome::Failed(e.to_string())
         }
-    }
+    };
+    crate::logging::flush(std::time::Duration::from_secs(2));
+    outcome
 }

@@ -589,16 +589,17 @@ both_servers! {
             &[server.addr().to_string()],
             "interval = 0\nshutdown_timeout = 2",
             &format!(
-                "[[jobs]]\nname = \"counts\"\nprogram = [\"perl\", \"-e\", \"$SIG{{TERM}} = sub {{ open my $f, '>>', '{}'; print $f qq(TERM\\\\n) }}; sleep 1 while 1\"]\n",
+                "[[jobs]]\nname = \"counts\"\nprogram = [\"perl\", \"-e\", \"sub note {{ open my $f, '>>', '{0}'; print $f qq($_[0]\\\\n) }} $SIG{{TERM}} = sub {{ note('TERM') }}; note('ready'); sleep 1 while 1\"]\n",
                 trace.display()
             ),
         );
         let keeper = host.wait_workers("counts", 1, LIMIT)[0];
         let group = common::host::groups_of(&[keeper]);
+        assert!(poll_until(LIMIT, || std::fs::read_to_string(&trace).is_ok_and(|t| t == "ready\n")));
         signal(host.pid(), nix::sys::signal::Signal::SIGKILL);
         // It ignores the TERM, so its group goes after shutdown_timeout.
         assert!(poll_until(LIMIT, || common::host::members_of(&group).is_empty()));
-        assert_eq!(std::fs::read_to_string(&trace).unwrap_or_default(), "TERM\n");
+        assert_eq!(std::fs::read_to_string(&trace).unwrap_or_default(), "ready\nTERM\n");
     }
 }
 

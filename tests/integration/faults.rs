@@ -565,3 +565,53 @@ fn a_part_that_fails_stops_the_workers_and_the_host_with_the_reason() {
         }
     }
 }
+
+// Found trying issue 12: with `logfile = "-"` and the host's stderr a pipe nobody read (a
+// stalled log driver), the host froze: no console, no supervision, SIGTERM not acted on. The
+// log is written by a thread of its own; what cannot be written in time is dropped.
+#[test]
+fn a_stalled_log_output_does_not_stop_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = free_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[driver]\njob_servers = [\"127.0.0.1:{}\"]\ninterval = 0\nlogfile = \"-\"\nloglevel = \"debug\"\n\
+             [console]\nlisten = \"127.0.0.1:{console}\"\n\
+             [[jobs]]\nname = \"chatty\"\nprogram = [\"sh\", \"-c\", \"while :; do echo 0123456789012345678901234567890123456789; done\"]\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    // stderr is a pipe this test never reads: once its 64 KiB are full, writes block.
+    struct KilledAtEnd(std::process::Child);
+    impl Drop for KilledAtEnd {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut host = common::geardriver()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(KilledAtEnd)
+        .unwrap();
+    // 200 relayed lines a second fill the pipe within a second or two.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut c = Console::connect(console);
+    assert!(c.cmd("status").starts_with("chatty"), "the console answers");
+    kill(host.0.id(), Signal::SIGTERM);
+    let mut status = None;
+    assert!(
+        poll_until(Duration::from_secs(15), || {
+            status = host.0.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the host stops"
+    );
+    assert!(status.unwrap().success(), "{status:?}");
+}
