@@ -3,6 +3,7 @@
 //! point with its own [`Registry`], so it is a complete host too.
 
 mod admin;
+mod check_config;
 mod ctl;
 mod host;
 mod server;
@@ -213,16 +214,7 @@ fn run(cli: Cli, registry: Registry) -> Outcome {
     let config_path = cli.config.clone();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => host::run(config_path, registry),
-        Command::CheckConfig => {
-            let path = Config::resolve_path(config_path.as_deref());
-            match Config::load(&path, &registry) {
-                Ok(config) => {
-                    print!("{}", config.render());
-                    Outcome::Success
-                }
-                Err(e) => Outcome::Usage(e.to_string()),
-            }
-        }
+        Command::CheckConfig => check_config::run(config_path, &registry),
         Command::Submit(mut args) => {
             init_cli_tracing();
             let servers =

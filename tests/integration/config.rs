@@ -399,3 +399,40 @@ fn check_config_prints_the_table_or_the_error() {
         String::from_utf8_lossy(&out.stderr).contains("/nonexistent/geardriver.toml: no such file")
     );
 }
+
+// Found trying issue 12: `check-config` said nothing of settings that load but do nothing
+// (`stats_dir` since the memfd; a built-in job server that no job server entry names).
+#[test]
+fn check_config_notes_settings_that_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[driver]\njob_servers = [\"127.0.0.1:4730\"]\nstats_dir = \"/dev/shm\"\n\
+         [server]\nenabled = true\nlisten = \"127.0.0.1:4731\"\n\
+         [[jobs]]\nname = \"e\"\nworker = \"echo\"\n",
+    )
+    .unwrap();
+    let out = common::geardriver()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("note: stats_dir = \"/dev/shm\" is ignored"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: the built-in job server listens on 127.0.0.1:4731, but job_servers does not name it"),
+        "{stderr}"
+    );
+    // The repository's own config gets no note.
+    let out = common::geardriver()
+        .args(["check-config", "--config", "config.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -1,0 +1,156 @@
+//! `geardriver check-config`: loads the config as the host would and prints what it
+//! resolved to (every default filled in), or the first error, naming the key; notes what
+//! loads but will not do what it seems to.
+
+use super::Outcome;
+use crate::config::{Config, LogFormat, LogTarget};
+use crate::plugin::Registry;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn run(path: Option<PathBuf>, registry: &Registry) -> Outcome {
+    let path = Config::resolve_path(path.as_deref());
+    match Config::load(&path, registry) {
+        Ok(config) => {
+            print!("{}", render(&config));
+            for note in notes(&config) {
+                eprintln!("note: {note}");
+            }
+            Outcome::Success
+        }
+        Err(e) => Outcome::Usage(e.to_string()),
+    }
+}
+
+/// Settings that load but do not do what they may seem to.
+fn notes(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(dir) = &config.driver.stats_dir {
+        notes.push(format!(
+            "stats_dir = {:?} is ignored: the stats table is an anonymous memory file (memfd)",
+            dir.display()
+        ));
+    }
+    if config.server.enabled {
+        let listen = config.server.listen;
+        let served = config.driver.job_servers.iter().any(|s| {
+            s.port == listen.port()
+                && (listen.ip().is_unspecified()
+                    || s.host == listen.ip().to_string()
+                    || (s.host == "localhost" && listen.ip().is_loopback()))
+        });
+        if !served {
+            notes.push(format!(
+                "the built-in job server listens on {listen}, but job_servers does not name it: no worker here serves it"
+            ));
+        }
+    }
+    notes
+}
+
+fn secs(d: Option<Duration>) -> String {
+    match d {
+        None => "-".into(),
+        Some(d) => format!("{}s", d.as_secs_f64()),
+    }
+}
+
+/// The resolved configuration as `check-config` prints it.
+fn render(config: &Config) -> String {
+    let mut out = String::new();
+    let d = &config.driver;
+    let servers: Vec<String> = d.job_servers.iter().map(ToString::to_string).collect();
+    out += &format!("config           {}\n", config.path.display());
+    out += &format!("job_servers      {}\n", servers.join(", "));
+    out += &format!(
+        "interval         {}\n",
+        d.interval
+            .map_or("off".into(), |i| format!("{}s", i.as_secs_f64()))
+    );
+    out += &format!("shutdown_timeout {}s\n", d.shutdown_timeout.as_secs_f64());
+    out += &format!("restart_delay    {}s\n", d.restart_delay.as_secs_f64());
+    out += &format!(
+        "logfile          {}\n",
+        match &d.logfile {
+            LogTarget::Stderr => "stderr".to_string(),
+            LogTarget::File(p) => p.display().to_string(),
+        }
+    );
+    out += &format!("loglevel         {}\n", d.loglevel);
+    if d.log_format == LogFormat::Json {
+        out += "log_format       json\n";
+    }
+    if let Some(p) = &d.pidfile {
+        out += &format!("pidfile          {}\n", p.display());
+    }
+    out += &format!(
+        "console          {}{}\n",
+        config
+            .console
+            .listen
+            .map_or("off".into(), |a| a.to_string()),
+        if config.console.secret.is_some() {
+            " (secret set)"
+        } else {
+            ""
+        }
+    );
+    out += &format!(
+        "server           {}\n",
+        if config.server.enabled {
+            format!(
+                "built-in on {}, job_retries {}",
+                config.server.listen, config.server.job_retries
+            )
+        } else {
+            "off".into()
+        }
+    );
+    let header = [
+        "job", "min", "max", "idle", "spare", "decode", "encode", "timeout", "group", "max_jobs",
+        "lifetime", "worker",
+    ];
+    let rows: Vec<[String; 12]> = config
+        .jobs
+        .iter()
+        .map(|j| {
+            [
+                j.name.clone(),
+                j.min_processes.to_string(),
+                j.max_processes.to_string(),
+                format!("{}s", j.max_idle_time.as_secs_f64()),
+                j.min_spare.to_string(),
+                j.decode.clone(),
+                j.encode.clone(),
+                secs(j.timeout),
+                j.group.clone().unwrap_or_else(|| "-".into()),
+                j.max_jobs.map_or("-".into(), |n| n.to_string()),
+                secs(j.max_lifetime),
+                j.worker.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    out.push('\n');
+    let line = |cells: Vec<&str>| -> String {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s += cell;
+            } else {
+                s += &format!("{cell:<w$}  ");
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out += &line(header.to_vec());
+    for row in &rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
