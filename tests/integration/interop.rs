@@ -559,10 +559,11 @@ both_servers! {
             }
             // Priorities: while the group's one process is busy, low, normal and high jobs
             // queue up; they run high first.
-            let Some((Some(0), ..)) = gearman(port, "hold", &["-b"], "700") else {
+            // (Long enough for a library to start and submit all three on a loaded machine.)
+            let Some((Some(0), ..)) = gearman(port, "hold", &["-b"], "1500") else {
                 panic!("could not submit the holding job")
             };
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(common::wait_for_status(&server.addr(), "hold", |s| s.running == 1).await);
             // Each takes a moment, so that every library sees the completions apart.
             let ordered: Vec<Value> = ["low", "normal", "high"]
                 .iter()
