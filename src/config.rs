@@ -346,6 +346,9 @@ fn name_jobs_in(message: &str, names: &[Option<String>]) -> String {
 /// `geardriver ctl` reads. Worker processes never see them.
 pub const SECRET_VARS: [&str; 2] = ["GEARDRIVER__CONSOLE__SECRET", "GEARDRIVER_CONSOLE_SECRET"];
 
+/// The shortest autoscaling poll: each one asks every job server for `status`.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The longest duration any setting takes: beyond it timestamps, timers and wire values
 /// (CAN_DO_TIMEOUT is milliseconds in 32 bits, about 49 days) would overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -450,7 +453,16 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
     };
     let driver_config = DriverConfig {
         job_servers,
-        interval: optional_seconds("driver.interval", Some(driver.interval.unwrap_or(5.0)))?,
+        interval: match optional_seconds("driver.interval", Some(driver.interval.unwrap_or(5.0)))? {
+            Some(i) if i < MIN_INTERVAL => {
+                return Err(format!(
+                    "driver.interval = {} is below {} s, which would keep the host and the job servers busy polling (0 turns autoscaling off)",
+                    i.as_secs_f64(),
+                    MIN_INTERVAL.as_secs_f64()
+                ));
+            }
+            interval => interval,
+        },
         max_idle_time: default_idle,
         shutdown_timeout: seconds(
             "driver.shutdown_timeout",

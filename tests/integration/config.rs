@@ -242,6 +242,11 @@ fn durations_beyond_what_the_code_can_represent_are_refused() {
     assert!(message.contains("driver.shutdown_timeout"), "{message}");
     let message = error("[driver]\nrestart_delay = 1e300\n");
     assert!(message.contains("driver.restart_delay"), "{message}");
+    let message = error("[driver]\ninterval = 0.0001\n");
+    assert!(
+        message.contains("driver.interval = 0.0001 is below 0.1 s"),
+        "{message}"
+    );
     let message = error("[driver]\nrestart_delay = 0\n");
     assert!(
         message.contains("driver.restart_delay must be more than 0 s"),
