@@ -111,20 +111,31 @@ pub enum WorkerKind {
     Program(Vec<String>),
 }
 
+/// How a pool's processes are kept: the same six settings for a job on its own and for a
+/// group (whose members agree on them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessLimits {
+    pub min_processes: u32,
+    pub max_processes: u32,
+    /// An extra process idle this long while nothing waits is stopped.
+    pub max_idle_time: Duration,
+    /// Idle processes kept ready beyond the busy ones.
+    pub min_spare: u32,
+    /// A process is replaced after this many jobs.
+    pub max_jobs: Option<u64>,
+    /// A process is replaced after this long (plus a random tenth).
+    pub max_lifetime: Option<Duration>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobConfig {
     pub name: String,
     pub worker: WorkerKind,
-    pub min_processes: u32,
-    pub max_processes: u32,
-    pub max_idle_time: Duration,
-    pub min_spare: u32,
+    pub limits: ProcessLimits,
     pub decode: String,
     pub encode: String,
     pub timeout: Option<Duration>,
     pub group: Option<String>,
-    pub max_jobs: Option<u64>,
-    pub max_lifetime: Option<Duration>,
     pub env: BTreeMap<String, String>,
 }
 
@@ -135,12 +146,7 @@ pub struct PoolConfig {
     pub name: String,
     /// The jobs every process of the pool serves, sorted by name.
     pub jobs: Vec<JobConfig>,
-    pub min_processes: u32,
-    pub max_processes: u32,
-    pub max_idle_time: Duration,
-    pub min_spare: u32,
-    pub max_jobs: Option<u64>,
-    pub max_lifetime: Option<Duration>,
+    pub limits: ProcessLimits,
 }
 
 impl PoolConfig {
@@ -219,6 +225,112 @@ struct RawJob {
     env: Option<BTreeMap<String, String>>,
 }
 
+/// Every default, in one place: what a key left out means.
+pub mod defaults {
+    pub const INTERVAL_SECS: f64 = 5.0;
+    pub const MAX_IDLE_TIME_SECS: f64 = 30.0;
+    pub const SHUTDOWN_TIMEOUT_SECS: f64 = 30.0;
+    pub const RESTART_DELAY_SECS: f64 = 0.5;
+    pub const LOGLEVEL: &str = "info";
+    pub const CONSOLE_LISTEN: &str = "127.0.0.1:47300";
+    pub const CONSOLE_IDLE_TIMEOUT_SECS: f64 = 300.0;
+    pub const CONSOLE_MAX_CONNECTIONS: u32 = 64;
+    pub const SERVER_LISTEN: &str = "127.0.0.1:4730";
+    pub const JOB_RETRIES: u32 = crate::gearman::server::DEFAULT_JOB_RETRIES;
+    pub const CODEC: &str = "raw";
+    pub const MIN_PROCESSES: u32 = 1;
+    pub const MIN_SPARE: u32 = 0;
+
+    /// An unset max_processes follows min_processes (at least one).
+    pub fn max_processes(min_processes: u32) -> u32 {
+        min_processes.max(1)
+    }
+}
+
+/// The six process settings as a job entry gives them (each optional).
+#[derive(Clone, Debug, Default)]
+struct RawLimits {
+    min_processes: Option<u32>,
+    max_processes: Option<u32>,
+    max_idle_time: Option<f64>,
+    min_spare: Option<u32>,
+    max_jobs: Option<u64>,
+    max_lifetime: Option<f64>,
+}
+
+impl RawLimits {
+    /// Each setting by name, as written (for naming a conflict between group members).
+    fn given(&self) -> [(&'static str, Option<String>); 6] {
+        fn text<T: ToString>(value: Option<T>) -> Option<String> {
+            value.map(|v| v.to_string())
+        }
+        [
+            ("min_processes", text(self.min_processes)),
+            ("max_processes", text(self.max_processes)),
+            ("max_idle_time", text(self.max_idle_time)),
+            ("min_spare", text(self.min_spare)),
+            ("max_jobs", text(self.max_jobs)),
+            ("max_lifetime", text(self.max_lifetime)),
+        ]
+    }
+
+    /// What `self` gives, and `other` where `self` is silent.
+    fn or(self, other: &RawLimits) -> RawLimits {
+        RawLimits {
+            min_processes: self.min_processes.or(other.min_processes),
+            max_processes: self.max_processes.or(other.max_processes),
+            max_idle_time: self.max_idle_time.or(other.max_idle_time),
+            min_spare: self.min_spare.or(other.min_spare),
+            max_jobs: self.max_jobs.or(other.max_jobs),
+            max_lifetime: self.max_lifetime.or(other.max_lifetime),
+        }
+    }
+
+    /// With the defaults filled in and the rules checked; `at` names the job or group.
+    fn resolve(&self, at: &str, default_idle: Duration) -> Result<ProcessLimits, String> {
+        let key = |k: &str| format!("{at}: {k}");
+        let min_processes = self.min_processes.unwrap_or(defaults::MIN_PROCESSES);
+        let max_processes = self
+            .max_processes
+            .unwrap_or(defaults::max_processes(min_processes));
+        if max_processes < min_processes {
+            return Err(format!(
+                "{at}: max_processes ({max_processes}) must be >= min_processes ({min_processes})"
+            ));
+        }
+        let min_spare = self.min_spare.unwrap_or(defaults::MIN_SPARE);
+        if min_spare > max_processes {
+            return Err(format!(
+                "{at}: min_spare ({min_spare}) cannot exceed max_processes ({max_processes})"
+            ));
+        }
+        Ok(ProcessLimits {
+            min_processes,
+            max_processes,
+            max_idle_time: match self.max_idle_time {
+                Some(v) => seconds(&key("max_idle_time"), v)?,
+                None => default_idle,
+            },
+            min_spare,
+            max_jobs: self.max_jobs.filter(|n| *n > 0),
+            max_lifetime: optional_seconds(&key("max_lifetime"), self.max_lifetime)?,
+        })
+    }
+}
+
+impl RawJob {
+    fn limits(&self) -> RawLimits {
+        RawLimits {
+            min_processes: self.min_processes,
+            max_processes: self.max_processes,
+            max_idle_time: self.max_idle_time,
+            min_spare: self.min_spare,
+            max_jobs: self.max_jobs,
+            max_lifetime: self.max_lifetime,
+        }
+    }
+}
+
 // ---- loading -----------------------------------------------------------------------------
 
 impl Config {
@@ -293,14 +405,8 @@ impl Config {
             .into_iter()
             .map(|(name, jobs)| {
                 // Validation made the members of a group agree on these.
-                let first = &jobs[0];
                 PoolConfig {
-                    min_processes: first.min_processes,
-                    max_processes: first.max_processes,
-                    max_idle_time: first.max_idle_time,
-                    min_spare: first.min_spare,
-                    max_jobs: first.max_jobs,
-                    max_lifetime: first.max_lifetime,
+                    limits: jobs[0].limits.clone(),
                     name,
                     jobs,
                 }
@@ -417,11 +523,9 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
         enabled: server.enabled.unwrap_or(false),
         listen: socket_addr(
             "server.listen",
-            server.listen.as_deref().unwrap_or("127.0.0.1:4730"),
+            server.listen.as_deref().unwrap_or(defaults::SERVER_LISTEN),
         )?,
-        job_retries: server
-            .job_retries
-            .unwrap_or(crate::gearman::server::DEFAULT_JOB_RETRIES),
+        job_retries: server.job_retries.unwrap_or(defaults::JOB_RETRIES),
     };
     let job_servers = match driver.job_servers {
         // With the built-in server on, workers use it unless told otherwise.
@@ -441,8 +545,11 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
             })
             .collect::<Result<_, _>>()?,
     };
-    let default_idle = seconds("driver.max_idle_time", driver.max_idle_time.unwrap_or(30.0))?;
-    let loglevel = driver.loglevel.unwrap_or_else(|| "info".into());
+    let default_idle = seconds(
+        "driver.max_idle_time",
+        driver.max_idle_time.unwrap_or(defaults::MAX_IDLE_TIME_SECS),
+    )?;
+    let loglevel = driver.loglevel.unwrap_or_else(|| defaults::LOGLEVEL.into());
     check_loglevel(&loglevel)?;
     let relative = |p: String| -> PathBuf {
         let p = PathBuf::from(p);
@@ -453,7 +560,10 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
     };
     let driver_config = DriverConfig {
         job_servers,
-        interval: match optional_seconds("driver.interval", Some(driver.interval.unwrap_or(5.0)))? {
+        interval: match optional_seconds(
+            "driver.interval",
+            Some(driver.interval.unwrap_or(defaults::INTERVAL_SECS)),
+        )? {
             Some(i) if i < MIN_INTERVAL => {
                 return Err(format!(
                     "driver.interval = {} is below {} s, which would keep the host and the job servers busy polling (0 turns autoscaling off)",
@@ -466,9 +576,14 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
         max_idle_time: default_idle,
         shutdown_timeout: seconds(
             "driver.shutdown_timeout",
-            driver.shutdown_timeout.unwrap_or(30.0),
+            driver
+                .shutdown_timeout
+                .unwrap_or(defaults::SHUTDOWN_TIMEOUT_SECS),
         )?,
-        restart_delay: match seconds("driver.restart_delay", driver.restart_delay.unwrap_or(0.5))? {
+        restart_delay: match seconds(
+            "driver.restart_delay",
+            driver.restart_delay.unwrap_or(defaults::RESTART_DELAY_SECS),
+        )? {
             d if d.is_zero() => return Err("driver.restart_delay must be more than 0 s".into()),
             d => d,
         },
@@ -492,7 +607,7 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
 
     let console = raw.console.unwrap_or_default();
     let listen = match console.listen.as_deref() {
-        None => Some(socket_addr("console.listen", "127.0.0.1:47300")?),
+        None => Some(socket_addr("console.listen", defaults::CONSOLE_LISTEN)?),
         Some("") => None,
         Some(addr) => Some(socket_addr("console.listen", addr)?),
     };
@@ -516,7 +631,7 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
         jobs.push(job);
     }
     check_groups(&raw_jobs, &jobs)?;
-    apply_group_settings(&raw_jobs, &mut jobs)?;
+    apply_group_settings(&raw_jobs, &mut jobs, default_idle)?;
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
     let config = Config {
         path: path.to_path_buf(),
@@ -526,12 +641,17 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
             secret,
             idle_timeout: match seconds(
                 "console.idle_timeout",
-                console.idle_timeout.unwrap_or(300.0),
+                console
+                    .idle_timeout
+                    .unwrap_or(defaults::CONSOLE_IDLE_TIMEOUT_SECS),
             )? {
                 d if d.is_zero() => return Err("console.idle_timeout must be more than 0".into()),
                 d => d,
             },
-            max_connections: match console.max_connections.unwrap_or(64) {
+            max_connections: match console
+                .max_connections
+                .unwrap_or(defaults::CONSOLE_MAX_CONNECTIONS)
+            {
                 0 => return Err("console.max_connections must be at least 1".into()),
                 n => n as usize,
             },
@@ -542,7 +662,7 @@ fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, 
     let most: u64 = config
         .pools()
         .iter()
-        .map(|p| u64::from(p.max_processes))
+        .map(|p| u64::from(p.limits.max_processes))
         .sum();
     if most > MAX_PROCESSES as u64 {
         return Err(format!(
@@ -586,22 +706,10 @@ fn validate_job(
         }
         _ => return Err(format!("{at}: give only one of worker, command or program")),
     };
-    let min_processes = raw.min_processes.unwrap_or(1);
-    let max_processes = raw.max_processes.unwrap_or(min_processes.max(1));
-    if max_processes < min_processes {
-        return Err(format!(
-            "{at}: max_processes ({max_processes}) must be >= min_processes ({min_processes})"
-        ));
-    }
-    let min_spare = raw.min_spare.unwrap_or(0);
-    if min_spare > max_processes {
-        return Err(format!(
-            "{at}: min_spare ({min_spare}) cannot exceed max_processes ({max_processes})"
-        ));
-    }
+    let limits = raw.limits().resolve(&at, default_idle)?;
     let key = |k: &str| format!("{at}: {k}");
     let codec = |field: &str, value: &Option<String>| -> Result<String, String> {
-        let value = value.clone().unwrap_or_else(|| "raw".into());
+        let value = value.clone().unwrap_or_else(|| defaults::CODEC.into());
         if !registry.has_codec(&value) {
             return Err(format!(
                 "{at}: {field} = {value:?} is not a known codec (known: {})",
@@ -636,19 +744,11 @@ fn validate_job(
     }
     Ok(JobConfig {
         worker,
-        min_processes,
-        max_processes,
-        max_idle_time: match raw.max_idle_time {
-            Some(v) => seconds(&key("max_idle_time"), v)?,
-            None => default_idle,
-        },
-        min_spare,
+        limits,
         decode,
         encode,
         timeout: optional_seconds(&key("timeout"), raw.timeout)?,
         group,
-        max_jobs: raw.max_jobs.filter(|n| *n > 0),
-        max_lifetime: optional_seconds(&key("max_lifetime"), raw.max_lifetime)?,
         env: raw.env.clone().unwrap_or_default(),
         name,
     })
@@ -691,19 +791,11 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
                 ));
             }
         }
-        type Getter = fn(&RawJob) -> Option<String>;
-        let settings: [(&str, Getter); 6] = [
-            ("min_processes", |r| r.min_processes.map(|v| v.to_string())),
-            ("max_processes", |r| r.max_processes.map(|v| v.to_string())),
-            ("max_idle_time", |r| r.max_idle_time.map(|v| v.to_string())),
-            ("min_spare", |r| r.min_spare.map(|v| v.to_string())),
-            ("max_jobs", |r| r.max_jobs.map(|v| v.to_string())),
-            ("max_lifetime", |r| r.max_lifetime.map(|v| v.to_string())),
-        ];
-        for (key, get) in settings {
+        for setting in 0..6 {
             let mut given: Option<(usize, String)> = None;
             for &i in members {
-                if let Some(value) = get(&raw[i]) {
+                let (key, value) = raw[i].limits().given()[setting].clone();
+                if let Some(value) = value {
                     match &given {
                         Some((first, v)) if *v != value => {
                             return Err(format!(
@@ -721,43 +813,25 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies each process setting a group member gave explicitly to every member of the group
-/// (`check_groups` made sure no two members gave different values), then checks the
-/// group's limits as a whole.
-fn apply_group_settings(raw: &[RawJob], jobs: &mut [JobConfig]) -> Result<(), String> {
+/// Gives every member of a group the group's limits: each setting as one member gave it
+/// (`check_groups` made sure no two gave different values), the defaults for the rest, the
+/// rules checked for the group as a whole.
+fn apply_group_settings(
+    raw: &[RawJob],
+    jobs: &mut [JobConfig],
+    default_idle: Duration,
+) -> Result<(), String> {
     let groups: BTreeSet<String> = jobs.iter().filter_map(|j| j.group.clone()).collect();
     for group in groups {
         let members: Vec<usize> = (0..jobs.len())
             .filter(|&i| jobs[i].group.as_deref() == Some(group.as_str()))
             .collect();
-        let setter = |given: fn(&RawJob) -> bool| members.iter().copied().find(|&i| given(&raw[i]));
-        let min = setter(|r| r.min_processes.is_some()).map(|i| jobs[i].min_processes);
-        let max = setter(|r| r.max_processes.is_some()).map(|i| jobs[i].max_processes);
-        let idle = setter(|r| r.max_idle_time.is_some()).map(|i| jobs[i].max_idle_time);
-        let spare = setter(|r| r.min_spare.is_some()).map(|i| jobs[i].min_spare);
-        let max_jobs = setter(|r| r.max_jobs.is_some()).map(|i| jobs[i].max_jobs);
-        let lifetime = setter(|r| r.max_lifetime.is_some()).map(|i| jobs[i].max_lifetime);
+        let given = members
+            .iter()
+            .fold(RawLimits::default(), |acc, &i| acc.or(&raw[i].limits()));
+        let limits = given.resolve(&format!("group {group:?}"), default_idle)?;
         for &i in &members {
-            let job = &mut jobs[i];
-            job.min_processes = min.unwrap_or(job.min_processes);
-            // An unset max follows the group's min, as it does for a job on its own.
-            job.max_processes = max.unwrap_or(job.min_processes.max(1));
-            job.max_idle_time = idle.unwrap_or(job.max_idle_time);
-            job.min_spare = spare.unwrap_or(job.min_spare);
-            job.max_jobs = max_jobs.unwrap_or(job.max_jobs);
-            job.max_lifetime = lifetime.unwrap_or(job.max_lifetime);
-            if job.max_processes < job.min_processes {
-                return Err(format!(
-                    "group {group:?}: max_processes ({}) must be >= min_processes ({})",
-                    job.max_processes, job.min_processes
-                ));
-            }
-            if job.min_spare > job.max_processes {
-                return Err(format!(
-                    "group {group:?}: min_spare ({}) cannot exceed max_processes ({})",
-                    job.min_spare, job.max_processes
-                ));
-            }
+            jobs[i].limits = limits.clone();
         }
     }
     Ok(())

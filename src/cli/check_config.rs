@@ -116,16 +116,16 @@ fn render(config: &Config) -> String {
         .map(|j| {
             [
                 j.name.clone(),
-                j.min_processes.to_string(),
-                j.max_processes.to_string(),
-                format!("{}s", j.max_idle_time.as_secs_f64()),
-                j.min_spare.to_string(),
+                j.limits.min_processes.to_string(),
+                j.limits.max_processes.to_string(),
+                format!("{}s", j.limits.max_idle_time.as_secs_f64()),
+                j.limits.min_spare.to_string(),
                 j.decode.clone(),
                 j.encode.clone(),
                 secs(j.timeout),
                 j.group.clone().unwrap_or_else(|| "-".into()),
-                j.max_jobs.map_or("-".into(), |n| n.to_string()),
-                secs(j.max_lifetime),
+                j.limits.max_jobs.map_or("-".into(), |n| n.to_string()),
+                secs(j.limits.max_lifetime),
                 j.worker.to_string(),
             ]
         })

@@ -101,7 +101,7 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
                 launch.host_pid, pool.name, stats.slot
             ),
             stats: Some(stats),
-            max_jobs: pool.max_jobs,
+            max_jobs: pool.limits.max_jobs,
             max_lifetime_ms: launch.lifetime_ms,
             parent_pid: Some(launch.host_pid),
             shutdown_timeout_ms,

@@ -224,7 +224,7 @@ async fn bind_server(
     let processes = config
         .pools()
         .iter()
-        .map(|p| p.max_processes as usize)
+        .map(|p| p.limits.max_processes as usize)
         .sum();
     let console = config
         .console

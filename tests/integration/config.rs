@@ -22,10 +22,14 @@ fn defaults_are_applied() {
     let config = load("[[jobs]]\nname = \"r\"\nworker = \"reverse\"\n").unwrap();
     let job = &config.jobs[0];
     assert_eq!(
-        (job.min_processes, job.max_processes, job.min_spare),
+        (
+            job.limits.min_processes,
+            job.limits.max_processes,
+            job.limits.min_spare
+        ),
         (1, 1, 0)
     );
-    assert_eq!(job.max_idle_time, Duration::from_secs(30));
+    assert_eq!(job.limits.max_idle_time, Duration::from_secs(30));
     assert_eq!((job.decode.as_str(), job.encode.as_str()), ("raw", "raw"));
     assert_eq!(job.timeout, None);
     assert_eq!(job.worker, WorkerKind::Plugin("reverse".into()));
@@ -42,10 +46,10 @@ fn defaults_are_applied() {
         "[driver]\ninterval = 0\n[[jobs]]\nname = \"r\"\nworker = \"reverse\"\nmin_processes = 3\n",
     )
     .unwrap();
-    assert_eq!(config.jobs[0].max_processes, 3);
+    assert_eq!(config.jobs[0].limits.max_processes, 3);
     assert_eq!(config.driver.interval, None);
     let config = load("[[jobs]]\nname = \"r\"\nworker = \"reverse\"\nmin_processes = 0\n").unwrap();
-    assert_eq!(config.jobs[0].max_processes, 1);
+    assert_eq!(config.jobs[0].limits.max_processes, 1);
 }
 
 #[test]
@@ -256,7 +260,7 @@ fn durations_beyond_what_the_code_can_represent_are_refused() {
     let config =
         load("[[jobs]]\nname = \"x\"\nworker = \"echo\"\nmax_lifetime = 2592000\n").unwrap();
     assert_eq!(
-        config.jobs[0].max_lifetime,
+        config.jobs[0].limits.max_lifetime,
         Some(Duration::from_secs(2_592_000))
     );
 }
@@ -300,15 +304,15 @@ fn groups_share_process_settings() {
         g.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
         ["a", "b"]
     );
-    assert_eq!((g.min_processes, g.max_processes), (2, 5));
+    assert_eq!((g.limits.min_processes, g.limits.max_processes), (2, 5));
     let b = config.job("b").unwrap();
     assert_eq!(
-        (b.min_processes, b.max_processes),
+        (b.limits.min_processes, b.limits.max_processes),
         (2, 5),
         "members see the group's values"
     );
     let c = pools.iter().find(|p| p.name == "c").unwrap();
-    assert_eq!((c.min_processes, c.max_processes), (1, 1));
+    assert_eq!((c.limits.min_processes, c.limits.max_processes), (1, 1));
 
     // A group's processes count once toward the host's limit of 4096.
     load(

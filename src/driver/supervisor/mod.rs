@@ -70,8 +70,8 @@ struct Pool {
 impl Pool {
     fn new(config: PoolConfig, restart_delay: Duration) -> Pool {
         Pool {
-            min: config.min_processes,
-            max: config.max_processes,
+            min: config.limits.min_processes,
+            max: config.limits.max_processes,
             config,
             processes: BTreeMap::new(),
             crash: CrashLoop::new(restart_delay),
@@ -349,8 +349,8 @@ impl Supervisor {
         let plan = scaling::plan(&PoolView {
             min: pool.min,
             max: pool.max,
-            min_spare: pool.config.min_spare,
-            max_idle_time: pool.config.max_idle_time,
+            min_spare: pool.config.limits.min_spare,
+            max_idle_time: pool.config.limits.max_idle_time,
             processes,
             waiting,
         });
@@ -384,6 +384,7 @@ impl Supervisor {
         let pool = &self.pools[name];
         let lifetime_ms = pool
             .config
+            .limits
             .max_lifetime
             .map(|l| with_splay(l).as_millis() as u64);
         let launch = Launch {

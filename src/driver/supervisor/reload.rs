@@ -1,7 +1,7 @@
 //! A reload: the new config is compared with the pools, pool by pool.
 
 use super::{Pool, Supervisor};
-use crate::config::{Config, JobConfig, PoolConfig};
+use crate::config::{Config, JobConfig, PoolConfig, ProcessLimits};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,24 +40,28 @@ impl Supervisor {
                 Some(new) => {
                     let restart =
                         pool.removed || servers_changed || shape(&pool.config) != shape(&new);
-                    let limits_changed = pool.config.min_processes != new.min_processes
-                        || pool.config.max_processes != new.max_processes;
+                    let limits_changed = pool.config.limits.min_processes
+                        != new.limits.min_processes
+                        || pool.config.limits.max_processes != new.limits.max_processes;
                     // Limits set from the console outlive a reload that leaves the config's
                     // limits of the job as they were; a change in the file wins.
                     let console_limits = !pool.removed
                         && (pool.min, pool.max)
-                            != (pool.config.min_processes, pool.config.max_processes);
+                            != (
+                                pool.config.limits.min_processes,
+                                pool.config.limits.max_processes,
+                            );
                     if restart {
                         tracing::info!(job = %name, "changed in the config; replacing its processes");
                         pool.generation += 1;
                     } else if limits_changed || pool.config != new {
-                        tracing::info!(job = %name, min = new.min_processes, max = new.max_processes, "new limits from the config");
+                        tracing::info!(job = %name, min = new.limits.min_processes, max = new.limits.max_processes, "new limits from the config");
                     }
                     if console_limits && !limits_changed {
                         tracing::info!(job = %name, min = pool.min, max = pool.max, "keeping the limits set from the console: the config's did not change");
                     } else {
-                        pool.min = new.min_processes;
-                        pool.max = new.max_processes;
+                        pool.min = new.limits.min_processes;
+                        pool.max = new.limits.max_processes;
                     }
                     pool.removed = false;
                     pool.config = new;
@@ -97,12 +101,15 @@ fn shape(pool: &PoolConfig) -> (Vec<JobConfig>, Option<u64>, Option<Duration>) {
         .jobs
         .iter()
         .map(|j| JobConfig {
-            min_processes: 0,
-            max_processes: 0,
-            max_idle_time: Duration::ZERO,
-            min_spare: 0,
+            limits: ProcessLimits {
+                min_processes: 0,
+                max_processes: 0,
+                max_idle_time: Duration::ZERO,
+                min_spare: 0,
+                ..j.limits.clone()
+            },
             ..j.clone()
         })
         .collect();
-    (jobs, pool.max_jobs, pool.max_lifetime)
+    (jobs, pool.limits.max_jobs, pool.limits.max_lifetime)
 }
