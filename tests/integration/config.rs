@@ -445,3 +445,62 @@ fn check_config_notes_settings_that_do_nothing() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+// Issue 13: job entries can be overridden from the environment, as `[driver]` keys can.
+#[test]
+fn job_entries_take_overrides_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[console]\nlisten = \"\"\n[[jobs]]\nname = \"resize\"\nworker = \"echo\"\nmax_processes = 2\n",
+    )
+    .unwrap();
+    let check = |vars: &[(&str, &str)]| {
+        let out = common::geardriver()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = check(&[
+        ("GEARDRIVER_JOB__RESIZE__MAX_PROCESSES", "8"),
+        ("GEARDRIVER_JOB__resize__timeout", "2.5"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("resize "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[2], row[7]), ("8", "2.5s"), "{stdout}");
+    for (vars, expected) in [
+        (
+            [("GEARDRIVER_JOB__NOPE__MAX_PROCESSES", "8")],
+            "GEARDRIVER_JOB__NOPE__MAX_PROCESSES: no job is named \"NOPE\"",
+        ),
+        (
+            [("GEARDRIVER_JOB__RESIZE__MAX_PROCESSES", "lots")],
+            "GEARDRIVER_JOB__RESIZE__MAX_PROCESSES = \"lots\" is not a whole number",
+        ),
+        (
+            [("GEARDRIVER_JOB__RESIZE__WORKER", "reverse")],
+            "GEARDRIVER_JOB__RESIZE__WORKER: worker cannot be set from the environment",
+        ),
+        (
+            [("GEARDRIVER_JOB__RESIZE__MIN_PROCESSES", "5")],
+            "jobs[0] \"resize\": max_processes (2) must be >= min_processes (5)",
+        ),
+    ] {
+        let (code, _, stderr) = check(&vars);
+        assert_eq!(code, Some(2), "{vars:?}");
+        assert!(stderr.contains(expected), "{vars:?}: {stderr}");
+    }
+}
