@@ -114,7 +114,7 @@ both_servers! {
         );
         // No more restarts, and no CPU burnt meanwhile.
         let ticks = cpu_ticks(host.pid());
-        std::thread::sleep(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(host.log().matches("[crashy] Process started").count(), 5);
         let used = cpu_ticks(host.pid()) - ticks;
         assert!(
@@ -295,7 +295,7 @@ both_servers! {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(busy.iter().all(|&pid| alive(pid)), "{busy:?}\n{}", host.log());
         host.wait_log("[nap] scale down: idle for max_idle_time while nothing waits", LIMIT);
         assert!(alive(host.pid()));
@@ -489,7 +489,7 @@ both_servers! {
         host.signal(Signal::SIGHUP);
         host.wait_log("reload refused; keeping the old config", LIMIT);
         host.wait_log("needs one of worker, command or program", LIMIT);
-        std::thread::sleep(Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(host.workers("keep").len(), 3);
         assert_eq!(host.workers("added").len(), 1);
         expect_result(gearmand.addr(), "added", "olleh", "hello").await;

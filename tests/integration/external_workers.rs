@@ -555,7 +555,7 @@ both_servers! {
         let program = program_of(keeper);
         signal(keeper, nix::sys::signal::Signal::SIGHUP);
         signal(keeper, nix::sys::signal::Signal::SIGUSR1);
-        std::thread::sleep(Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(alive(keeper) && alive(program), "{}", host.log());
         assert_eq!(host.workers("calm"), vec![keeper]);
     }

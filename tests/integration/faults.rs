@@ -187,7 +187,7 @@ both_servers! {
         );
         // The flood is throttled, not the host: its CPU stays low.
         let ticks = common::host::cpu_ticks(host.pid());
-        std::thread::sleep(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let used = common::host::cpu_ticks(host.pid()) - ticks;
         assert!(used < 60, "the host used {used} ticks of 200 in 2 s");
     }
@@ -324,7 +324,7 @@ async fn idle_connections_cannot_starve_the_host_of_descriptors() {
         }
     }
     // Let the server accept (and refuse) them all.
-    std::thread::sleep(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut console = Console::connect(console_port);
     assert!(
         console.cmd("status").starts_with("e  2  2  2"),

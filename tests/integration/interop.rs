@@ -229,7 +229,11 @@ impl std::fmt::Display for Run {
 }
 
 /// Runs `command`, killing it after `limit`; its exit code (None when killed), stdout, stderr.
-fn run_bounded(mut command: Command, limit: Duration) -> (Option<i32>, String, String) {
+fn run_bounded(command: Command, limit: Duration) -> (Option<i32>, String, String) {
+    common::blocking(|| run_bounded_blocking(command, limit))
+}
+
+fn run_bounded_blocking(mut command: Command, limit: Duration) -> (Option<i32>, String, String) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -441,7 +445,7 @@ both_servers! {
             }
         }
         // Not run again: nothing of either function is queued or running afterwards.
-        std::thread::sleep(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let status = Command::new(env!("CARGO_BIN_EXE_geardriver"))
             .args(["admin", "--server", &server.addr().to_string(), "status"])
             .output()

@@ -230,15 +230,29 @@ pub type Gearmand = JobServer;
 
 /// Polls `check` every 20 ms until it is true or `limit` passes.
 pub fn poll_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
+    blocking(|| {
+        let deadline = Instant::now() + limit;
+        loop {
+            if check() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if Instant::now() >= deadline {
-            return false;
+    })
+}
+
+/// Runs blocking test code (polling, waiting for a child process) so that it does not stall
+/// the tokio runtime it may be called from: inside a multi-threaded runtime the worker
+/// thread's other tasks move elsewhere meanwhile (`block_in_place`).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
         }
-        std::thread::sleep(Duration::from_millis(20));
+        _ => f(),
     }
 }
 
