@@ -27,12 +27,42 @@ pub const ENV_PREFIX: &str = "GEARDRIVER";
 /// slot for each, allocated at start.
 pub const MAX_PROCESSES: usize = 4096;
 
-/// A config that could not be loaded: the file and what is wrong with it.
+/// A config that could not be loaded: the file, what kind of trouble, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct ConfigError {
-    pub path: PathBuf,
-    pub message: String,
+pub enum ConfigError {
+    #[error("{}: no such file", path.display())]
+    NoFile { path: PathBuf },
+    #[error("{}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{}: cannot read: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    /// The text does not fit the config's shape: TOML syntax (with line and column), an
+    /// unknown key, a value of the wrong type. `job` is the name of the job entry it is in.
+    #[error(
+        "{}: {message}{}",
+        path.display(),
+        job.as_ref().map(|j| format!(" (job {j:?})")).unwrap_or_default()
+    )]
+    Shape {
+        path: PathBuf,
+        message: String,
+        job: Option<String>,
+    },
+    /// A value the rules refuse; the message names the key, and the job or group.
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::NoFile { path }
+            | ConfigError::NotAFile { path }
+            | ConfigError::Unreadable { path, .. }
+            | ConfigError::Shape { path, .. }
+            | ConfigError::Invalid { path, .. } => path,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -344,26 +374,38 @@ impl Config {
 
     /// Loads and validates the file at `path`, with environment overrides.
     pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
-        let fail = |message: String| ConfigError {
-            path: path.to_path_buf(),
-            message,
-        };
+        let path_buf = path.to_path_buf();
         if !path.is_file() {
-            return Err(fail(if path.exists() {
-                "not a regular file".into()
-            } else {
-                "no such file".into()
-            }));
+            return Err(match path.exists() {
+                true => ConfigError::NotAFile { path: path_buf },
+                false => ConfigError::NoFile { path: path_buf },
+            });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path_buf,
+            reason: e.to_string(),
+        })?;
         Self::from_toml(&text, path, registry)
     }
 
     /// Validates TOML text (with environment overrides) as if it came from `path`.
     pub fn from_toml(text: &str, path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
-        let fail = |message: String| ConfigError {
+        let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
+        };
+        let shape = |error: config::ConfigError, job_names: &[Option<String>]| {
+            let job = job_index(&error).and_then(|i| job_names.get(i).cloned().flatten());
+            let message = match error {
+                // The parser's own message (with line and column), without the crate's suffix.
+                config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+                other => other.to_string(),
+            };
+            ConfigError::Shape {
+                path: path.to_path_buf(),
+                message: message.trim_end().to_string(),
+                job,
+            }
         };
         let built = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
@@ -376,7 +418,7 @@ impl Config {
                     .with_list_parse_key("driver.job_servers"),
             )
             .build()
-            .map_err(|e| fail(clean_parse_error(&e.to_string())))?;
+            .map_err(|e| shape(e, &[]))?;
         let job_names: Vec<Option<String>> = built
             .get_array("jobs")
             .unwrap_or_default()
@@ -388,11 +430,9 @@ impl Config {
                     .and_then(|n| n.into_string().ok())
             })
             .collect();
-        let mut raw: RawConfig = built
-            .try_deserialize()
-            .map_err(|e| fail(name_jobs_in(&e.to_string(), &job_names)))?;
-        override_jobs(&mut raw, std::env::vars()).map_err(fail)?;
-        validate(raw, path, registry).map_err(fail)
+        let mut raw: RawConfig = built.try_deserialize().map_err(|e| shape(e, &job_names))?;
+        override_jobs(&mut raw, std::env::vars()).map_err(invalid)?;
+        validate(raw, path, registry).map_err(invalid)
     }
 
     /// The pools the driver supervises, sorted by name.
@@ -492,33 +532,16 @@ fn override_jobs(
     Ok(())
 }
 
-/// The config crate appends " in <source>" to parse errors of string sources; the path is
-/// printed by [`ConfigError`] already.
-fn clean_parse_error(message: &str) -> String {
-    message
-        .trim_end()
-        .trim_end_matches(" in ")
-        .trim_end()
-        .to_string()
-}
-
-/// Turns "for key `jobs[2]...`" into "for key `jobs[2]...` (job \"name\")".
-fn name_jobs_in(message: &str, names: &[Option<String>]) -> String {
-    let Some(start) = message.find("jobs[") else {
-        return message.to_string();
+/// The job entry a deserialisation error is in, from the key the config crate reports with
+/// it (`jobs[2].max_processes`).
+fn job_index(error: &config::ConfigError) -> Option<usize> {
+    let key = match error {
+        config::ConfigError::Type { key, .. } | config::ConfigError::At { key, .. } => {
+            key.as_deref()?
+        }
+        _ => return None,
     };
-    let digits: String = message[start + 5..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    match digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|i| names.get(i).cloned().flatten())
-    {
-        Some(name) => format!("{message} (job {name:?})"),
-        None => message.to_string(),
-    }
+    key.strip_prefix("jobs[")?.split(']').next()?.parse().ok()
 }
 
 /// Environment variables that may carry the console secret: the config override and the one

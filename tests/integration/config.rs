@@ -504,3 +504,47 @@ fn job_entries_take_overrides_from_the_environment() {
         assert!(stderr.contains(expected), "{vars:?}: {stderr}");
     }
 }
+
+// Issue 13: errors in a job entry's shape name the job, from the key the config crate reports
+// (not from its message text); the kind of error is typed.
+#[test]
+fn shape_errors_name_their_job_and_kind() {
+    let text = "[[jobs]]\nname = \"ok\"\nworker = \"echo\"\n\
+                [[jobs]]\nname = \"x\"\nworker = \"echo\"\nmax_processes = \"lots\"\n";
+    let err = Config::from_toml(text, Path::new("test.toml"), &Registry::with_builtins())
+        .expect_err("refused");
+    assert!(
+        matches!(&err, geardriver::config::ConfigError::Shape { job: Some(j), .. } if j == "x"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with("test.toml: invalid type: string \"lots\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("jobs[1]") && message.ends_with("(job \"x\")"),
+        "{message}"
+    );
+    let err = Config::from_toml(
+        "[driver\n",
+        Path::new("test.toml"),
+        &Registry::with_builtins(),
+    )
+    .expect_err("refused");
+    assert!(
+        matches!(
+            &err,
+            geardriver::config::ConfigError::Shape { job: None, .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("line 1, column 8"), "{err}");
+    let err = Config::load(Path::new("/nonexistent.toml"), &Registry::with_builtins())
+        .expect_err("refused");
+    assert!(matches!(
+        err,
+        geardriver::config::ConfigError::NoFile { .. }
+    ));
+    assert_eq!(err.path(), Path::new("/nonexistent.toml"));
+}
