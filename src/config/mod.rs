@@ -1,0 +1,398 @@
+//! `config.toml`: loaded with the `config` crate (the file, then `GEARDRIVER__SECTION__KEY`
+//! environment overrides), deserialised into raw serde structs whose fields are all optional,
+//! then validated into [`Config`], where every default is applied and every rule checked.
+//!
+//! Errors name the key and, for jobs, the job: `jobs[1] "resize": max_processes (2) must be
+//! >= min_processes (3)`. TOML syntax errors keep the parser's line and column.
+//!
+//! Jobs that share a `group` share processes; [`Config::pools`] turns the job list into the
+//! pools the driver supervises (a group, or a job on its own).
+//!
+//! Here: the validated types, the raw ones, loading. `validate`: the rules; `limits`: the six
+//! process settings; `env`: job overrides from the environment; `defaults`: every default.
+
+pub mod defaults;
+mod env;
+mod limits;
+mod validate;
+
+pub use env::JOB_ENV_PREFIX;
+
+use crate::gearman::ServerAddr;
+use crate::plugin::Registry;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config comes from when no path is given.
+pub const DEFAULT_PATH: &str = "config.toml";
+/// The environment variable naming the config file.
+pub const PATH_VAR: &str = "GEARDRIVER_CONFIG";
+/// The prefix of environment overrides: `GEARDRIVER__DRIVER__INTERVAL=1`.
+pub const ENV_PREFIX: &str = "GEARDRIVER";
+/// How many worker processes one host runs at most, all jobs together: the stats table has a
+/// slot for each, allocated at start.
+pub const MAX_PROCESSES: usize = 4096;
+
+/// A config that could not be loaded: the file, what kind of trouble, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: no such file", path.display())]
+    NoFile { path: PathBuf },
+    #[error("{}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{}: cannot read: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    /// The text does not fit the config's shape: TOML syntax (with line and column), an
+    /// unknown key, a value of the wrong type. `job` is the name of the job entry it is in.
+    #[error(
+        "{}: {message}{}",
+        path.display(),
+        job.as_ref().map(|j| format!(" (job {j:?})")).unwrap_or_default()
+    )]
+    Shape {
+        path: PathBuf,
+        message: String,
+        job: Option<String>,
+    },
+    /// A value the rules refuse; the message names the key, and the job or group.
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::NoFile { path }
+            | ConfigError::NotAFile { path }
+            | ConfigError::Unreadable { path, .. }
+            | ConfigError::Shape { path, .. }
+            | ConfigError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub driver: DriverConfig,
+    pub console: ConsoleConfig,
+    pub server: ServerConfig,
+    /// Sorted by name.
+    pub jobs: Vec<JobConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriverConfig {
+    pub job_servers: Vec<ServerAddr>,
+    /// Seconds between queue polls; `None` turns autoscaling off.
+    pub interval: Option<Duration>,
+    pub max_idle_time: Duration,
+    pub shutdown_timeout: Duration,
+    /// The wait before restarting a crash-looping job the first time; it doubles with every
+    /// quick death, up to 20 times this.
+    pub restart_delay: Duration,
+    pub logfile: LogTarget,
+    pub loglevel: String,
+    pub log_format: LogFormat,
+    pub pidfile: Option<PathBuf>,
+    /// No longer used (the stats table is an anonymous memfd); still accepted so that old
+    /// configs load, and a warning says it is ignored.
+    pub stats_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Gearman::Driver's lines: `TIME LEVEL (PID) [JOB] message key=value…`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// `None` turns the console off.
+    pub listen: Option<SocketAddr>,
+    pub secret: Option<String>,
+    /// A client silent this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Clients connected at once.
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Hand-outs of a job whose workers keep going away before it fails (0 = never).
+    pub job_retries: u32,
+}
+
+/// What runs a job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerKind {
+    /// A registered plugin, by name.
+    Plugin(String),
+    /// A program run once per job: payload on stdin, result on stdout.
+    Command(Vec<String>),
+    /// A long-running program that speaks Gearman itself.
+    Program(Vec<String>),
+}
+
+/// How a pool's processes are kept: the same six settings for a job on its own and for a
+/// group (whose members agree on them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessLimits {
+    pub min_processes: u32,
+    pub max_processes: u32,
+    /// An extra process idle this long while nothing waits is stopped.
+    pub max_idle_time: Duration,
+    /// Idle processes kept ready beyond the busy ones.
+    pub min_spare: u32,
+    /// A process is replaced after this many jobs.
+    pub max_jobs: Option<u64>,
+    /// A process is replaced after this long (plus a random tenth).
+    pub max_lifetime: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobConfig {
+    pub name: String,
+    pub worker: WorkerKind,
+    pub limits: ProcessLimits,
+    pub decode: String,
+    pub encode: String,
+    pub timeout: Option<Duration>,
+    pub group: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A set of processes the driver keeps: a group of jobs, or one job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolConfig {
+    /// The group name, or the job's name for a job on its own.
+    pub name: String,
+    /// The jobs every process of the pool serves, sorted by name.
+    pub jobs: Vec<JobConfig>,
+    pub limits: ProcessLimits,
+}
+
+impl PoolConfig {
+    /// A pool of one long-running external program.
+    pub fn program(&self) -> Option<&[String]> {
+        match &self.jobs[..] {
+            [job] => match &job.worker {
+                WorkerKind::Program(argv) => Some(argv),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+// ---- raw, as written ---------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    driver: Option<RawDriver>,
+    console: Option<RawConsole>,
+    server: Option<RawServer>,
+    jobs: Option<Vec<RawJob>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDriver {
+    job_servers: Option<Vec<String>>,
+    interval: Option<f64>,
+    max_idle_time: Option<f64>,
+    shutdown_timeout: Option<f64>,
+    restart_delay: Option<f64>,
+    logfile: Option<String>,
+    loglevel: Option<String>,
+    log_format: Option<String>,
+    pidfile: Option<String>,
+    stats_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: Option<String>,
+    secret: Option<String>,
+    idle_timeout: Option<f64>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    job_retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Option<String>,
+    worker: Option<String>,
+    command: Option<Vec<String>>,
+    program: Option<Vec<String>>,
+    min_processes: Option<u32>,
+    max_processes: Option<u32>,
+    max_idle_time: Option<f64>,
+    min_spare: Option<u32>,
+    decode: Option<String>,
+    encode: Option<String>,
+    timeout: Option<f64>,
+    group: Option<String>,
+    max_jobs: Option<u64>,
+    max_lifetime: Option<f64>,
+    env: Option<BTreeMap<String, String>>,
+}
+
+// ---- loading -----------------------------------------------------------------------------
+
+impl Config {
+    /// The path to use: the one given, else `$GEARDRIVER_CONFIG`, else `./config.toml`.
+    pub fn resolve_path(given: Option<&Path>) -> PathBuf {
+        given
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(PATH_VAR).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    /// Loads and validates the file at `path`, with environment overrides.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+        let path_buf = path.to_path_buf();
+        if !path.is_file() {
+            return Err(match path.exists() {
+                true => ConfigError::NotAFile { path: path_buf },
+                false => ConfigError::NoFile { path: path_buf },
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path_buf,
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text, path, registry)
+    }
+
+    /// Validates TOML text (with environment overrides) as if it came from `path`.
+    pub fn from_toml(text: &str, path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let shape = |error: config::ConfigError, job_names: &[Option<String>]| {
+            let job = job_index(&error).and_then(|i| job_names.get(i).cloned().flatten());
+            let message = match error {
+                // The parser's own message (with line and column), without the crate's suffix.
+                config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+                other => other.to_string(),
+            };
+            ConfigError::Shape {
+                path: path.to_path_buf(),
+                message: message.trim_end().to_string(),
+                job,
+            }
+        };
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("driver.job_servers"),
+            )
+            .build()
+            .map_err(|e| shape(e, &[]))?;
+        let job_names: Vec<Option<String>> = built
+            .get_array("jobs")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|job| {
+                job.into_table()
+                    .ok()
+                    .and_then(|t| t.get("name").cloned())
+                    .and_then(|n| n.into_string().ok())
+            })
+            .collect();
+        let mut raw: RawConfig = built.try_deserialize().map_err(|e| shape(e, &job_names))?;
+        env::override_jobs(&mut raw, std::env::vars()).map_err(invalid)?;
+        validate::validate(raw, path, registry).map_err(invalid)
+    }
+
+    /// The pools the driver supervises, sorted by name.
+    pub fn pools(&self) -> Vec<PoolConfig> {
+        let mut pools: BTreeMap<String, Vec<JobConfig>> = BTreeMap::new();
+        for job in &self.jobs {
+            let pool = job.group.clone().unwrap_or_else(|| job.name.clone());
+            pools.entry(pool).or_default().push(job.clone());
+        }
+        pools
+            .into_iter()
+            .map(|(name, jobs)| {
+                // Validation made the members of a group agree on these.
+                PoolConfig {
+                    limits: jobs[0].limits.clone(),
+                    name,
+                    jobs,
+                }
+            })
+            .collect()
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobConfig> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// The job entry a deserialisation error is in, from the key the config crate reports with
+/// it (`jobs[2].max_processes`).
+fn job_index(error: &config::ConfigError) -> Option<usize> {
+    let key = match error {
+        config::ConfigError::Type { key, .. } | config::ConfigError::At { key, .. } => {
+            key.as_deref()?
+        }
+        _ => return None,
+    };
+    key.strip_prefix("jobs[")?.split(']').next()?.parse().ok()
+}
+
+/// Environment variables that may carry the console secret: the config override and the one
+/// `geardriver ctl` reads. Worker processes never see them.
+pub const SECRET_VARS: [&str; 2] = ["GEARDRIVER__CONSOLE__SECRET", "GEARDRIVER_CONSOLE_SECRET"];
+
+/// The shortest autoscaling poll: each one asks every job server for `status`.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest duration any setting takes: beyond it timestamps, timers and wire values
+/// (CAN_DO_TIMEOUT is milliseconds in 32 bits, about 49 days) would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl fmt::Display for WorkerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerKind::Plugin(name) => write!(f, "worker {name}"),
+            WorkerKind::Command(argv) => write!(f, "command {}", argv.join(" ")),
+            WorkerKind::Program(argv) => write!(f, "program {}", argv.join(" ")),
+        }
+    }
+}

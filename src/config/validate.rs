@@ -1,0 +1,392 @@
+//! Validation: raw entries into [`super::Config`], every default applied and every rule
+//! checked, errors naming the key and, for jobs, the job (or the group).
+
+use super::limits::RawLimits;
+use super::{
+    Config, ConsoleConfig, DriverConfig, JobConfig, LogFormat, LogTarget, MAX_DURATION,
+    MAX_PROCESSES, MIN_INTERVAL, RawConfig, RawJob, ServerConfig, WorkerKind, defaults,
+};
+use crate::gearman::ServerAddr;
+use crate::plugin::Registry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(super) fn seconds(key: &str, value: f64) -> Result<Duration, String> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!(
+            "{key} must be a number of seconds >= 0, got {value}"
+        ));
+    }
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "{key} = {value} is more than the longest duration a setting takes, {} s (30 days)",
+            MAX_DURATION.as_secs()
+        )),
+    }
+}
+
+/// Zero means "off".
+pub(super) fn optional_seconds(key: &str, value: Option<f64>) -> Result<Option<Duration>, String> {
+    Ok(match value {
+        None => None,
+        Some(v) => Some(seconds(key, v)?).filter(|d| !d.is_zero()),
+    })
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    let normalized = match value.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => value.to_string(),
+    };
+    normalized
+        .parse()
+        .map_err(|_| format!("{key} = {value:?} is not an address of the form IP:PORT"))
+}
+
+/// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a list of `target=level`
+/// directives as `RUST_LOG` takes them.
+fn check_loglevel(value: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bad = || {
+        format!(
+            "driver.loglevel = {value:?} is not one of {} (or target=level directives)",
+            LEVELS.join(", ")
+        )
+    };
+    for directive in value.split(',').map(str::trim) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad());
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(drop)
+        .map_err(|_| bad())
+}
+
+pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, String> {
+    let driver = raw.driver.unwrap_or_default();
+    let server = raw.server.unwrap_or_default();
+    let server_config = ServerConfig {
+        enabled: server.enabled.unwrap_or(false),
+        listen: socket_addr(
+            "server.listen",
+            server.listen.as_deref().unwrap_or(defaults::SERVER_LISTEN),
+        )?,
+        job_retries: server.job_retries.unwrap_or(defaults::JOB_RETRIES),
+    };
+    let job_servers = match driver.job_servers {
+        // With the built-in server on, workers use it unless told otherwise.
+        None if server_config.enabled => vec![ServerAddr::new(
+            server_config.listen.ip().to_string(),
+            server_config.listen.port(),
+        )],
+        None => vec![ServerAddr::new("127.0.0.1", crate::gearman::DEFAULT_PORT)],
+        Some(list) if list.is_empty() => {
+            return Err("driver.job_servers is empty: give at least one HOST:PORT".into());
+        }
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                s.parse::<ServerAddr>()
+                    .map_err(|e| format!("driver.job_servers: {e}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let default_idle = seconds(
+        "driver.max_idle_time",
+        driver.max_idle_time.unwrap_or(defaults::MAX_IDLE_TIME_SECS),
+    )?;
+    let loglevel = driver.loglevel.unwrap_or_else(|| defaults::LOGLEVEL.into());
+    check_loglevel(&loglevel)?;
+    let relative = |p: String| -> PathBuf {
+        let p = PathBuf::from(p);
+        match (p.is_relative(), path.parent()) {
+            (true, Some(dir)) => dir.join(p),
+            _ => p,
+        }
+    };
+    let driver_config = DriverConfig {
+        job_servers,
+        interval: match optional_seconds(
+            "driver.interval",
+            Some(driver.interval.unwrap_or(defaults::INTERVAL_SECS)),
+        )? {
+            Some(i) if i < MIN_INTERVAL => {
+                return Err(format!(
+                    "driver.interval = {} is below {} s, which would keep the host and the job servers busy polling (0 turns autoscaling off)",
+                    i.as_secs_f64(),
+                    MIN_INTERVAL.as_secs_f64()
+                ));
+            }
+            interval => interval,
+        },
+        max_idle_time: default_idle,
+        shutdown_timeout: seconds(
+            "driver.shutdown_timeout",
+            driver
+                .shutdown_timeout
+                .unwrap_or(defaults::SHUTDOWN_TIMEOUT_SECS),
+        )?,
+        restart_delay: match seconds(
+            "driver.restart_delay",
+            driver.restart_delay.unwrap_or(defaults::RESTART_DELAY_SECS),
+        )? {
+            d if d.is_zero() => return Err("driver.restart_delay must be more than 0 s".into()),
+            d => d,
+        },
+        logfile: match driver.logfile.as_deref() {
+            None | Some("-") | Some("") => LogTarget::Stderr,
+            Some(p) => LogTarget::File(relative(p.to_string())),
+        },
+        loglevel,
+        log_format: match driver.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(format!(
+                    "driver.log_format = {other:?} is not \"text\" or \"json\""
+                ));
+            }
+        },
+        pidfile: driver.pidfile.filter(|p| !p.is_empty()).map(relative),
+        stats_dir: driver.stats_dir.filter(|p| !p.is_empty()).map(relative),
+    };
+
+    let console = raw.console.unwrap_or_default();
+    let listen = match console.listen.as_deref() {
+        None => Some(socket_addr("console.listen", defaults::CONSOLE_LISTEN)?),
+        Some("") => None,
+        Some(addr) => Some(socket_addr("console.listen", addr)?),
+    };
+    let secret = console.secret.filter(|s| !s.is_empty());
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() && secret.is_none() {
+            return Err(format!(
+                "console.listen = {addr} is not a loopback address, so console.secret is required"
+            ));
+        }
+    }
+
+    let raw_jobs = raw.jobs.unwrap_or_default();
+    let mut jobs = Vec::with_capacity(raw_jobs.len());
+    let mut names = BTreeSet::new();
+    for (index, raw_job) in raw_jobs.iter().enumerate() {
+        let job = validate_job(index, raw_job, default_idle, registry)?;
+        if !names.insert(job.name.clone()) {
+            return Err(format!("jobs[{index}]: duplicate job name {:?}", job.name));
+        }
+        jobs.push(job);
+    }
+    check_groups(&raw_jobs, &jobs)?;
+    apply_group_settings(&raw_jobs, &mut jobs, default_idle)?;
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    let config = Config {
+        path: path.to_path_buf(),
+        driver: driver_config,
+        console: ConsoleConfig {
+            listen,
+            secret,
+            idle_timeout: match seconds(
+                "console.idle_timeout",
+                console
+                    .idle_timeout
+                    .unwrap_or(defaults::CONSOLE_IDLE_TIMEOUT_SECS),
+            )? {
+                d if d.is_zero() => return Err("console.idle_timeout must be more than 0".into()),
+                d => d,
+            },
+            max_connections: match console
+                .max_connections
+                .unwrap_or(defaults::CONSOLE_MAX_CONNECTIONS)
+            {
+                0 => return Err("console.max_connections must be at least 1".into()),
+                n => n as usize,
+            },
+        },
+        server: server_config,
+        jobs,
+    };
+    let most: u64 = config
+        .pools()
+        .iter()
+        .map(|p| u64::from(p.limits.max_processes))
+        .sum();
+    if most > MAX_PROCESSES as u64 {
+        return Err(format!(
+            "the jobs' max_processes add up to {most}, more than the {MAX_PROCESSES} processes one host can run \
+             (one stats slot each)"
+        ));
+    }
+    Ok(config)
+}
+
+fn validate_job(
+    index: usize,
+    raw: &RawJob,
+    default_idle: Duration,
+    registry: &Registry,
+) -> Result<JobConfig, String> {
+    let name = match raw.name.as_deref().map(str::trim) {
+        None | Some("") => return Err(format!("jobs[{index}]: name is required")),
+        Some(name) => name.to_string(),
+    };
+    let at = format!("jobs[{index}] {name:?}");
+    if name.contains(|c: char| c.is_whitespace() || c.is_control()) || name.len() > 255 {
+        return Err(format!(
+            "{at}: name must be at most 255 bytes without spaces or control characters"
+        ));
+    }
+    let worker = match (&raw.worker, &raw.command, &raw.program) {
+        (Some(plugin), None, None) => {
+            if !registry.has_plugin(plugin) {
+                return Err(format!(
+                    "{at}: worker = {plugin:?} is not a registered plugin (known: {})",
+                    registry.plugin_names().join(", ")
+                ));
+            }
+            WorkerKind::Plugin(plugin.clone())
+        }
+        (None, Some(argv), None) => WorkerKind::Command(argv_of(&at, "command", argv)?),
+        (None, None, Some(argv)) => WorkerKind::Program(argv_of(&at, "program", argv)?),
+        (None, None, None) => {
+            return Err(format!("{at}: needs one of worker, command or program"));
+        }
+        _ => return Err(format!("{at}: give only one of worker, command or program")),
+    };
+    let limits = raw.limits().resolve(&at, default_idle)?;
+    let key = |k: &str| format!("{at}: {k}");
+    let codec = |field: &str, value: &Option<String>| -> Result<String, String> {
+        let value = value.clone().unwrap_or_else(|| defaults::CODEC.into());
+        if !registry.has_codec(&value) {
+            return Err(format!(
+                "{at}: {field} = {value:?} is not a known codec (known: {})",
+                registry.codec_names().join(", ")
+            ));
+        }
+        Ok(value)
+    };
+    let decode = codec("decode", &raw.decode)?;
+    let encode = codec("encode", &raw.encode)?;
+    if let WorkerKind::Program(_) = worker {
+        for (set, field) in [
+            (raw.decode.is_some(), "decode"),
+            (raw.encode.is_some(), "encode"),
+            (raw.timeout.is_some(), "timeout"),
+            (raw.max_jobs.is_some(), "max_jobs"),
+        ] {
+            if set {
+                return Err(format!(
+                    "{at}: {field} does not apply to a program, which talks to the job servers itself"
+                ));
+            }
+        }
+    }
+    let group = raw.group.clone().filter(|g| !g.trim().is_empty());
+    if let Some(g) = &group {
+        if g.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{at}: group {g:?} must not contain spaces or control characters"
+            ));
+        }
+    }
+    Ok(JobConfig {
+        worker,
+        limits,
+        decode,
+        encode,
+        timeout: optional_seconds(&key("timeout"), raw.timeout)?,
+        group,
+        env: raw.env.clone().unwrap_or_default(),
+        name,
+    })
+}
+
+fn argv_of(at: &str, field: &str, argv: &[String]) -> Result<Vec<String>, String> {
+    match argv.first() {
+        None => Err(format!(
+            "{at}: {field} is empty: give the program and its arguments"
+        )),
+        Some(program) if program.trim().is_empty() => Err(format!("{at}: {field}[0] is empty")),
+        Some(_) => Ok(argv.to_vec()),
+    }
+}
+
+/// Jobs of one group share processes, so they must agree on what processes are: a setting
+/// given on one member applies to the group, and two members may not give different values.
+fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(g) = &job.group {
+            groups.entry(g.as_str()).or_default().push(i);
+        }
+    }
+    for (group, members) in &groups {
+        if let Some(clash) = jobs.iter().find(|j| j.group.is_none() && j.name == *group) {
+            return Err(format!(
+                "group {group:?} has the name of job {:?}, which is not in it",
+                clash.name
+            ));
+        }
+        if members.len() > 1 {
+            if let Some(&i) = members
+                .iter()
+                .find(|&&i| matches!(jobs[i].worker, WorkerKind::Program(_)))
+            {
+                return Err(format!(
+                    "jobs[{i}] {:?}: a program cannot share group {group:?}: it registers its own functions",
+                    jobs[i].name
+                ));
+            }
+        }
+        for setting in 0..6 {
+            let mut given: Option<(usize, String)> = None;
+            for &i in members {
+                let (key, value) = raw[i].limits().given()[setting].clone();
+                if let Some(value) = value {
+                    match &given {
+                        Some((first, v)) if *v != value => {
+                            return Err(format!(
+                                "jobs[{i}] {:?}: {key} = {value} differs from {v} on job {:?}; jobs in group {group:?} share processes, so set it once",
+                                jobs[i].name, jobs[*first].name
+                            ));
+                        }
+                        Some(_) => {}
+                        None => given = Some((i, value)),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives every member of a group the group's limits: each setting as one member gave it
+/// (`check_groups` made sure no two gave different values), the defaults for the rest, the
+/// rules checked for the group as a whole.
+fn apply_group_settings(
+    raw: &[RawJob],
+    jobs: &mut [JobConfig],
+    default_idle: Duration,
+) -> Result<(), String> {
+    let groups: BTreeSet<String> = jobs.iter().filter_map(|j| j.group.clone()).collect();
+    for group in groups {
+        let members: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].group.as_deref() == Some(group.as_str()))
+            .collect();
+        let given = members
+            .iter()
+            .fold(RawLimits::default(), |acc, &i| acc.or(&raw[i].limits()));
+        let limits = given.resolve(&format!("group {group:?}"), default_idle)?;
+        for &i in &members {
+            jobs[i].limits = limits.clone();
+        }
+    }
+    Ok(())
+}
