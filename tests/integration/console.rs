@@ -571,13 +571,13 @@ both_servers! {
         assert_eq!(console.lines("set_processes nap 2 3"), ["OK"]);
         host.wait_workers("nap", 2, LIMIT);
         // nap changes in the file, but not its limits.
-        host.rewrite_config(&servers, "interval = 1", &jobs(4, "max_idle_time = 7\n"));
+        host.rewrite_config(&servers, "interval = 1", &jobs(4, "max_idle_time = 2\n"));
         assert_eq!(console.lines("reload"), ["OK"]);
         let shown = console.lines("show nap");
         assert!(shown[0].starts_with("nap  2  3  2  "), "{shown:?}");
         host.wait_log("keeping the limits set from the console", LIMIT);
         // The file's max changes: it wins.
-        host.rewrite_config(&servers, "interval = 1", &jobs(5, "max_idle_time = 7\n"));
+        host.rewrite_config(&servers, "interval = 1", &jobs(5, "max_idle_time = 2\n"));
         assert_eq!(console.lines("reload"), ["OK"]);
         let mut shown = Vec::new();
         // The surplus process goes once idle for max_idle_time.

@@ -419,31 +419,39 @@ both_servers! {
         let port = server.port;
         // `slow` yields (the job is dropped at its deadline); `stuck` blocks its thread (the
         // process's watchdog fails it half a second later and exits).
-        for function in ["slow", "stuck"] {
-            for library in Library::installed() {
-                let before = host.workers(function);
-                let run = library.run(port, Mode::Do, false, &[task(function, "5000")]);
-                run.finished();
-                let message = library
-                    .reports_warnings(Mode::Do)
-                    .then_some("timeout: the job ran longer than 1s");
-                // Within timeout + 2 s, counted from the script's start.
-                run.failed(0, message, Duration::from_secs(3));
-                // The process was replaced.
-                assert!(
-                    poll_until(LIMIT, || {
-                        let now = host.workers(function);
-                        now.len() == 1 && now != before
-                    }),
-                    "{function}: {before:?} was not replaced"
-                );
-            }
-            if let Some((code, _, stderr, took)) = gearman(port, function, &[], "5000") {
-                assert!(code.is_some() && code != Some(0), "{function}: {code:?} {stderr}");
-                assert!(stderr.contains("timeout: the job ran longer than 1s"), "{stderr}");
-                assert!(took < Duration::from_secs(4), "{function}: {took:?}");
-            }
-        }
+        // The two functions (a process each) in parallel, each library in turn.
+        common::blocking(|| {
+            std::thread::scope(|scope| {
+                for function in ["slow", "stuck"] {
+                    let host = &host;
+                    scope.spawn(move || {
+                        for library in Library::installed() {
+                            let before = host.workers(function);
+                            let run = library.run(port, Mode::Do, false, &[task(function, "5000")]);
+                            run.finished();
+                            let message = library
+                                .reports_warnings(Mode::Do)
+                                .then_some("timeout: the job ran longer than 1s");
+                            // Within timeout + 2 s, counted from the script's start.
+                            run.failed(0, message, Duration::from_secs(3));
+                            // The process was replaced.
+                            assert!(
+                                poll_until(LIMIT, || {
+                                    let now = host.workers(function);
+                                    now.len() == 1 && now != before
+                                }),
+                                "{function}: {before:?} was not replaced"
+                            );
+                        }
+                        if let Some((code, _, stderr, took)) = gearman(port, function, &[], "5000") {
+                            assert!(code.is_some() && code != Some(0), "{function}: {code:?} {stderr}");
+                            assert!(stderr.contains("timeout: the job ran longer than 1s"), "{stderr}");
+                            assert!(took < Duration::from_secs(4), "{function}: {took:?}");
+                        }
+                    });
+                }
+            })
+        });
         // Not run again: nothing of either function is queued or running afterwards.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let status = Command::new(env!("CARGO_BIN_EXE_geardriver"))
