@@ -78,10 +78,6 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn pool(&self, name: &str) -> Option<&PoolEntry> {
-        self.pools.get(name)
-    }
-
     /// Every pool, sorted by name.
     pub fn pools(&self) -> impl Iterator<Item = (&String, &PoolEntry)> {
         self.pools.iter()
