@@ -17,6 +17,12 @@
 //!   CAN_DO_TIMEOUT is registered [`SERVER_TIMEOUT_MARGIN`] later still, and the host kills
 //!   a process that is still busy past the timeout (`driver`): both are backstops, because
 //!   either of them makes gearmand hand the job out again.
+//!
+//! Here: the spec, the handler and the process around it; a `command` job in `command`, the
+//! watchdog in `watchdog`.
+
+mod command;
+mod watchdog;
 
 use crate::gearman::ServerAddr;
 use crate::gearman::worker::{
@@ -25,20 +31,19 @@ use crate::gearman::worker::{
 use crate::plugin::{Codec, DynWorker, JobContext, Registry};
 use crate::stats::{self, ProcessState, StatsTable};
 use bytes::Bytes;
+use command::run_command;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use watchdog::Watchdog;
+
 use tokio_util::sync::CancellationToken;
 
 /// The environment variable carrying the spec.
 pub const SPEC_VAR: &str = "GEARDRIVER_WORKER_SPEC";
-/// Longest stdout a command may produce as a result, and longest stderr kept as its message.
-const COMMAND_OUTPUT_LIMIT: usize = 64 * 1024 * 1024;
-const COMMAND_MESSAGE_LIMIT: usize = 4096;
 /// How long past its deadline a job that does not yield keeps its process before the
 /// watchdog fails it and exits.
 pub const STUCK_GRACE: Duration = Duration::from_millis(500);
@@ -187,96 +192,6 @@ fn timeout_message(limit: Duration) -> String {
     format!("timeout: the job ran longer than {}s", limit.as_secs_f64())
 }
 
-/// Fails a job whose deadline passed while the runtime was stuck in it, and exits.
-struct Watchdog {
-    armed: std::sync::Mutex<Option<Armed>>,
-    wake: std::sync::Condvar,
-    stats: Option<Arc<(StatsTable, usize)>>,
-}
-
-struct Armed {
-    due: std::time::Instant,
-    abort: crate::gearman::JobAbort,
-    message: String,
-}
-
-/// Disarms the watchdog when the job ends, however it ends.
-struct ArmedGuard<'a>(&'a Watchdog);
-
-impl Drop for ArmedGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.lock() = None;
-    }
-}
-
-impl Watchdog {
-    fn start(stats: Option<Arc<(StatsTable, usize)>>) -> std::io::Result<Arc<Watchdog>> {
-        let watchdog = Arc::new(Watchdog {
-            armed: std::sync::Mutex::new(None),
-            wake: std::sync::Condvar::new(),
-            stats,
-        });
-        let watching = watchdog.clone();
-        std::thread::Builder::new()
-            .name("watchdog".into())
-            .spawn(move || watching.watch())?;
-        Ok(watchdog)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Armed>> {
-        self.armed.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn arm(
-        &self,
-        after: Duration,
-        abort: crate::gearman::JobAbort,
-        message: &str,
-    ) -> ArmedGuard<'_> {
-        *self.lock() = Some(Armed {
-            due: std::time::Instant::now() + after,
-            abort,
-            message: message.to_string(),
-        });
-        self.wake.notify_one();
-        ArmedGuard(self)
-    }
-
-    fn watch(&self) {
-        let mut armed = self.lock();
-        loop {
-            let now = std::time::Instant::now();
-            match armed.as_ref().map(|a| a.due) {
-                None => armed = self.wake.wait(armed).unwrap_or_else(|p| p.into_inner()),
-                Some(due) if due > now => {
-                    armed = self
-                        .wake
-                        .wait_timeout(armed, due - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-                Some(_) => {
-                    let stuck = armed.take().expect("armed");
-                    // The runtime is inside the job, so nothing else writes the slot or the
-                    // connection now.
-                    with_slot(self.stats.as_deref(), |w| {
-                        w.job_finished(stats::now_ms(), Some(&stuck.message))
-                    });
-                    let told = stuck.abort.fail_now(stuck.message.as_bytes());
-                    tracing::error!(
-                        told_the_job_server = told.is_ok(),
-                        "{}; the job does not yield, so its process exits",
-                        stuck.message
-                    );
-                    // std's exit only try-locks stdout, so a stuck thread holding it cannot
-                    // hang the exit.
-                    std::process::exit(EXIT_STUCK);
-                }
-            }
-        }
-    }
-}
-
 /// Decode, run, encode. An error is the message the client and the stats table get.
 async fn run_function(
     function: &Function,
@@ -305,137 +220,6 @@ async fn run_function(
             }
         }
     }
-}
-
-/// Runs a command for one job: the payload on stdin, the result from stdout; a non-zero exit
-/// fails the job with (the end of) its stderr. The argv runs directly, never via a shell.
-///
-/// Both outputs are read as they come: stdout up to [`COMMAND_OUTPUT_LIMIT`] (past it the
-/// command is killed and the job fails), stderr line by line onto this process's stderr, so
-/// the host logs every line (`STDERR: …`) whether the job succeeds or not, with only its
-/// last [`COMMAND_MESSAGE_LIMIT`] bytes kept for a failure's message.
-async fn run_command(
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    input: Bytes,
-) -> Result<Bytes, String> {
-    use tokio::io::AsyncReadExt;
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .envs(env)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    let feed = async move {
-        // A command that does not read its input closes the pipe early; that is its business.
-        let _ = stdin.write_all(&input).await;
-        drop(stdin);
-        Ok::<(), String>(())
-    };
-    let read_stdout = async {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = stdout
-                .read(&mut buf)
-                .await
-                .map_err(|e| format!("{:?}: {e}", argv[0]))?;
-            if n == 0 {
-                return Ok(out);
-            }
-            if out.len() + n > COMMAND_OUTPUT_LIMIT {
-                return Err(format!(
-                    "{:?} wrote more than {COMMAND_OUTPUT_LIMIT} bytes",
-                    argv[0]
-                ));
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-    };
-    let waited = async {
-        child
-            .wait()
-            .await
-            .map_err(|e| format!("{:?}: {e}", argv[0]))
-    };
-    let outcome = tokio::try_join!(feed, read_stdout, relay_stderr(stderr), waited);
-    let (_, stdout, stderr, status) = match outcome {
-        Ok(all) => all,
-        Err(message) => {
-            let _ = child.start_kill();
-            return Err(message);
-        }
-    };
-    if status.success() {
-        return Ok(Bytes::from(stdout));
-    }
-    let message = String::from_utf8_lossy(&stderr).trim().to_string();
-    let status = match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => "killed by a signal".into(),
-    };
-    Err(if message.is_empty() {
-        format!("{} failed ({status})", argv[0])
-    } else {
-        format!("{} failed ({status}): {message}", argv[0])
-    })
-}
-
-/// Copies a command's stderr onto this process's, line by line as the lines come (the host
-/// logs them), and returns its last [`COMMAND_MESSAGE_LIMIT`] bytes (`…` in front when cut).
-async fn relay_stderr(mut stderr: tokio::process::ChildStderr) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    use tokio::io::AsyncReadExt;
-    let mut tail: Vec<u8> = Vec::new();
-    let mut cut = false;
-    let mut line: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    let relay = |line: &mut Vec<u8>| {
-        if !line.is_empty() {
-            line.push(b'\n');
-            let _ = std::io::stderr().lock().write_all(line);
-            line.clear();
-        }
-    };
-    loop {
-        let n = stderr.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                relay(&mut line);
-            } else if line.len() < COMMAND_MESSAGE_LIMIT {
-                line.push(b);
-            }
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > 2 * COMMAND_MESSAGE_LIMIT {
-            tail.drain(..tail.len() - COMMAND_MESSAGE_LIMIT);
-            cut = true;
-        }
-    }
-    relay(&mut line); // a last line without a newline
-    if tail.len() > COMMAND_MESSAGE_LIMIT {
-        tail.drain(..tail.len() - COMMAND_MESSAGE_LIMIT);
-        cut = true;
-    }
-    if cut {
-        // Start at a character boundary.
-        while tail.first().is_some_and(|b| b & 0xC0 == 0x80) {
-            tail.remove(0);
-        }
-        let mut marked = "…".as_bytes().to_vec();
-        marked.extend_from_slice(&tail);
-        tail = marked;
-    }
-    Ok(tail)
 }
 
 /// Why a worker process could not start.
