@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
 
 /// A handle on a connection's task.
@@ -19,6 +19,9 @@ pub(super) struct Connection {
     pub(super) requests: mpsc::UnboundedSender<Request>,
     /// Why the task ended, once it has: what a request that could not be sent is told.
     pub(super) ended: Arc<std::sync::OnceLock<String>>,
+    /// Changes (its sender is dropped) once the task is gone and has answered every request
+    /// it took: a request still unanswered then was lost in the channel as it closed.
+    pub(super) finished: watch::Receiver<()>,
 }
 
 impl Connection {
@@ -35,6 +38,29 @@ impl Connection {
     pub(super) fn is_closed(&self) -> bool {
         self.requests.is_closed()
     }
+
+    /// The reply to a request sent on this connection, or why there will be none: a request
+    /// sent just as the connection failed can miss both the task and its last drain.
+    pub(super) async fn reply<T>(
+        &self,
+        addr: &ServerAddr,
+        mut rx: oneshot::Receiver<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let mut finished = self.finished.clone();
+        tokio::select! {
+            biased;
+            reply = &mut rx => reply.unwrap_or_else(|_| Err(lost(addr, "closed before the reply"))),
+            _ = finished.changed() => rx.try_recv().unwrap_or_else(|_| {
+                let reason = self.ended.get().map_or("the connection closed", String::as_str);
+                Err(lost(addr, reason))
+            }),
+        }
+    }
+}
+
+/// Creates what a connection's task reports its end through.
+pub(super) fn finished_signal() -> (watch::Sender<()>, watch::Receiver<()>) {
+    watch::channel(())
 }
 
 /// What a request expects back.
@@ -73,6 +99,7 @@ pub(super) async fn run_connection(
     mut framed: Framed<tokio::net::TcpStream, ClientCodec>,
     mut requests: mpsc::UnboundedReceiver<Request>,
     ended: Arc<std::sync::OnceLock<String>>,
+    finished: watch::Sender<()>,
 ) {
     let mut state = ConnectionState {
         addr,
@@ -122,7 +149,9 @@ pub(super) async fn run_connection(
     while let Ok(request) = requests.try_recv() {
         request.expect.fail(lost(&state.addr, &failure));
     }
-    // Dropping the event senders tells every waiting foreground job the connection is gone.
+    // Dropping the event senders tells every waiting foreground job the connection is gone,
+    // and dropping `finished` every request whose reply did not come (also on early return).
+    drop(finished);
 }
 
 impl Expect {
@@ -275,5 +304,56 @@ impl ConnectionState {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A request sent as the connection failed, after the task's last drain: the task never
+    /// sees it, and the channel keeps it as long as any handle lives. Its caller must hear
+    /// why at once, not wait out the client's timeout.
+    #[tokio::test]
+    async fn a_request_lost_as_the_connection_ends_is_told_why() {
+        let addr = ServerAddr::new("127.0.0.1", 4730);
+        let (requests, _never_read) = mpsc::unbounded_channel();
+        let (finished_tx, finished) = finished_signal();
+        let conn = Connection {
+            requests,
+            ended: Arc::new(std::sync::OnceLock::from("bad magic".to_string())),
+            finished,
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let packet = Packet::EchoReq {
+            data: Bytes::from_static(b"x"),
+        };
+        let expect = Expect::Echo(reply_tx);
+        conn.send(&addr, Request { packet, expect }).unwrap();
+        drop(finished_tx);
+        let reply = tokio::time::timeout(Duration::from_secs(5), conn.reply(&addr, reply_rx))
+            .await
+            .expect("the caller was left waiting");
+        let err = reply.unwrap_err().to_string();
+        assert!(err.contains("bad magic"), "{err}");
+    }
+
+    /// A reply the task gave before it ended is the answer, not the end.
+    #[tokio::test]
+    async fn a_reply_given_before_the_end_is_kept() {
+        let addr = ServerAddr::new("127.0.0.1", 4730);
+        let (requests, _never_read) = mpsc::unbounded_channel();
+        let (finished_tx, finished) = finished_signal();
+        let conn = Connection {
+            requests,
+            ended: Arc::new(std::sync::OnceLock::new()),
+            finished,
+        };
+        let (reply_tx, reply_rx) = oneshot::channel::<Result<Bytes, ClientError>>();
+        reply_tx.send(Ok(Bytes::from_static(b"pong"))).unwrap();
+        drop(finished_tx);
+        let reply = conn.reply(&addr, reply_rx).await.unwrap();
+        assert_eq!(reply, Bytes::from_static(b"pong"));
     }
 }

@@ -20,7 +20,7 @@ use super::addr::ServerAddr;
 use super::codec::{ClientCodec, DEFAULT_MAX_FRAME};
 use super::packet::{Packet, Priority};
 use bytes::Bytes;
-use connection::{Connection, Expect, Request, lost, run_connection};
+use connection::{Connection, Expect, Request, finished_signal, run_connection};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -301,7 +301,7 @@ impl Client {
                 continue;
             }
             let handle = self
-                .await_reply(&slot.addr, "JOB_CREATED", reply_rx)
+                .await_reply(&sender, &slot.addr, "JOB_CREATED", reply_rx)
                 .await?;
             return Ok(SubmittedJob {
                 handle: JobHandle {
@@ -331,30 +331,33 @@ impl Client {
             .find(|s| s.addr == handle.server)
             .ok_or(ClientError::NoServers)?;
         let (tx, rx) = oneshot::channel();
-        self.request(
-            slot,
-            Packet::GetStatus {
-                handle: handle.handle.clone(),
-            },
-            Expect::Status(tx),
-        )
-        .await?;
-        self.await_reply(&slot.addr, "STATUS_RES", rx).await
+        let conn = self
+            .request(
+                slot,
+                Packet::GetStatus {
+                    handle: handle.handle.clone(),
+                },
+                Expect::Status(tx),
+            )
+            .await?;
+        self.await_reply(&conn, &slot.addr, "STATUS_RES", rx).await
     }
 
     /// GET_STATUS_UNIQUE, asked of the server jobs with this unique id go to.
     pub async fn get_status_unique(&self, unique: &[u8]) -> Result<JobStatus, ClientError> {
         let slot = &self.servers[self.server_for_unique(unique)];
         let (tx, rx) = oneshot::channel();
-        self.request(
-            slot,
-            Packet::GetStatusUnique {
-                unique: Bytes::copy_from_slice(unique),
-            },
-            Expect::Status(tx),
-        )
-        .await?;
-        self.await_reply(&slot.addr, "STATUS_RES_UNIQUE", rx).await
+        let conn = self
+            .request(
+                slot,
+                Packet::GetStatusUnique {
+                    unique: Bytes::copy_from_slice(unique),
+                },
+                Expect::Status(tx),
+            )
+            .await?;
+        self.await_reply(&conn, &slot.addr, "STATUS_RES_UNIQUE", rx)
+            .await
     }
 
     /// ECHO_REQ to every server in turn until one answers; returns what it echoed.
@@ -370,7 +373,7 @@ impl Client {
                 )
                 .await;
             match sent {
-                Ok(()) => return self.await_reply(&slot.addr, "ECHO_RES", rx).await,
+                Ok(conn) => return self.await_reply(&conn, &slot.addr, "ECHO_RES", rx).await,
                 Err(e) => last_error = e,
             }
         }
@@ -384,26 +387,27 @@ impl Client {
         usize::try_from(hasher.finish() % self.servers.len() as u64).unwrap_or(0)
     }
 
+    /// Sends a request, returning the connection its reply will come on.
     async fn request(
         &self,
         slot: &ServerSlot,
         packet: Packet,
         expect: Expect,
-    ) -> Result<(), ClientError> {
-        self.connection(slot)
-            .await?
-            .send(&slot.addr, Request { packet, expect })
+    ) -> Result<Connection, ClientError> {
+        let conn = self.connection(slot).await?;
+        conn.send(&slot.addr, Request { packet, expect })?;
+        Ok(conn)
     }
 
     async fn await_reply<T>(
         &self,
+        conn: &Connection,
         addr: &ServerAddr,
         what: &'static str,
         rx: oneshot::Receiver<Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        match tokio::time::timeout(self.options.timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(lost(addr, "closed before the reply")),
+        match tokio::time::timeout(self.options.timeout, conn.reply(addr, rx)).await {
+            Ok(result) => result,
             Err(_) => Err(ClientError::Timeout {
                 addr: addr.clone(),
                 what,
@@ -430,10 +434,18 @@ impl Client {
         let framed = Framed::new(stream, ClientCodec::new(self.options.max_frame));
         let (tx, rx) = mpsc::unbounded_channel();
         let ended = Arc::new(std::sync::OnceLock::new());
-        tokio::spawn(run_connection(slot.addr.clone(), framed, rx, ended.clone()));
+        let (finished_tx, finished) = finished_signal();
+        tokio::spawn(run_connection(
+            slot.addr.clone(),
+            framed,
+            rx,
+            ended.clone(),
+            finished_tx,
+        ));
         let tx = Connection {
             requests: tx,
             ended,
+            finished,
         };
         if self.options.exceptions {
             let (reply_tx, reply_rx) = oneshot::channel();
@@ -444,7 +456,8 @@ impl Client {
                 expect: Expect::OptionSet(reply_tx),
             };
             tx.send(&slot.addr, request)?;
-            self.await_reply(&slot.addr, "OPTION_RES", reply_rx).await?;
+            self.await_reply(&tx, &slot.addr, "OPTION_RES", reply_rx)
+                .await?;
         }
         *conn = Some(tx.clone());
         Ok(tx)
