@@ -84,8 +84,15 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
     for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
         let _ = signal_hook::flag::register(signal, Arc::new(AtomicBool::new(false)));
     }
-    // Set once a stop was passed on, so that the program hears of it once.
+    // Set by the signal handler itself when a stop signal arrives (not when the loop below
+    // gets to it, which on a loaded machine can take longer than the host-gone check
+    // waits), so that the program hears of a stop once.
     let stopping = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stopping.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    let mut passed_on = false;
     let ask_to_stop = {
         let stopping = stopping.clone();
         move || {
@@ -184,8 +191,11 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
                     break;
                 }
             }
+            // The first stop is passed on; a second (the parent-death signal after the
+            // host's own TERM) would read as "quit now" to many programs.
+            _ if passed_on => {}
             _ => {
-                stopping.store(true, Ordering::Relaxed);
+                passed_on = true;
                 with_slot(&|w| w.set_state(ProcessState::Stopping, now_ms()));
                 let signal = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
                 let _ = kill(pid, signal);

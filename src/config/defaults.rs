@@ -7,6 +7,7 @@ pub const RESTART_DELAY_SECS: f64 = 0.5;
 pub const LOGLEVEL: &str = "info";
 pub const CONSOLE_LISTEN: &str = "127.0.0.1:47300";
 pub const CONSOLE_IDLE_TIMEOUT_SECS: f64 = 300.0;
+pub const CONSOLE_AUTH_TIMEOUT_SECS: f64 = 5.0;
 pub const CONSOLE_MAX_CONNECTIONS: u32 = 64;
 pub const SERVER_LISTEN: &str = "127.0.0.1:4730";
 pub const JOB_RETRIES: u32 = crate::gearman::server::DEFAULT_JOB_RETRIES;

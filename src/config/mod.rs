@@ -128,6 +128,9 @@ pub struct ConsoleConfig {
     pub secret: Option<String>,
     /// A client silent this long is disconnected.
     pub idle_timeout: Duration,
+    /// With a secret, a client that has not authenticated this long after connecting is
+    /// disconnected.
+    pub auth_timeout: Duration,
     /// Clients connected at once.
     pub max_connections: usize,
 }
@@ -234,6 +237,7 @@ struct RawConsole {
     listen: Option<String>,
     secret: Option<String>,
     idle_timeout: Option<f64>,
+    auth_timeout: Option<f64>,
     max_connections: Option<u32>,
 }
 

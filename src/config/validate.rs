@@ -202,6 +202,15 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
                 d if d.is_zero() => return Err("console.idle_timeout must be more than 0".into()),
                 d => d,
             },
+            auth_timeout: match seconds(
+                "console.auth_timeout",
+                console
+                    .auth_timeout
+                    .unwrap_or(defaults::CONSOLE_AUTH_TIMEOUT_SECS),
+            )? {
+                d if d.is_zero() => return Err("console.auth_timeout must be more than 0".into()),
+                d => d,
+            },
             max_connections: match console
                 .max_connections
                 .unwrap_or(defaults::CONSOLE_MAX_CONNECTIONS)

@@ -11,7 +11,7 @@
 //! notice.
 //!
 //! With a secret, a client that has not authenticated is held to more: it must `auth` within
-//! [`AUTH_WITHIN`]; each address may have [`UNAUTHENTICATED_PER_ADDRESS`] such connections at
+//! `auth_timeout` (5 s by default); each address may have [`UNAUTHENTICATED_PER_ADDRESS`] such connections at
 //! once, and all of them together leave a quarter of the slots to authenticated clients; a
 //! wrong secret is answered after [`AUTH_FAILURE_DELAY`], logged with the peer's address, and
 //! the [`AUTH_ATTEMPTS`]th closes the connection.
@@ -39,8 +39,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest accepted line, in bytes.
 pub const MAX_LINE: usize = 4096;
-/// How long a client may take to authenticate, when a secret is set.
-pub const AUTH_WITHIN: Duration = Duration::from_secs(5);
 /// Unauthenticated connections one address may hold at once.
 pub const UNAUTHENTICATED_PER_ADDRESS: usize = 4;
 /// The wait before a wrong secret is answered: guessing goes at one try a second.
@@ -107,6 +105,8 @@ pub struct Settings {
     pub secret: Option<String>,
     /// A client silent this long is disconnected.
     pub idle_timeout: Duration,
+    /// With a secret, a client must authenticate this soon after connecting.
+    pub auth_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -192,7 +192,7 @@ async fn serve(
     let (reader, mut writer) = stream.into_split();
     let mut lines = FramedRead::new(reader, LineCodec::new(MAX_LINE));
     let mut authenticated = settings.secret.is_none();
-    let auth_deadline = tokio::time::Instant::now() + AUTH_WITHIN;
+    let auth_deadline = tokio::time::Instant::now() + settings.auth_timeout;
     let mut failures = 0;
     loop {
         let wait = if authenticated {
@@ -207,17 +207,14 @@ async fn serve(
                 let bye = if authenticated {
                     Reply::error(
                         "timeout",
-                        format!(
-                            "no command for {} s; closing",
-                            settings.idle_timeout.as_secs()
-                        ),
+                        format!("no command for {}; closing", seconds(settings.idle_timeout)),
                     )
                 } else {
                     Reply::error(
                         "timeout",
                         format!(
-                            "not authenticated within {} s; closing",
-                            AUTH_WITHIN.as_secs()
+                            "not authenticated within {}; closing",
+                            seconds(settings.auth_timeout)
                         ),
                     )
                 };
@@ -311,4 +308,9 @@ async fn dispatch(
         Command::Quit => quit::run(),
         Command::Unknown(word) => Reply::error("unknown_command", word),
     }
+}
+
+/// A duration as the console says it: `5 s`, `0.5 s`.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
 }

@@ -147,6 +147,7 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         let settings = crate::console::Settings {
             secret: config.console.secret.clone(),
             idle_timeout: config.console.idle_timeout,
+            auth_timeout: config.console.auth_timeout,
             max_connections: config.console.max_connections,
         };
         if let Ok(addr) = listener.local_addr() {

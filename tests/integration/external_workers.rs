@@ -519,21 +519,37 @@ async fn a_program_finishes_its_job_and_prints_after_the_host_is_killed() {
     if !common::perl_gearman_available() {
         return;
     }
+    let port = free_port();
     let host = Host::start(
         &[gearmand.addr().to_string()],
         "interval = 0\nshutdown_timeout = 10",
-        "[[jobs]]\nname = \"printer\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n",
+        &format!(
+            "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[jobs]]\nname = \"printer\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n\
+             env = {{ STATUS_LINES = \"1\" }}\n"
+        ),
     );
     host.wait_workers("printer", 1, LIMIT);
     assert!(
         common::wait_for_status(&gearmand.addr(), "printer", |s| s.available_workers == 1).await
     );
+    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    let mut console = Console::connect(port);
     let client = Client::new(vec![gearmand.addr()], ClientOptions::default()).unwrap();
     let job = client
         .submit(JobRequest::new("printer", "1500"))
         .await
         .unwrap();
-    assert!(common::wait_for_status(&gearmand.addr(), "printer", |s| s.running == 1).await);
+    // In the job (its status line says so), not merely assigned it: a program told to stop
+    // between the two leaves the job to the job server, for the next worker.
+    assert!(poll_until(LIMIT, || console
+        .lines("scoreboard")
+        .iter()
+        .any(|line| line.split_whitespace().nth(2) == Some("B"))));
     signal(host.pid(), nix::sys::signal::Signal::SIGKILL);
     let outcome = tokio::time::timeout(LIMIT, job.wait())
         .await
@@ -601,6 +617,100 @@ both_servers! {
         assert!(poll_until(LIMIT, || common::host::members_of(&group).is_empty()));
         assert_eq!(std::fs::read_to_string(&trace).unwrap_or_default(), "ready\nTERM\n");
     }
+}
+
+// Seen under load: the keeper passed on every stop signal, so a program told to stop by its
+// host heard TERM again when the host then died (the parent-death signal); and it decided
+// whether the parent-death TERM had come by whether its loop had handled it yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_hears_of_a_stop_once_when_its_host_then_dies() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("terms");
+    let host = Host::start(
+        &[server.addr().to_string()],
+        "interval = 0\nshutdown_timeout = 30",
+        &format!(
+            "[[jobs]]\nname = \"counts\"\nprogram = [\"perl\", \"-e\", \"sub note {{ open my $f, '>>', '{0}'; print $f qq($_[0]\\\\n) }} $SIG{{TERM}} = sub {{ note('TERM') }}; note('ready'); sleep 1 while 1\"]\n",
+            trace.display()
+        ),
+    );
+    let keeper = host.wait_workers("counts", 1, LIMIT)[0];
+    let group = common::host::groups_of(&[keeper]);
+    assert!(poll_until(LIMIT, || std::fs::read_to_string(&trace)
+        .is_ok_and(|t| t == "ready\n")));
+    // The host's graceful stop: the program hears it (and ignores it)...
+    signal(host.pid(), nix::sys::signal::Signal::SIGTERM);
+    assert!(poll_until(LIMIT, || std::fs::read_to_string(&trace)
+        .is_ok_and(|t| t == "ready\nTERM\n")));
+    // ...then the host is killed before its shutdown_timeout: the keeper's parent-death
+    // signal is not a second stop for the program.
+    signal(host.pid(), nix::sys::signal::Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        std::fs::read_to_string(&trace).unwrap_or_default(),
+        "ready\nTERM\n"
+    );
+    for pid in common::host::members_of(&group) {
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+// Seen under load: a process asked to stop while busy (a lowered max) was SIGKILLed the moment
+// it finished its job, because its shutdown_timeout counted from the request, not from the
+// job's end; one that takes a moment to exit was killed on its way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_finishes_its_job_has_shutdown_timeout_to_exit() {
+    if !common::perl_gearman_available() {
+        return;
+    }
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let port = free_port();
+    let host = Host::start(
+        &[server.addr().to_string()],
+        "interval = 0\nshutdown_timeout = 1.5",
+        &format!(
+            "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[jobs]]\nname = \"lingers\"\nprogram = [\"perl\", \"tests/programs/sleeper.pl\"]\n\
+             env = {{ STATUS_LINES = \"1\", EXIT_DELAY_MS = \"700\" }}\nmin_processes = 2\nmax_processes = 2\n"
+        ),
+    );
+    host.wait_workers("lingers", 2, LIMIT);
+    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    let mut console = Console::connect(port);
+    let client =
+        std::sync::Arc::new(Client::new(vec![server.addr()], ClientOptions::default()).unwrap());
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.run(JobRequest::new("lingers", "2500")).await })
+        })
+        .collect();
+    assert!(poll_until(LIMIT, || console
+        .lines("scoreboard")
+        .iter()
+        .filter(|line| line.split_whitespace().nth(2) == Some("B"))
+        .count()
+        == 2));
+    assert!(console.cmd("set_processes lingers 0 1").starts_with("OK"));
+    for job in jobs {
+        let outcome = tokio::time::timeout(LIMIT, job)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, complete("slept 2500"));
+    }
+    host.wait_log("[lingers] Exited with status 0", LIMIT);
+    let log = host.log();
+    assert!(
+        !log.contains("killing it"),
+        "a process was killed on its way out:\n{log}"
+    );
 }
 
 // Found trying issue 12's keeper: a program that writes no status lines was guessed idle while

@@ -511,6 +511,14 @@ both_servers! {
         let client = client(vec![gearmand.addr()]);
         let job = client.submit(JobRequest::new("timed", "x")).await.unwrap();
         assert!(wait_for_status(&gearmand.addr(), "timed", |s| s.running == 1).await);
+        if gearmand.kind == common::ServerKind::Gearmand {
+            // Back in the queue, nobody running it. (The second worker starts only now: a
+            // sleeping worker was once seen not woken by gearmand's requeue — see issue 13's
+            // note.)
+            assert!(
+                wait_for_status(&gearmand.addr(), "timed", |s| s.running == 0 && s.total == 1).await
+            );
+        }
         let fast = start_worker(
             vec![gearmand.addr()],
             &["timed"],

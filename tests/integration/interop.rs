@@ -324,7 +324,7 @@ worker = "block"
 timeout = 1
 [[jobs]]
 name = "hold"
-worker = "sleep"
+command = ["sh", "-c", "read gate; while [ ! -e \"$gate\" ]; do sleep 0.02; done"]
 group = "ordered"
 min_processes = 1
 max_processes = 1
@@ -569,10 +569,11 @@ both_servers! {
                 assert_eq!(run.text(1, "data").as_deref(), Some("data"), "{run}");
                 assert_eq!(run.text(1, "warning").as_deref(), Some("warning"), "{run}");
             }
-            // Priorities: while the group's one process is busy, low, normal and high jobs
-            // queue up; they run high first.
-            // (Long enough for a library to start and submit all three on a loaded machine.)
-            let Some((Some(0), ..)) = gearman(port, "hold", &["-b"], "1500") else {
+            // Priorities: while the group's one process is busy (holding until the test
+            // opens its gate), low, normal and high jobs queue up; they run high first.
+            let gates = tempfile::tempdir().unwrap();
+            let gate = gates.path().join("open");
+            let Some((Some(0), ..)) = gearman(port, "hold", &["-b"], &gate.display().to_string()) else {
                 panic!("could not submit the holding job")
             };
             assert!(common::wait_for_status(&server.addr(), "hold", |s| s.running == 1).await);
@@ -581,7 +582,20 @@ both_servers! {
                 .iter()
                 .map(|priority| json!({"function": "ordered", "data": "150", "priority": priority}))
                 .collect();
-            let run = library.run(port, Mode::Set, false, &ordered);
+            let run = std::thread::scope(|scope| {
+                let run = scope.spawn(|| library.run(port, Mode::Set, false, &ordered));
+                // All three queued: the gate opens.
+                let queued = common::blocking(|| {
+                    tokio::runtime::Handle::current().block_on(common::wait_for_status(
+                        &server.addr(),
+                        "ordered",
+                        |s| s.total == 3,
+                    ))
+                });
+                std::fs::write(&gate, "").unwrap();
+                assert!(queued, "{library:?} did not queue the three jobs");
+                run.join().unwrap()
+            });
             run.finished();
             let order: Vec<String> = run
                 .events

@@ -158,8 +158,10 @@ fn a_writer_killed_mid_write_never_blocks_or_misleads_a_reader() {
         if let Some(snapshot) = table.read(0) {
             check(&snapshot);
         }
+        // (A reader that waited on the dead writer would wait for ever; the bound is wide so
+        // that a loaded machine does not fail it.)
         assert!(
-            t.elapsed() < Duration::from_millis(20),
+            t.elapsed() < Duration::from_secs(1),
             "a read took {:?}",
             t.elapsed()
         );

@@ -3,12 +3,13 @@
 # milliseconds, prints "slept N" on stdout and returns it. With STATUS_LINES=1 in its
 # environment it tells its host what it is doing, through the descriptor in
 # $GEARDRIVER_STATUS_FD; with DIE_ON_TERM=1 a SIGTERM ends it at once, job or not (as many
-# PHP workers do).
+# PHP workers do); with EXIT_DELAY_MS=N it takes N ms to exit once told to stop (closing
+# files, flushing buffers).
 use strict;
 use warnings;
 use Gearman::Worker;
 use IO::Handle;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(usleep time);
 
 my @servers = split /,/, $ENV{GEARDRIVER_JOB_SERVERS};
 my $function = $ENV{GEARDRIVER_JOB};
@@ -27,7 +28,9 @@ $worker->register_function($function => sub {
     $busy = 1;
     report("busy $function");
     my $ms = $_[0]->arg;
-    usleep($ms * 1000);
+    # The whole time, even if a signal (a stop) interrupts the sleep.
+    my $until = time + $ms / 1000;
+    while ((my $left = $until - time) > 0) { usleep($left * 1_000_000) }
     print "slept $ms\n";
     report("done");
     $busy = 0;
@@ -35,3 +38,4 @@ $worker->register_function($function => sub {
 });
 report("idle");
 $worker->work(stop_if => sub { $stop }) until $stop;
+usleep(($ENV{EXIT_DELAY_MS} // 0) * 1000);

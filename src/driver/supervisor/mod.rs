@@ -209,12 +209,16 @@ impl Supervisor {
                 if let Some(asked) = p.stop_requested {
                     // A process asked to stop while the host runs on (a lowered max, a
                     // reload, `kill`) finishes the job it holds, however long: the job's own
-                    // timeout bounds it. Only an idle one that does not go is killed.
+                    // timeout bounds it. Only an idle one that does not go is killed, and
+                    // its shutdown_timeout counts from when it was last seen busy: one
+                    // that has just finished its job is on its way out.
                     let busy = self
                         .stats
                         .read(p.slot)
                         .is_some_and(|s| s.pid == *pid && s.holds_job());
-                    if !p.killed && !busy && now.duration_since(asked) >= timeout {
+                    if busy {
+                        p.stop_requested = Some(now);
+                    } else if !p.killed && now.duration_since(asked) >= timeout {
                         tracing::warn!(pid = *pid, job = %name, "did not stop within shutdown_timeout; killing it");
                         let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
                         p.killed = true;
