@@ -99,8 +99,17 @@ fn render(config: &Config) -> String {
         "server           {}\n",
         if config.server.enabled {
             format!(
-                "built-in on {}, job_retries {}",
-                config.server.listen, config.server.job_retries
+                "built-in on {}, job_retries {}, queue {}",
+                config.server.listen,
+                config.server.job_retries,
+                match &config.server.queue {
+                    Some(path) => format!(
+                        "{} (sync {})",
+                        path.display(),
+                        config.server.queue_sync.as_str()
+                    ),
+                    None => "in memory only (background jobs are lost at a stop)".into(),
+                }
             )
         } else {
             "off".into()

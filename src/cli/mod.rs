@@ -115,6 +115,15 @@ pub struct ServerArgs {
     /// [default: the config's [server] job_retries, else 3]
     #[arg(long, value_name = "N")]
     pub job_retries: Option<u32>,
+    /// Keep background jobs in this SQLite file across restarts (gearmand's libsqlite3
+    /// layout) [default: the config's [server] queue, else memory only]
+    #[arg(long, value_name = "PATH")]
+    pub queue: Option<PathBuf>,
+    /// What a crash may cost the queue: "normal" (nothing after a process crash) or "full"
+    /// (nothing after a power loss; an fsync per group of jobs) [default: the config's, else
+    /// normal]
+    #[arg(long, value_name = "MODE")]
+    pub queue_sync: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

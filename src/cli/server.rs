@@ -18,6 +18,18 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         crate::config::LogFormat::Text,
     );
     let mut job_retries = args.job_retries;
+    let mut queue = args.queue;
+    let mut queue_sync = match args.queue_sync.as_deref() {
+        None => None,
+        Some(text) => match crate::gearman::server::queue::Sync::parse(text) {
+            Some(sync) => Some(sync),
+            None => {
+                return Outcome::Usage(format!(
+                    "--queue-sync must be \"normal\" or \"full\", not {text:?}"
+                ));
+            }
+        },
+    };
     let addr: SocketAddr = match args.listen {
         Some(given) => match given.replace("localhost:", "127.0.0.1:").parse() {
             Ok(addr) => addr,
@@ -34,6 +46,8 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
                 match Config::load(&path, registry) {
                     Ok(config) => {
                         job_retries = job_retries.or(Some(config.server.job_retries));
+                        queue = queue.or(config.server.queue);
+                        queue_sync = queue_sync.or(Some(config.server.queue_sync));
                         config.server.listen
                     }
                     Err(e) => return Outcome::Usage(format!("{e} (or give --listen)")),
@@ -49,6 +63,16 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
     {
         Ok(runtime) => runtime,
         Err(e) => return Outcome::Failed(format!("cannot start the async runtime: {e}")),
+    };
+    let queue = match queue {
+        Some(path) => {
+            match crate::gearman::server::queue::Queue::open(&path, queue_sync.unwrap_or_default())
+            {
+                Ok(opened) => Some(opened),
+                Err(e) => return Outcome::Failed(e.to_string()),
+            }
+        }
+        None => None,
     };
     runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -88,7 +112,7 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
             max_connections = settings.max_connections,
             "connection limit"
         );
-        server::run(listener, settings, shutdown).await;
+        server::run_with_queue(listener, settings, queue, shutdown).await;
         tracing::info!("job server stopped");
         Outcome::Success
     })

@@ -141,6 +141,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Hand-outs of a job whose workers keep going away before it fails (0 = never).
     pub job_retries: u32,
+    /// The persistent queue's file, if background jobs are kept across restarts.
+    pub queue: Option<PathBuf>,
+    pub queue_sync: crate::gearman::server::queue::Sync,
 }
 
 /// What runs a job.
@@ -247,6 +250,8 @@ struct RawServer {
     enabled: Option<bool>,
     listen: Option<String>,
     job_retries: Option<u32>,
+    queue: Option<String>,
+    queue_sync: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -73,6 +73,19 @@ fn check_loglevel(value: &str) -> Result<(), String> {
 pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Result<Config, String> {
     let driver = raw.driver.unwrap_or_default();
     let server = raw.server.unwrap_or_default();
+    let relative = |p: String| -> PathBuf {
+        let p = PathBuf::from(p);
+        match (p.is_relative(), path.parent()) {
+            (true, Some(dir)) => dir.join(p),
+            _ => p,
+        }
+    };
+    let queue_sync = match server.queue_sync.as_deref() {
+        None => Default::default(),
+        Some(text) => crate::gearman::server::queue::Sync::parse(text).ok_or_else(|| {
+            format!("server.queue_sync must be \"normal\" or \"full\", not {text:?}")
+        })?,
+    };
     let server_config = ServerConfig {
         enabled: server.enabled.unwrap_or(false),
         listen: socket_addr(
@@ -80,6 +93,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
             server.listen.as_deref().unwrap_or(defaults::SERVER_LISTEN),
         )?,
         job_retries: server.job_retries.unwrap_or(defaults::JOB_RETRIES),
+        queue: server.queue.filter(|p| !p.is_empty()).map(relative),
+        queue_sync,
     };
     let job_servers = match driver.job_servers {
         // With the built-in server on, workers use it unless told otherwise.
@@ -105,13 +120,6 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
     )?;
     let loglevel = driver.loglevel.unwrap_or_else(|| defaults::LOGLEVEL.into());
     check_loglevel(&loglevel)?;
-    let relative = |p: String| -> PathBuf {
-        let p = PathBuf::from(p);
-        match (p.is_relative(), path.parent()) {
-            (true, Some(dir)) => dir.join(p),
-            _ => p,
-        }
-    };
     let driver_config = DriverConfig {
         job_servers,
         interval: match optional_seconds(

@@ -45,6 +45,8 @@ pub enum HostError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Queue(#[from] crate::gearman::server::queue::QueueError),
     #[error("cannot listen for the console on {addr}: {source}")]
     Console {
         addr: std::net::SocketAddr,
@@ -137,10 +139,10 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     parts.spawn("supervisor", supervisor);
     let server_stop = CancellationToken::new();
     let server_started = server.is_some();
-    if let Some((listener, settings)) = server {
+    if let Some((listener, settings, queue)) = server {
         parts.spawn(
             "built-in job server",
-            crate::gearman::server::run(listener, settings, server_stop.clone()),
+            crate::gearman::server::run_with_queue(listener, settings, queue, server_stop.clone()),
         );
     }
     if let Some(listener) = console {
@@ -211,12 +213,27 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     }
 }
 
+/// What the built-in job server starts with: its port, its limits, and its persistent queue
+/// (with the jobs it held).
+type ServerStart = (
+    tokio::net::TcpListener,
+    crate::gearman::server::Settings,
+    Option<(
+        crate::gearman::server::queue::Queue,
+        Vec<crate::gearman::server::queue::StoredJob>,
+    )>,
+);
+
 /// Binds the built-in job server's port, with a connection cap that leaves descriptors for
-/// the console and the worker processes.
-async fn bind_server(
-    config: &Config,
-    open_files: u64,
-) -> Result<(tokio::net::TcpListener, crate::gearman::server::Settings), HostError> {
+/// the console and the worker processes, and opens its persistent queue.
+async fn bind_server(config: &Config, open_files: u64) -> Result<ServerStart, HostError> {
+    let queue = match &config.server.queue {
+        Some(path) => Some(crate::gearman::server::queue::Queue::open(
+            path,
+            config.server.queue_sync,
+        )?),
+        None => None,
+    };
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -241,6 +258,7 @@ async fn bind_server(
             max_connections,
             ..defaults
         },
+        queue,
     ))
 }
 

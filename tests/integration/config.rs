@@ -57,6 +57,15 @@ fn the_repos_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
     let config = Config::load(&path, &Registry::with_builtins()).expect("config.toml is valid");
     assert!(!config.jobs.is_empty());
+    // Background jobs are kept across restarts by default, next to the config (issue 14).
+    assert_eq!(
+        config.server.queue.as_deref(),
+        Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("queue.sqlite")
+                .as_path()
+        )
+    );
 }
 
 #[test]

@@ -17,5 +17,6 @@ mod fuzz_regressions;
 mod gearmand_protocol;
 mod interop;
 mod plugins;
+mod queue;
 mod server;
 mod stats_stress;

@@ -84,6 +84,9 @@ pub struct JobRequest {
     pub unique: Option<Bytes>,
     pub priority: Priority,
     pub background: bool,
+    /// Not handed out before this time, in seconds since the epoch (SUBMIT_JOB_EPOCH: a
+    /// background job of normal priority, whatever `priority` and `background` say).
+    pub run_at: Option<u64>,
 }
 
 impl JobRequest {
@@ -107,6 +110,13 @@ impl JobRequest {
 
     pub fn unique(mut self, unique: impl Into<Bytes>) -> Self {
         self.unique = Some(unique.into());
+        self
+    }
+
+    /// A background job not run before `epoch_seconds` (SUBMIT_JOB_EPOCH).
+    pub fn run_at(mut self, epoch_seconds: u64) -> Self {
+        self.run_at = Some(epoch_seconds);
+        self.background = true;
         self
     }
 }
@@ -283,12 +293,20 @@ impl Client {
                 (Some(tx), Some(rx))
             };
             let (reply_tx, reply_rx) = oneshot::channel();
-            let packet = Packet::Submit {
-                priority: request.priority,
-                background: request.background,
-                function: request.function.clone(),
-                unique: request.unique.clone().unwrap_or_default(),
-                data: request.data.clone(),
+            let packet = match request.run_at {
+                Some(epoch) => Packet::SubmitJobEpoch {
+                    function: request.function.clone(),
+                    unique: request.unique.clone().unwrap_or_default(),
+                    epoch,
+                    data: request.data.clone(),
+                },
+                None => Packet::Submit {
+                    priority: request.priority,
+                    background: request.background,
+                    function: request.function.clone(),
+                    unique: request.unique.clone().unwrap_or_default(),
+                    data: request.data.clone(),
+                },
             };
             let expect = Expect::Created {
                 events: events_tx,
@@ -318,6 +336,7 @@ impl Client {
     pub async fn run(&self, request: JobRequest) -> Result<JobOutcome, ClientError> {
         let request = JobRequest {
             background: false,
+            run_at: None,
             ..request
         };
         self.submit(request).await?.wait().await

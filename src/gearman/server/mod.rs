@@ -14,9 +14,13 @@
 //! it); failures the server decides (job_retries, CAN_DO_TIMEOUT) reach clients as
 //! WORK_WARNING with the reason, then WORK_FAIL; a background submission merged into a
 //! foreground job keeps it alive; `drop function` is refused while jobs are queued;
-//! SUBMIT_JOB_EPOCH and SUBMIT_REDUCE_JOB* get ERROR like SUBMIT_JOB_SCHED; cancelling a
-//! queued job tells its waiting clients (WORK_FAIL).
+//! SUBMIT_REDUCE_JOB* get ERROR like SUBMIT_JOB_SCHED; cancelling a queued job tells its
+//! waiting clients (WORK_FAIL).
+//!
+//! With a persistent queue (`queue`), background jobs are written before their JOB_CREATED
+//! goes out: the connection's replies wait for the group commit that holds its jobs.
 
+pub mod queue;
 mod state;
 
 use super::codec::{
@@ -105,17 +109,46 @@ impl Shared {
 }
 
 /// Serves until `shutdown` is cancelled: then it stops accepting, tells every connection
-/// (an ERROR packet), and returns once the connections are closed.
+/// (an ERROR packet), and returns once the connections are closed. Background jobs live in
+/// memory only: [`run_with_queue`] keeps them.
 pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) {
+    run_with_queue(listener, settings, None, shutdown).await;
+}
+
+/// [`run`], keeping background jobs in `queue` (opened with the jobs it held, which are
+/// queued again first).
+pub async fn run_with_queue(
+    listener: TcpListener,
+    settings: Settings,
+    queue: Option<(queue::Queue, Vec<queue::StoredJob>)>,
+    shutdown: CancellationToken,
+) {
+    let mut state = State::new(
+        &settings.host,
+        settings.job_retries,
+        settings.max_queued_bytes,
+    );
+    if let Some((queue, restored)) = queue {
+        let count = restored.len();
+        tracing::info!(queue = %queue.path().display(), jobs = count, "job server: persistent queue open; its jobs are queued again");
+        state.persist(queue, restored);
+    }
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(
-            &settings.host,
-            settings.job_retries,
-            settings.max_queued_bytes,
-        )),
+        state: Mutex::new(state),
         next_conn: AtomicU64::new(1),
         settings,
     });
+    // The clock for jobs with a time: sleeping workers hear of them when it comes.
+    let clock = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                shared.lock().release_due();
+            }
+        })
+    };
     let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
     let tracker = tokio_util::task::TaskTracker::new();
     let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
@@ -155,6 +188,20 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
         .is_err()
     {
         tracing::warn!("job server: connections still open 5 s after shutdown");
+    }
+    clock.abort();
+    let (unstored, queue) = shared.lock().close();
+    match queue {
+        Some(path) => {
+            tracing::info!(queue = %path.display(), "job server: stopped; queued background jobs are kept for the next start")
+        }
+        None if unstored > 0 => tracing::warn!(
+            dropped = unstored,
+            "job server: stopped with {unstored} background job{} in memory only; they are lost. \
+             Set [server] queue = \"PATH\" (or `geardriver server --queue PATH`) to keep them across restarts",
+            if unstored == 1 { "" } else { "s" }
+        ),
+        None => {}
     }
 }
 
@@ -197,6 +244,7 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
     };
     let mut replies = Vec::new();
     let mut effects = Vec::new();
+    let mut storing = Vec::new();
     // Checks for a silent new connection and a stalled packet, at half the shorter timeout:
     // one wake-up per connection every few seconds, none on the packet path.
     let check_every = settings
@@ -286,6 +334,25 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
                             tokio::spawn(async move {
                                 tokio::time::sleep(after).await;
                                 shared.lock().expire(job, assignment);
+                            });
+                        }
+                        Effect::Stored { handle, stored } => storing.push((handle, stored)),
+                    }
+                }
+                // Background jobs are acknowledged once on disk: the replies wait for the
+                // queue's next group commit (or say why the job was refused).
+                for (handle, stored) in storing.drain(..) {
+                    let refused = match stored.await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(reason)) => reason.to_string(),
+                        Err(_) => "the queue writer has stopped".to_string(),
+                    };
+                    shared.lock().unstored(&handle);
+                    for reply in &mut replies {
+                        if matches!(reply, ServerOutbound::Packet(crate::gearman::Packet::JobCreated { handle: h }) if *h == handle) {
+                            *reply = ServerOutbound::Packet(crate::gearman::Packet::Error {
+                                code: bytes::Bytes::from_static(b"QUEUE_ERROR"),
+                                text: bytes::Bytes::from(format!("the persistent queue could not store the job: {refused}")),
                             });
                         }
                     }

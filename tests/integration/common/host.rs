@@ -85,6 +85,16 @@ impl Host {
         self.child.id()
     }
 
+    /// Once this host has exited (signal it first), starts a new one on the same directory,
+    /// config and files.
+    pub fn start_again(mut self) -> Host {
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let config = self.config.clone();
+        drop(self);
+        Host::start_with(dir, config)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

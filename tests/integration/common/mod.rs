@@ -207,6 +207,22 @@ impl JobServer {
         }
     }
 
+    /// Stops the server with `signal`, waits for it to exit, and starts a new one on the
+    /// same port with the same arguments.
+    pub fn restart_after(&mut self, signal: nix::sys::signal::Signal) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, signal);
+            let _ = child.wait();
+        }
+        let ok = poll_until(Duration::from_secs(10), || self.spawn());
+        assert!(
+            ok,
+            "{:?} did not come back on port {}",
+            self.kind, self.port
+        );
+    }
+
     /// Kills the server and starts a new one on the same port.
     pub fn restart(&mut self) {
         self.kill();

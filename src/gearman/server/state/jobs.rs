@@ -2,24 +2,42 @@
 //! budget), hand-out to a worker, WORK_* relayed to its clients, completion, expiry and
 //! failure after its retries.
 
+use super::scheduled::now_epoch;
 use super::{
-    ConnId, Effect, Job, JobId, MAX_UNIQUE, NotFound, PRIORITIES, State, error, not_found, slot,
+    ConnId, Effect, Job, JobId, MAX_UNIQUE, NotFound, PRIORITIES, State, StoredJob, error,
+    not_found, slot,
 };
 use crate::gearman::codec::ServerOutbound;
 use crate::gearman::packet::{Packet, Priority};
 use bytes::Bytes;
 use std::time::Duration;
 
+/// A job as a client submits it.
+pub(super) struct Submission {
+    pub priority: Priority,
+    pub background: bool,
+    pub function: Bytes,
+    pub unique: Bytes,
+    pub data: Bytes,
+    /// Seconds since the epoch before which it is not handed out; 0 = at once.
+    pub when: i64,
+}
+
 impl State {
     pub(super) fn submit(
         &mut self,
         id: ConnId,
-        priority: Priority,
-        background: bool,
-        function: Bytes,
-        unique: Bytes,
-        data: Bytes,
+        submission: Submission,
+        effects: &mut Vec<Effect>,
     ) -> Packet {
+        let Submission {
+            priority,
+            background,
+            function,
+            unique,
+            data,
+            when,
+        } = submission;
         if unique.len() > MAX_UNIQUE {
             return error("ARGUMENT_TOO_LARGE", "Unique value too large");
         }
@@ -29,15 +47,16 @@ impl State {
                 // A background submission keeps the job alive when its foreground clients
                 // leave (gearmand drops it, and with it a job its submitter was promised).
                 job.background |= background;
-                if !background {
+                let handle = job.handle.clone();
+                if background {
+                    self.store(existing, &handle, effects);
+                } else {
                     job.clients.push(id);
                     if let Some(conn) = self.conns.get_mut(&id) {
                         conn.waiting.push(existing);
                     }
                 }
-                return Packet::JobCreated {
-                    handle: job.handle.clone(),
-                };
+                return Packet::JobCreated { handle };
             }
         }
         let f = self.functions.entry(function.clone()).or_default();
@@ -47,42 +66,106 @@ impl State {
         if limit > 0 && i64::try_from(f.queued() + f.running).unwrap_or(i64::MAX) >= limit {
             return error("QUEUE_ERROR", "Job queue is full");
         }
-        let job_id = self.next_job;
-        self.next_job += 1;
         let handle = Bytes::from(format!("{}{}", self.handle_prefix, self.next_handle));
         self.next_handle += 1;
-        f.queues[slot(priority)].push_back(job_id);
-        if !unique.is_empty() {
-            self.uniques
-                .insert((function.clone(), unique.clone()), job_id);
-        }
-        self.handles.insert(handle.clone(), job_id);
-        self.jobs.insert(
-            job_id,
-            Job {
-                handle: handle.clone(),
-                function: function.clone(),
-                unique,
-                data,
-                priority,
-                background,
-                clients: if background { Vec::new() } else { vec![id] },
-                worker: None,
-                numerator: 0,
-                denominator: 0,
-                retries: 0,
-                cancelled: false,
-                seq: job_id,
-                assignment: 0,
-            },
-        );
+        let mut job = Job::new(handle.clone(), function, unique, data, priority, when);
+        job.background = background;
         if !background {
-            if let Some(conn) = self.conns.get_mut(&id) {
-                conn.waiting.push(job_id);
-            }
+            job.clients.push(id);
         }
-        self.wake(&function);
+        let job_id = self.add(job);
+        if background {
+            self.store(job_id, &handle, effects);
+        } else if let Some(conn) = self.conns.get_mut(&id) {
+            conn.waiting.push(job_id);
+        }
         Packet::JobCreated { handle }
+    }
+
+    /// A job from the persistent queue, queued again as it was submitted.
+    pub(super) fn restore(&mut self, stored: StoredJob) {
+        let key = (stored.function.clone(), stored.unique.clone());
+        if self.uniques.contains_key(&key) {
+            return; // the file's primary key makes this impossible; keep the first
+        }
+        let handle = Bytes::from(format!("{}{}", self.handle_prefix, self.next_handle));
+        self.next_handle += 1;
+        let mut job = Job::new(
+            handle,
+            stored.function,
+            stored.unique.clone(),
+            stored.data,
+            stored.priority,
+            stored.when,
+        );
+        job.background = true;
+        job.stored = Some(stored.unique);
+        self.add(job);
+    }
+
+    /// Indexes a new job and queues it (or schedules it, when its time is ahead).
+    fn add(&mut self, mut job: Job) -> JobId {
+        let job_id = self.next_job;
+        self.next_job += 1;
+        job.seq = job_id;
+        if !job.unique.is_empty() {
+            self.uniques
+                .insert((job.function.clone(), job.unique.clone()), job_id);
+        }
+        self.handles.insert(job.handle.clone(), job_id);
+        let function = job.function.clone();
+        let f = self.functions.entry(function.clone()).or_default();
+        if job.when > now_epoch() {
+            f.scheduled += 1;
+            self.scheduled.insert((job.when, job_id));
+            self.jobs.insert(job_id, job);
+        } else {
+            f.queues[slot(job.priority)].push_back(job_id);
+            self.jobs.insert(job_id, job);
+            self.wake(&function);
+        }
+        job_id
+    }
+
+    /// Writes a background job to the persistent queue, if there is one and it is not there
+    /// yet; its JOB_CREATED waits for the write.
+    fn store(&mut self, job_id: JobId, handle: &Bytes, effects: &mut Vec<Effect>) {
+        let Some(queue) = &self.queue else { return };
+        let job = self.jobs.get_mut(&job_id).expect("exists");
+        if job.stored.is_some() {
+            return;
+        }
+        let key = if job.unique.is_empty() {
+            self.next_key += 1;
+            Bytes::from(format!("{}-{}", self.key_prefix, self.next_key))
+        } else {
+            job.unique.clone()
+        };
+        let stored = queue.add(StoredJob {
+            unique: key.clone(),
+            function: job.function.clone(),
+            priority: job.priority,
+            data: job.data.clone(),
+            when: job.when,
+        });
+        job.stored = Some(key);
+        effects.push(Effect::Stored {
+            handle: handle.clone(),
+            stored,
+        });
+    }
+
+    /// A job the persistent queue could not store: its client is refused, so it is dropped
+    /// unless a worker already has it.
+    pub fn unstored(&mut self, handle: &Bytes) {
+        let Some(&job_id) = self.handles.get(handle) else {
+            return;
+        };
+        let job = self.jobs.get_mut(&job_id).expect("indexed");
+        job.stored = None;
+        if job.worker.is_none() && job.clients.is_empty() {
+            self.remove(job_id);
+        }
     }
 
     /// Whether a job waits for one of the connection's functions.
@@ -100,6 +183,7 @@ impl State {
     /// Hands the connection the best job it can do: highest priority first, then the oldest,
     /// across all its functions. Cancelled jobs met at a queue's head are dropped.
     pub(super) fn take(&mut self, id: ConnId, effects: &mut Vec<Effect>) -> Option<JobId> {
+        self.release_due();
         let conn = self.conns.get(&id)?;
         let abilities: Vec<(Bytes, Option<Duration>)> = conn
             .abilities
@@ -204,11 +288,19 @@ impl State {
         }
     }
 
-    /// Forgets a job everywhere.
+    /// Forgets a job everywhere (and in the persistent queue).
     pub(super) fn remove(&mut self, job_id: JobId) {
         let Some(job) = self.jobs.remove(&job_id) else {
             return;
         };
+        if let (Some(queue), Some(key)) = (&self.queue, &job.stored) {
+            queue.done(key.clone(), job.function.clone());
+        }
+        if self.scheduled.remove(&(job.when, job_id)) {
+            if let Some(f) = self.functions.get_mut(&job.function) {
+                f.scheduled = f.scheduled.saturating_sub(1);
+            }
+        }
         self.handles.remove(&job.handle);
         if !job.unique.is_empty() {
             let key = (job.function.clone(), job.unique.clone());

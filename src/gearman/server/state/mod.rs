@@ -10,11 +10,13 @@
 
 mod admin;
 mod jobs;
+mod scheduled;
 
+use super::queue::{Queue, Stored, StoredJob};
 use crate::gearman::codec::ServerOutbound;
 use crate::gearman::packet::{Packet, Priority};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,11 +66,49 @@ struct Job {
     seq: u64,
     /// Bumped on every assignment, so a timer only fails the assignment it was set for.
     assignment: u64,
+    /// Its key in the persistent queue (its unique id, or one made up), once stored.
+    stored: Option<Bytes>,
+    /// Seconds since the epoch before which it is not handed out (SUBMIT_JOB_EPOCH); 0 = at
+    /// once. While that time is ahead it waits in `State::scheduled`, not in a queue.
+    when: i64,
+}
+
+impl Job {
+    /// A job not yet queued: foreground, no clients yet, never handed out.
+    fn new(
+        handle: Bytes,
+        function: Bytes,
+        unique: Bytes,
+        data: Bytes,
+        priority: Priority,
+        when: i64,
+    ) -> Job {
+        Job {
+            handle,
+            function,
+            unique,
+            data,
+            priority,
+            background: false,
+            clients: Vec::new(),
+            worker: None,
+            numerator: 0,
+            denominator: 0,
+            retries: 0,
+            cancelled: false,
+            seq: 0,
+            assignment: 0,
+            stored: None,
+            when,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Function {
     queues: [VecDeque<JobId>; 3],
+    /// Jobs waiting for their time (counted as queued, as gearmand does).
+    scheduled: usize,
     running: usize,
     /// Worker connections that registered the function.
     workers: usize,
@@ -78,7 +118,7 @@ struct Function {
 
 impl Function {
     fn queued(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.queues.iter().map(VecDeque::len).sum::<usize>() + self.scheduled
     }
 }
 
@@ -115,6 +155,10 @@ pub enum Effect {
         assignment: u64,
         after: Duration,
     },
+    /// The JOB_CREATED for `handle` goes out once the job is on disk; if it cannot be
+    /// stored, the client gets an ERROR instead (and the job is dropped, see
+    /// [`State::unstored`]).
+    Stored { handle: Bytes, stored: Stored },
 }
 
 pub struct State {
@@ -132,6 +176,13 @@ pub struct State {
     job_retries: u32,
     /// Bytes queued for one connection before it is dropped as not reading.
     max_queued_bytes: usize,
+    /// Where background jobs are kept across restarts, if anywhere.
+    queue: Option<Queue>,
+    /// Jobs whose time has not come, by time.
+    scheduled: BTreeSet<(i64, JobId)>,
+    /// Made-up unique ids for stored jobs that have none: this run's start, then a count.
+    key_prefix: String,
+    next_key: u64,
 }
 
 fn error(code: &str, text: &str) -> Packet {
@@ -155,7 +206,41 @@ impl State {
             version: format!("geardriver {}", env!("CARGO_PKG_VERSION")),
             job_retries,
             max_queued_bytes,
+            queue: None,
+            scheduled: BTreeSet::new(),
+            key_prefix: format!(
+                "{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            ),
+            next_key: 0,
         }
+    }
+
+    /// Keeps background jobs in `queue` from now on, starting with the jobs it held: they
+    /// are queued again in the order they arrived, with their unique ids.
+    pub fn persist(&mut self, queue: Queue, restored: Vec<StoredJob>) {
+        for job in restored {
+            self.restore(job);
+        }
+        self.queue = Some(queue);
+    }
+
+    /// Background jobs held in memory only, and the persistent queue (closed: everything
+    /// queued for it is written), for the server's last words.
+    pub fn close(&mut self) -> (usize, Option<std::path::PathBuf>) {
+        let unstored = self
+            .jobs
+            .values()
+            .filter(|j| j.background && j.stored.is_none())
+            .count();
+        let path = self.queue.take().map(|mut queue| {
+            queue.close();
+            queue.path().to_path_buf()
+        });
+        (unstored, path)
     }
 
     pub fn connect(
@@ -259,6 +344,7 @@ impl State {
                 }
             }
             Packet::PreSleep => {
+                self.release_due();
                 if self.has_work_for(id) {
                     reply(Packet::Noop);
                 } else if let Some(conn) = self.conns.get_mut(&id) {
@@ -298,7 +384,35 @@ impl State {
                 function,
                 unique,
                 data,
-            } => reply(self.submit(id, priority, background, function, unique, data)),
+            } => {
+                let submission = jobs::Submission {
+                    priority,
+                    background,
+                    function,
+                    unique,
+                    data,
+                    when: 0,
+                };
+                reply(self.submit(id, submission, effects))
+            }
+            // A background job not handed out before `epoch` (gearmand 1.1 runs it as soon
+            // as its time has come; an epoch already past runs at once).
+            Packet::SubmitJobEpoch {
+                function,
+                unique,
+                epoch,
+                data,
+            } => {
+                let submission = jobs::Submission {
+                    priority: Priority::Normal,
+                    background: true,
+                    function,
+                    unique,
+                    data,
+                    when: i64::try_from(epoch).unwrap_or(i64::MAX),
+                };
+                reply(self.submit(id, submission, effects))
+            }
             Packet::GetStatus { handle } => {
                 let status = self.handles.get(&handle).map(|id| &self.jobs[id]);
                 reply(Packet::StatusRes {
@@ -396,12 +510,11 @@ impl State {
                     }
                 })
             }
-            // Scheduled, epoch and reduce jobs are not run here; gearmand answers the same
-            // to SUBMIT_JOB_SCHED and ALL_YOURS.
-            Packet::SubmitJobSched { .. }
-            | Packet::SubmitJobEpoch { .. }
-            | Packet::SubmitReduceJob { .. }
-            | Packet::AllYours => reply(error("INVALID_COMMAND", "Command not expected")),
+            // Cron-style and reduce jobs are not run here; gearmand 1.1 answers the same to
+            // SUBMIT_JOB_SCHED and ALL_YOURS.
+            Packet::SubmitJobSched { .. } | Packet::SubmitReduceJob { .. } | Packet::AllYours => {
+                reply(error("INVALID_COMMAND", "Command not expected"))
+            }
             // Response packets never decode on a server connection (wrong magic).
             other => reply(error(
                 "INVALID_COMMAND",

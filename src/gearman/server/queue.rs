@@ -1,0 +1,423 @@
+//! The built-in server's persistent queue: background jobs kept in an SQLite file with
+//! gearmand's libsqlite3 layout (`gearman_queue(unique_key, function_name, priority, data,
+//! when_to_run)`), so that a queue file gearmand wrote can be taken over as it is.
+//!
+//! A job is written before its JOB_CREATED is sent and deleted once it completes or fails;
+//! at start every row is restored, in arrival order within its priority. One thread owns the
+//! database and writes in groups: every job that arrived while the previous transaction was
+//! being written goes into the next one, so that durability costs one commit per group, not
+//! per job (gearmand's SQLite queue commits each job on its own).
+//!
+//! [`Sync`] chooses what a crash may cost, as Redis's `appendfsync` does.
+
+use crate::gearman::packet::Priority;
+use bytes::Bytes;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// gearmand's table name.
+pub const TABLE: &str = "gearman_queue";
+
+/// Operations written in one transaction, at most: a burst larger than this is committed in
+/// several.
+const MAX_GROUP: usize = 20_000;
+
+/// What a crash may cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// Every acknowledged job survives the server process crashing or being killed; a power
+    /// loss or an OS crash may lose the last second or so (SQLite's write-ahead log with
+    /// `synchronous=NORMAL`: a commit is written to the OS, not forced to the disk).
+    #[default]
+    Normal,
+    /// Every acknowledged job survives a power loss too: each group of jobs is forced to the
+    /// disk (fsync) before the jobs are acknowledged (`synchronous=FULL`).
+    Full,
+}
+
+impl Sync {
+    pub fn parse(text: &str) -> Option<Sync> {
+        match text {
+            "normal" => Some(Sync::Normal),
+            "full" => Some(Sync::Full),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sync::Normal => "normal",
+            Sync::Full => "full",
+        }
+    }
+}
+
+/// One stored job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredJob {
+    /// The job's unique id (one the server made up when the client gave none).
+    pub unique: Bytes,
+    pub function: Bytes,
+    pub priority: Priority,
+    pub data: Bytes,
+    /// Seconds since the epoch before which the job is not handed out; 0 = at once.
+    pub when: i64,
+}
+
+/// Why the queue could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("persistent queue {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("persistent queue {path}: row {row}: {reason}")]
+    Row {
+        path: PathBuf,
+        row: i64,
+        reason: String,
+    },
+}
+
+/// What a job's writer is told once its job is on disk (or why it is not).
+pub type Stored = oneshot::Receiver<Result<(), Arc<str>>>;
+
+enum Op {
+    Add(StoredJob, oneshot::Sender<Result<(), Arc<str>>>),
+    Done { unique: Bytes, function: Bytes },
+}
+
+/// The handle the server's state holds: it queues writes for the writer thread, never waits.
+pub struct Queue {
+    path: PathBuf,
+    ops: Option<mpsc::Sender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("path", &self.path).finish()
+    }
+}
+
+impl Queue {
+    /// Opens (or creates) the queue file and reads every job in it, in arrival order.
+    pub fn open(path: &Path, sync: Sync) -> Result<(Queue, Vec<StoredJob>), QueueError> {
+        let open_error = |e: &dyn std::fmt::Display| QueueError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let db = rusqlite::Connection::open(path).map_err(|e| open_error(&e))?;
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| open_error(&e))?;
+        // The write-ahead log: a commit is one append, readers never block the writer.
+        let mode: String = db
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(|e| open_error(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_error(&format!(
+                "cannot use a write-ahead log (journal_mode is {mode})"
+            )));
+        }
+        let synchronous = match sync {
+            Sync::Normal => "NORMAL",
+            Sync::Full => "FULL",
+        };
+        db.execute_batch(&format!("PRAGMA synchronous={synchronous}"))
+            .map_err(|e| open_error(&e))?;
+        prepare_table(&db).map_err(|e| open_error(&e))?;
+        let jobs = restore(&db, path)?;
+        let (ops, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("queue writer".into())
+            .spawn({
+                let path = path.to_path_buf();
+                move || write_groups(db, &path, rx)
+            })
+            .map_err(|e| open_error(&e))?;
+        Ok((
+            Queue {
+                path: path.to_path_buf(),
+                ops: Some(ops),
+                writer: Some(writer),
+            },
+            jobs,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a job for writing; the receiver hears once it is on disk.
+    pub fn add(&self, job: StoredJob) -> Stored {
+        let (tx, rx) = oneshot::channel();
+        match &self.ops {
+            Some(ops) => {
+                if let Err(mpsc::SendError(Op::Add(_, tx))) = ops.send(Op::Add(job, tx)) {
+                    let _ = tx.send(Err("the queue writer has stopped".into()));
+                }
+            }
+            None => {
+                let _ = tx.send(Err("the queue is closed".into()));
+            }
+        }
+        rx
+    }
+
+    /// Queues the deletion of a job that completed or failed.
+    pub fn done(&self, unique: Bytes, function: Bytes) {
+        if let Some(ops) = &self.ops {
+            let _ = ops.send(Op::Done { unique, function });
+        }
+    }
+
+    /// Writes what is queued and stops the writer.
+    pub fn close(&mut self) {
+        self.ops = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Creates gearmand's table, or adds `when_to_run` to one an older gearmand made.
+fn prepare_table(db: &rusqlite::Connection) -> rusqlite::Result<()> {
+    db.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (unique_key TEXT, function_name TEXT, \
+         priority INTEGER, data BLOB, when_to_run INTEGER, \
+         PRIMARY KEY (unique_key, function_name))"
+    ))?;
+    let has_when = db
+        .prepare(&format!("SELECT when_to_run FROM {TABLE} LIMIT 0"))
+        .is_ok();
+    if !has_when {
+        db.execute_batch(&format!(
+            "ALTER TABLE {TABLE} ADD COLUMN when_to_run INTEGER"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Every stored job, in arrival order (SQLite's rowid: `INSERT OR REPLACE` gives a replaced
+/// job a new one, as gearmand's queue does). A row that cannot be a job is named in a warning
+/// and left in the file, for the operator to mend.
+fn restore(db: &rusqlite::Connection, path: &Path) -> Result<Vec<StoredJob>, QueueError> {
+    let open_error = |e: rusqlite::Error| QueueError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut select = db
+        .prepare(&format!(
+            "SELECT rowid, unique_key, function_name, priority, data, when_to_run \
+             FROM {TABLE} ORDER BY rowid"
+        ))
+        .map_err(open_error)?;
+    let mut rows = select.query([]).map_err(open_error)?;
+    let mut jobs = Vec::new();
+    while let Some(row) = rows.next().map_err(open_error)? {
+        let rowid: i64 = row.get(0).map_err(open_error)?;
+        match stored_job(row) {
+            Ok(job) => jobs.push(job),
+            Err(reason) => {
+                let skipped = QueueError::Row {
+                    path: path.to_path_buf(),
+                    row: rowid,
+                    reason,
+                };
+                tracing::warn!("{skipped}; the row is skipped and left in the file");
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// A row as a job, or what is wrong with it.
+fn stored_job(row: &rusqlite::Row<'_>) -> Result<StoredJob, String> {
+    let value = |i: usize| row.get_ref(i).map_err(|e| e.to_string());
+    let bytes = |i: usize, name: &str| -> Result<Bytes, String> {
+        match value(i)? {
+            ValueRef::Text(b) | ValueRef::Blob(b) => Ok(Bytes::copy_from_slice(b)),
+            ValueRef::Null if name == "data" => Ok(Bytes::new()),
+            other => Err(format!("{name} is {}, not text", describe(other))),
+        }
+    };
+    let function = bytes(2, "function_name")?;
+    if function.is_empty() {
+        return Err("function_name is empty".into());
+    }
+    let priority = match value(3)? {
+        ValueRef::Integer(0) => Priority::High,
+        ValueRef::Integer(1) | ValueRef::Null => Priority::Normal,
+        ValueRef::Integer(2) => Priority::Low,
+        other => {
+            return Err(format!(
+                "priority is {}; gearmand writes 0 (high), 1 (normal) or 2 (low)",
+                describe(other)
+            ));
+        }
+    };
+    let when = match value(5)? {
+        ValueRef::Integer(n) => n.max(0),
+        ValueRef::Null => 0,
+        other => return Err(format!("when_to_run is {}, not a number", describe(other))),
+    };
+    Ok(StoredJob {
+        unique: bytes(1, "unique_key")?,
+        function,
+        priority,
+        data: bytes(4, "data")?,
+        when,
+    })
+}
+
+fn describe(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(n) => n.to_string(),
+        ValueRef::Real(x) => x.to_string(),
+        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("a {}-byte blob", b.len()),
+    }
+}
+
+/// Bytes bound as SQLite TEXT, as gearmand binds unique ids and function names (which need
+/// not be UTF-8).
+struct Text<'a>(&'a [u8]);
+
+impl rusqlite::ToSql for Text<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
+}
+
+fn priority_number(priority: Priority) -> i64 {
+    match priority {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// The writer thread: one transaction per group of operations, until the handle is dropped
+/// and everything queued is written.
+fn write_groups(mut db: rusqlite::Connection, path: &Path, ops: mpsc::Receiver<Op>) {
+    let mut failures = crate::logging::Throttle::new(std::time::Duration::from_secs(10));
+    while let Ok(first) = ops.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match ops.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = write_group(&mut db, &group).map_err(|e| Arc::<str>::from(e.to_string()));
+        if let Err(reason) = &result {
+            if let Some(held_back) = failures.allow() {
+                tracing::error!(queue = %path.display(), %reason, held_back, "job server: cannot write the persistent queue; the jobs in this group are refused");
+            }
+        }
+        for op in group {
+            if let Op::Add(_, stored) = op {
+                let _ = stored.send(result.clone());
+            }
+        }
+    }
+    // A clean stop leaves no write-ahead log beside the file.
+    let _ = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+fn write_group(db: &mut rusqlite::Connection, group: &[Op]) -> rusqlite::Result<()> {
+    let tx = db.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {TABLE} \
+             (priority, unique_key, function_name, data, when_to_run) VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?;
+        let mut delete = tx.prepare_cached(&format!(
+            "DELETE FROM {TABLE} WHERE unique_key = ?1 AND function_name = ?2"
+        ))?;
+        for op in group {
+            match op {
+                Op::Add(job, _) => {
+                    insert.execute(rusqlite::params![
+                        priority_number(job.priority),
+                        Text(&job.unique),
+                        Text(&job.function),
+                        &job.data[..],
+                        job.when,
+                    ])?;
+                }
+                Op::Done { unique, function } => {
+                    delete.execute(rusqlite::params![Text(unique), Text(function)])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(unique: &str, function: &str, priority: Priority, when: i64) -> StoredJob {
+        StoredJob {
+            unique: Bytes::copy_from_slice(unique.as_bytes()),
+            function: Bytes::copy_from_slice(function.as_bytes()),
+            priority,
+            data: Bytes::from_static(b"\0data\xff"),
+            when,
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_a_reopen_in_arrival_order_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let (mut queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
+        assert!(restored.is_empty());
+        let jobs = [
+            job("a", "f", Priority::Low, 0),
+            job("b", "f", Priority::High, 0),
+            job("c", "g", Priority::Normal, 2_000_000_000),
+        ];
+        for j in &jobs {
+            queue.add(j.clone()).await.unwrap().unwrap();
+        }
+        queue.done(Bytes::from_static(b"b"), Bytes::from_static(b"f"));
+        queue.close();
+        let (_queue, restored) = Queue::open(&path, Sync::Full).unwrap();
+        assert_eq!(restored, vec![jobs[0].clone(), jobs[2].clone()]);
+    }
+
+    #[test]
+    fn a_bad_row_is_skipped_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        drop(Queue::open(&path, Sync::Normal).unwrap());
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(&format!(
+            "INSERT INTO {TABLE} VALUES ('u', 'f', 7, x'00', 0); \
+             INSERT INTO {TABLE} VALUES ('v', 'f', 1, x'00', 0);"
+        ))
+        .unwrap();
+        drop(db);
+        let (queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
+        assert_eq!(restored.len(), 1);
+        assert_eq!(&restored[0].unique[..], b"v");
+        drop(queue);
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let rows: i64 = db
+            .query_row(&format!("SELECT count(*) FROM {TABLE}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2, "the bad row stays");
+    }
+}
