@@ -25,8 +25,12 @@ impl ServerAddr {
     }
 
     /// Connects with a time limit, with Nagle off (every Gearman packet is a complete message
-    /// someone is waiting for) and TCP keepalive on (a sleeping worker must notice a job
-    /// server that vanished without closing the connection).
+    /// someone is waiting for), and bounds on a job server that vanished without closing the
+    /// connection (a cut link, a machine gone): an idle connection (a sleeping worker, a
+    /// client waiting for a result) is probed after [`KEEPALIVE_IDLE`] and given up after
+    /// three unanswered probes; data the peer never acknowledges fails the connection after
+    /// [`UNACKNOWLEDGED_LIMIT`]. Either way the worker reconnects and the client hears of it,
+    /// instead of waiting for ever.
     pub async fn connect(&self, timeout: Duration) -> io::Result<TcpStream> {
         let stream =
             tokio::time::timeout(timeout, TcpStream::connect((self.host.as_str(), self.port)))
@@ -38,13 +42,30 @@ impl ServerAddr {
                     )
                 })??;
         stream.set_nodelay(true)?;
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(30))
-            .with_interval(Duration::from_secs(10));
-        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        bound_silence(&stream)?;
         Ok(stream)
     }
 }
+
+/// Keepalive probes and a limit on unacknowledged data (see [`ServerAddr::connect`]); the
+/// built-in server sets the same on the connections it accepts, so that the jobs of a worker
+/// whose machine vanished go back to the queue.
+pub fn bound_silence(stream: &TcpStream) -> io::Result<()> {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(3);
+    let socket = socket2::SockRef::from(stream);
+    socket.set_tcp_keepalive(&keepalive)?;
+    socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))
+}
+
+/// Silence on a job server connection before the first keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Between keepalive probes; the third unanswered one ends the connection.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+/// How long sent data may go unacknowledged before the connection is given up.
+pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(20);
 
 impl fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -512,9 +512,9 @@ both_servers! {
         let job = client.submit(JobRequest::new("timed", "x")).await.unwrap();
         assert!(wait_for_status(&gearmand.addr(), "timed", |s| s.running == 1).await);
         if gearmand.kind == common::ServerKind::Gearmand {
-            // Back in the queue, nobody running it. (The second worker starts only now: a
-            // sleeping worker was once seen not woken by gearmand's requeue — see issue 13's
-            // note.)
+            // Back in the queue, nobody running it. (The second worker starts only now, so
+            // that the outcome does not hang on how gearmand's timer wakes sleepers: once, in
+            // a loaded run, the job was not picked up within 10 s; see issue 13's note.)
             assert!(
                 wait_for_status(&gearmand.addr(), "timed", |s| s.running == 0 && s.total == 1).await
             );

@@ -13,6 +13,7 @@ mod console;
 mod driver;
 mod external_workers;
 mod faults;
+mod fleet;
 mod fuzz_regressions;
 mod gearmand_protocol;
 mod interop;

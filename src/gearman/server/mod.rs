@@ -225,6 +225,7 @@ fn refusal(error: &ProtocolError) -> crate::gearman::Packet {
 async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
     let id: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
+    let _ = crate::gearman::addr::bound_silence(&stream);
     let fd = stream.as_raw_fd();
     let settings = &shared.settings;
     let mut framed = Framed::new(
