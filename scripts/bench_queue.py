@@ -15,12 +15,23 @@ on these servers, each started afresh for each measurement with a new queue file
   normal   - `geardriver server --queue FILE` (synchronous=NORMAL, the default)
   full     - `geardriver server --queue FILE --queue-sync full` (an fsync per group commit)
   gd-mem   - gearmand, no queue
-  gd-sqlite - gearmand `-q libsqlite3 --libsqlite3-db FILE` (one commit per job; slow, so it
-             gets --slow-jobs jobs: the rates are per second, so they compare)
+  gd-sqlite - gearmand `-q libsqlite3 --libsqlite3-db FILE` (one commit per job)
 
-submit4 runs on normal, full and gd-sqlite only. Each round also times the machine's fsync
-(--fsyncs writes of 4 KiB, each followed by os.fsync, to a file in the queue files' directory):
-what one durable commit costs at least, which sets the pace of `full` and of gearmand's queue.
+The fast servers run --jobs jobs; gearmand's SQLite queue is slow, so it runs --slow-jobs,
+and so, in the same rounds, do the fast servers: the C client's cost per job grows with the
+number of jobs it has sent (libgearman walks its whole task list, finished background tasks
+included, for each new one: 20,000 lines cost it ~7 s of CPU, 2,000 ~0.05 s), so a rate from
+one `gearman -b -N` depends on N and only rates at the same N compare. The ratios to gearmand's
+SQLite queue are taken at --slow-jobs. submit4 runs on normal, full and gd-sqlite only.
+
+The drain rates move with how deeply the machine's idle CPUs sleep between jobs (a drain is one
+job at a time, two wake-ups each): on the 2-vCPU VM of 2026-11-30, a busy-looping process beside
+an in-memory drain made it ~6× faster, and `full`'s writer thread, busy with fsyncs while the
+drain deletes rows, has the same effect; read them as "not slower", not as speed-ups.
+
+Each round also times the machine's fsync (--fsyncs writes of 4 KiB, each followed by
+os.fsync, to a file in the queue files' directory): what one durable commit costs at least,
+which sets the pace of `full` and of gearmand's queue.
 
 Then, once per round, the restore: a queue file holding 100,000 jobs (written with Python's
 sqlite3 in gearmand's table layout, priority 1, when_to_run 0, 10-byte payloads, 36-byte
@@ -38,6 +49,7 @@ round's ratio is printed too. Targets (issue 14): queue normal submits ≥ 0.8×
 ≥ 20× from 4; restore of 100,000 jobs < 2 s.
 
 Usage: cargo build --release && scripts/bench_queue.py [--jobs 20000] [--slow-jobs 2000] [--rounds 3]
+       [--geardriver PATH] [--dir DIR] [--json FILE]
 """
 
 import argparse
@@ -132,7 +144,7 @@ def wait_total(admin, function, jobs, what, timeout=120):
 
 
 def submit_and_drain(server, jobs, round_no):
-    function = f"q_{server.kind}_{round_no}"
+    function = f"q_{server.kind}_{jobs}_{round_no}"
     admin = drain.Admin(server.port)
     cpu0 = drain.cpu_us(server.proc.pid)
     rate = submit(server.port, function, jobs, 1)
@@ -158,7 +170,7 @@ def submit_and_drain(server, jobs, round_no):
 
 
 def concurrent_submit(server, jobs, round_no):
-    function = f"q4_{server.kind}_{round_no}"
+    function = f"q4_{server.kind}_{jobs}_{round_no}"
     admin = drain.Admin(server.port)
     cpu0 = drain.cpu_us(server.proc.pid)
     rate = submit(server.port, function, jobs, CLIENTS)
@@ -260,10 +272,15 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def spread(values):
+    return f"{statistics.median(values):.0f} ({min(values):.0f} – {max(values):.0f})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20000, help="jobs per measurement on the fast servers")
-    parser.add_argument("--slow-jobs", type=int, default=2000, help="jobs per measurement on gearmand's SQLite queue")
+    parser.add_argument("--slow-jobs", type=int, default=2000,
+                        help="jobs per measurement on gearmand's SQLite queue, and on every server for the like-for-like set")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fsyncs", type=int, default=200)
     parser.add_argument("--dir", help="where the queue files go (default: a temporary directory under $TMPDIR)")
@@ -272,9 +289,13 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(args.geardriver):
         sys.exit(f"{args.geardriver} not found: run `cargo build --release` first")
-    jobs_for = {k: args.slow_jobs if k == "gd-sqlite" else args.jobs for k in KINDS}
-    rates = {k: {"submit": [], "drain": [], "cpu": []} for k in KINDS}
-    rates4 = {k: {"submit4": [], "cpu4": []} for k in CONCURRENT}
+    big, small = args.jobs, args.slow_jobs
+    sizes = sorted({big, small}, reverse=True)
+    # (server, jobs): the fast servers at both sizes, gearmand's SQLite queue at the small one.
+    single = [(k, n) for n in sizes for k in KINDS if not (k == "gd-sqlite" and n != small)]
+    concurrent = [(k, n) for n in sizes for k in CONCURRENT if not (k == "gd-sqlite" and n != small)]
+    one = {c: {"submit": [], "drain": [], "cpu": []} for c in single}
+    four = {c: {"submit": [], "cpu": []} for c in concurrent}
     fsyncs, restores, restore_rss = [], [], []
     print(f"load average at the start: {loadavg()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -284,26 +305,27 @@ def main():
         for r in range(args.rounds):
             fsyncs.append(fsync_us(tmp, args.fsyncs))
             print(f"round {r + 1} fsync: mean {fsyncs[-1][0]:.0f} µs, median {fsyncs[-1][1]:.0f} µs", file=sys.stderr)
-            for kind in (KINDS if r % 2 == 0 else list(reversed(KINDS))):
-                server = Server(kind, tmp, args.geardriver, f"r{r}")
+            # Alternate the order so no server always runs first (or last).
+            for kind, n in (single if r % 2 == 0 else list(reversed(single))):
+                server = Server(kind, tmp, args.geardriver, f"r{r}-{n}")
                 try:
-                    sub, drn, cpu = submit_and_drain(server, jobs_for[kind], r)
+                    sub, drn, cpu = submit_and_drain(server, n, r)
                 finally:
                     server.stop()
                 for key, value in (("submit", sub), ("drain", drn), ("cpu", cpu)):
-                    rates[kind][key].append(value)
-                print(f"round {r + 1} {kind:9} submit {sub:7.0f}/s  drain {drn:7.0f}/s  "
-                      f"server CPU {cpu:7.1f} µs/submit", file=sys.stderr)
-            for kind in (CONCURRENT if r % 2 == 0 else list(reversed(CONCURRENT))):
-                server = Server(kind, tmp, args.geardriver, f"c{r}")
+                    one[(kind, n)][key].append(value)
+                print(f"round {r + 1} {kind:9} {n:6} jobs, 1 client:  submit {sub:7.0f}/s  drain {drn:7.0f}/s  "
+                      f"server CPU {cpu:6.1f} µs/submit", file=sys.stderr)
+            for kind, n in (concurrent if r % 2 == 0 else list(reversed(concurrent))):
+                server = Server(kind, tmp, args.geardriver, f"c{r}-{n}")
                 try:
-                    sub, cpu = concurrent_submit(server, jobs_for[kind], r)
+                    sub, cpu = concurrent_submit(server, n, r)
                 finally:
                     server.stop()
-                rates4[kind]["submit4"].append(sub)
-                rates4[kind]["cpu4"].append(cpu)
-                print(f"round {r + 1} {kind:9} submit ×{CLIENTS} {sub:7.0f}/s  server CPU {cpu:7.1f} µs/submit",
-                      file=sys.stderr)
+                four[(kind, n)]["submit"].append(sub)
+                four[(kind, n)]["cpu"].append(cpu)
+                print(f"round {r + 1} {kind:9} {n:6} jobs, {CLIENTS} clients: submit {sub:7.0f}/s  "
+                      f"server CPU {cpu:6.1f} µs/submit", file=sys.stderr)
             elapsed, kb = restore(template, tmp, args.geardriver, r)
             restores.append(elapsed)
             restore_rss.append(kb)
@@ -317,47 +339,61 @@ def main():
         fsyncs.append(fsync_us(tmp, args.fsyncs))
     print(f"load average at the end: {loadavg()}", file=sys.stderr)
 
-    med = {k: {key: statistics.median(v) for key, v in d.items()} for k, d in rates.items()}
-    med4 = {k: {key: statistics.median(v) for key, v in d.items()} for k, d in rates4.items()}
-    fsync_mean = statistics.median(m for m, _ in fsyncs)
-    fsync_median = statistics.median(m for _, m in fsyncs)
-    restore_s = statistics.median(restores)
-    r_norm_mem = ratio(rates["normal"]["submit"], rates["mem"]["submit"])
-    r_norm_gd = ratio(rates["normal"]["submit"], rates["gd-sqlite"]["submit"])
-    r_full_gd = ratio(rates["full"]["submit"], rates["gd-sqlite"]["submit"])
-    r_full4_gd = ratio(rates4["full"]["submit4"], rates4["gd-sqlite"]["submit4"])
-    r_norm4_gd = ratio(rates4["normal"]["submit4"], rates4["gd-sqlite"]["submit4"])
+    def s1(kind, n):
+        return one[(kind, n)]["submit"]
 
+    def s4(kind, n):
+        return four[(kind, n)]["submit"]
+
+    restore_s = statistics.median(restores)
+    targets = [
+        (f"queue normal submits ≥ 0.8× in-memory built-in (1 client, {big:,} jobs)",
+         ratio(s1("normal", big), s1("mem", big)), 0.8),
+        (f"queue normal submits ≥ 50× gearmand + SQLite (1 client, {small:,} jobs each)",
+         ratio(s1("normal", small), s1("gd-sqlite", small)), 50),
+        (f"queue full submits ≥ 5× gearmand + SQLite (1 client, {small:,} jobs each)",
+         ratio(s1("full", small), s1("gd-sqlite", small)), 5),
+        (f"queue full submits ≥ 20× gearmand + SQLite ({CLIENTS} clients, {small:,} jobs each)",
+         ratio(s4("full", small), s4("gd-sqlite", small)), 20),
+    ]
+    if big != small:
+        targets.insert(1, (f"the same at {small:,} jobs (the C client's own cost per job is lower)",
+                           ratio(s1("normal", small), s1("mem", small)), 0.8))
     print("### Targets\n")
-    print("| target | measured | |")
+    print("| target | measured (median of the rounds' ratios) | |")
     print("|---|---:|---|")
-    for label, r, goal in (("queue normal submits ≥ 0.8× in-memory built-in (1 client)", r_norm_mem, 0.8),
-                           ("queue normal submits ≥ 50× gearmand + SQLite (1 client)", r_norm_gd, 50),
-                           ("queue full submits ≥ 5× gearmand + SQLite (1 client)", r_full_gd, 5),
-                           (f"queue full submits ≥ 20× gearmand + SQLite ({CLIENTS} clients)", r_full4_gd, 20)):
+    for label, r, goal in targets:
         print(f"| {label} | {show(r)} | {'met' if r['median'] >= goal else 'missed'} |")
     print(f"| restore of {RESTORE_JOBS:,} jobs < 2 s | {restore_s:.3f} s (rounds "
           f"{', '.join(f'{x:.3f}' for x in restores)}) | {'met' if restore_s < 2 else 'missed'} |")
-    print(f"\nFor reference: queue normal ÷ gearmand + SQLite with {CLIENTS} clients: {show(r_norm4_gd)}; "
-          f"queue full ÷ in memory (1 client): {show(ratio(rates['full']['submit'], rates['mem']['submit']))}; "
-          f"gearmand + SQLite ÷ gearmand in memory: "
-          f"{show(ratio(rates['gd-sqlite']['submit'], rates['gd-mem']['submit']))}.\n")
+    extra = []
+    if big != small:
+        extra += [(f"queue normal ({big:,}) ÷ gearmand + SQLite ({small:,}), 1 client", ratio(s1("normal", big), s1("gd-sqlite", small))),
+                  (f"queue full ({big:,}) ÷ gearmand + SQLite ({small:,}), 1 client", ratio(s1("full", big), s1("gd-sqlite", small))),
+                  (f"queue full ({big:,}) ÷ gearmand + SQLite ({small:,}), {CLIENTS} clients", ratio(s4("full", big), s4("gd-sqlite", small)))]
+    extra += [(f"queue normal ÷ gearmand + SQLite, {CLIENTS} clients, {small:,} jobs", ratio(s4("normal", small), s4("gd-sqlite", small))),
+              (f"queue full ÷ in memory, 1 client, {small:,} jobs", ratio(s1("full", small), s1("mem", small))),
+              (f"gearmand + SQLite ÷ gearmand in memory, 1 client, {small:,} jobs", ratio(s1("gd-sqlite", small), s1("gd-mem", small)))]
+    print("\nOther ratios:\n")
+    for label, r in extra:
+        print(f"- {label}: {show(r)}")
 
-    print(f"### Rates (median of {args.rounds}; min – max)\n")
-    print(f"| server | jobs | submit, 1 client (jobs/s) | drain, 1 C worker (jobs/s) | submit, {CLIENTS} clients (jobs/s) "
-          f"| server CPU per submit, 1 / {CLIENTS} clients |")
+    print(f"\n### Rates, jobs/s (median of {args.rounds}; min – max)\n")
+    print("| server | jobs | submit, 1 client | drain, 1 C worker | "
+          f"submit, {CLIENTS} clients | server CPU per submit, 1 / {CLIENTS} clients |")
     print("|---|---:|---:|---:|---:|---:|")
-    for kind in KINDS:
-        d = rates[kind]
-        s4 = (f"{med4[kind]['submit4']:.0f} ({min(rates4[kind]['submit4']):.0f} – {max(rates4[kind]['submit4']):.0f})"
-              if kind in med4 else "–")
-        c4 = f" / {med4[kind]['cpu4']:.1f}" if kind in med4 else ""
-        print(f"| {kind} | {jobs_for[kind]:,} | {med[kind]['submit']:.0f} ({min(d['submit']):.0f} – {max(d['submit']):.0f}) "
-              f"| {med[kind]['drain']:.0f} ({min(d['drain']):.0f} – {max(d['drain']):.0f}) | {s4} "
-              f"| {med[kind]['cpu']:.1f}{c4} µs |")
-    print(f"\nfsync (os.write 4 KiB + os.fsync, {args.fsyncs} per sample, {len(fsyncs)} samples: one per round and one at the end): "
-          f"mean {fsync_mean:.0f} µs (samples {', '.join(f'{m:.0f}' for m, _ in fsyncs)}), "
-          f"median {fsync_median:.0f} µs")
+    for n in sizes:
+        for kind in KINDS:
+            if (kind, n) not in one:
+                continue
+            d = one[(kind, n)]
+            c = four.get((kind, n))
+            print(f"| {kind} | {n:,} | {spread(d['submit'])} | {spread(d['drain'])} | "
+                  f"{spread(c['submit']) if c else '–'} | {statistics.median(d['cpu']):.1f}"
+                  f"{' / %.1f' % statistics.median(c['cpu']) if c else ''} µs |")
+    print(f"\nfsync (os.write 4 KiB + os.fsync in the queue files' directory, {args.fsyncs} per sample, one sample "
+          f"per round and one at the end): mean {statistics.median(m for m, _ in fsyncs):.0f} µs "
+          f"(samples {', '.join(f'{m:.0f}' for m, _ in fsyncs)}), median {statistics.median(m for _, m in fsyncs):.0f} µs")
     print(f"restore of {RESTORE_JOBS:,} jobs (start → `status` shows them all): median {restore_s:.3f} s, "
           f"rounds {', '.join(f'{x:.3f}' for x in restores)}; RSS then {statistics.median(restore_rss) / 1024:.1f} MB")
     print(f"\n| RSS, {RSS_JOBS:,} jobs of 10 bytes | empty | {RSS_JOBS:,} queued | per job |")
@@ -365,15 +401,14 @@ def main():
     for kind, (e, f, per) in memory.items():
         print(f"| {kind} | {e / 1024:.1f} MB | {f / 1024:.1f} MB | {per:.0f} B |")
     e = memory["normal"][0]
-    print(f"| normal, restored from the file | {e / 1024:.1f} MB (the `normal` row's) | "
+    print(f"| normal, restored from the file | {e / 1024:.1f} MB (as above) | "
           f"{statistics.median(restore_rss) / 1024:.1f} MB | {(statistics.median(restore_rss) - e) * 1024 / RESTORE_JOBS:.0f} B |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rates": rates, "concurrent": rates4, "fsync_us": fsyncs, "restore_s": restores,
-                       "restore_rss_kb": restore_rss, "rss_kb": memory,
-                       "ratios": {"normal/mem": r_norm_mem, "normal/gd-sqlite": r_norm_gd,
-                                  "full/gd-sqlite": r_full_gd, "full4/gd-sqlite4": r_full4_gd,
-                                  "normal4/gd-sqlite4": r_norm4_gd}}, f, indent=1)
+            json.dump({"one_client": {f"{k}@{n}": v for (k, n), v in one.items()},
+                       "clients4": {f"{k}@{n}": v for (k, n), v in four.items()},
+                       "fsync_us": fsyncs, "restore_s": restores, "restore_rss_kb": restore_rss, "rss_kb": memory,
+                       "targets": [(label, r["median"], r["each"], goal) for label, r, goal in targets]}, f, indent=1)
 
 
 if __name__ == "__main__":
