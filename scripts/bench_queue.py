@@ -48,8 +48,12 @@ round's ratio is printed too. Targets (issue 14): queue normal submits ≥ 0.8×
 ≥ 50× gearmand's SQLite queue; queue full ≥ 5× gearmand's SQLite queue from one client and
 ≥ 20× from 4; restore of 100,000 jobs < 2 s.
 
+With --slow-fsync US every process of the run (servers, probe) gets US µs added to each fsync
+and fdatasync (an LD_PRELOAD shim, scripts/slow_fsync): what a slower disk does to the durable
+servers, measured on a fast one.
+
 Usage: cargo build --release && scripts/bench_queue.py [--jobs 20000] [--slow-jobs 2000] [--rounds 3]
-       [--geardriver PATH] [--dir DIR] [--json FILE]
+       [--geardriver PATH] [--dir DIR] [--json FILE] [--slow-fsync US]
 """
 
 import argparse
@@ -179,22 +183,42 @@ def concurrent_submit(server, jobs, round_no):
     return rate, cpu
 
 
+FSYNC_PROBE = """
+import os, statistics, sys, time
+path, count = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+block = b"\\xa5" * 4096
+times = []
+try:
+    for _ in range(count):
+        start = time.perf_counter()
+        os.write(fd, block)
+        os.fsync(fd)
+        times.append((time.perf_counter() - start) * 1e6)
+finally:
+    os.close(fd)
+    os.remove(path)
+print(statistics.mean(times), statistics.median(times))
+"""
+
+
 def fsync_us(directory, count):
-    """Mean and median µs of os.write(4 KiB) + os.fsync on a file in `directory`."""
-    path = os.path.join(directory, "fsync-probe")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    block = b"\xa5" * 4096
-    times = []
-    try:
-        for _ in range(count):
-            start = time.perf_counter()
-            os.write(fd, block)
-            os.fsync(fd)
-            times.append((time.perf_counter() - start) * 1e6)
-    finally:
-        os.close(fd)
-        os.remove(path)
-    return statistics.mean(times), statistics.median(times)
+    """Mean and median µs of os.write(4 KiB) + os.fsync on a file in `directory` (in a child
+    process, so that --slow-fsync's shim applies to it as to the servers)."""
+    out = subprocess.run([sys.executable, "-c", FSYNC_PROBE, os.path.join(directory, "fsync-probe"), str(count)],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def slow_fsync(delay_us, tmp):
+    """Builds scripts/slow_fsync and puts it under every process this run starts: each fsync
+    and fdatasync takes `delay_us` longer, for servers and probe alike (a slow disk, simulated
+    the same for all)."""
+    source = os.path.join(drain.ROOT, "scripts", "slow_fsync", "slow_fsync.c")
+    shim = os.path.join(tmp, "slow_fsync.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"], check=True)
+    os.environ["LD_PRELOAD"] = shim
+    os.environ["FSYNC_DELAY_US"] = str(delay_us)
 
 
 def make_restore_file(path, jobs):
@@ -286,7 +310,12 @@ def main():
     parser.add_argument("--dir", help="where the queue files go (default: a temporary directory under $TMPDIR)")
     parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--slow-fsync", type=int, metavar="US",
+                        help="add US µs to every fsync/fdatasync of every process (scripts/slow_fsync): "
+                             "a slow disk's cost, the same for every server")
     args = parser.parse_args()
+    if args.slow_fsync:
+        slow_fsync(args.slow_fsync, tempfile.mkdtemp(prefix="slow-fsync-"))
     if not os.path.exists(args.geardriver):
         sys.exit(f"{args.geardriver} not found: run `cargo build --release` first")
     big, small = args.jobs, args.slow_jobs

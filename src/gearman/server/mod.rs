@@ -97,6 +97,8 @@ struct Shared {
     state: Mutex<State>,
     settings: Settings,
     next_conn: AtomicU64,
+    /// Commits the persistent queue outside the state's lock.
+    committer: Option<queue::Committer>,
 }
 
 impl Shared {
@@ -128,6 +130,7 @@ pub async fn run_with_queue(
         settings.job_retries,
         settings.max_queued_bytes,
     );
+    let committer = queue.as_ref().map(|(queue, _)| queue.committer());
     if let Some((queue, restored)) = queue {
         let count = restored.len();
         tracing::info!(queue = %queue.path().display(), jobs = count, "job server: persistent queue open; its jobs are queued again");
@@ -137,8 +140,10 @@ pub async fn run_with_queue(
         state: Mutex::new(state),
         next_conn: AtomicU64::new(1),
         settings,
+        committer,
     });
-    // The clock for jobs with a time: sleeping workers hear of them when it comes.
+    // The clock: jobs with a time are queued when it comes (and sleeping workers told), and
+    // deletions of finished jobs are committed.
     let clock = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -146,6 +151,9 @@ pub async fn run_with_queue(
             loop {
                 tick.tick().await;
                 shared.lock().release_due();
+                if let Some(committer) = &shared.committer {
+                    committer.commit();
+                }
             }
         })
     };
@@ -342,6 +350,11 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
                 }
                 // Background jobs are acknowledged once on disk: the replies wait for the
                 // queue's next group commit (or say why the job was refused).
+                if !storing.is_empty() {
+                    if let Some(committer) = &shared.committer {
+                        committer.commit();
+                    }
+                }
                 for (handle, stored) in storing.drain(..) {
                     let refused = match stored.await {
                         Ok(Ok(())) => continue,

@@ -3,10 +3,9 @@
 //! when_to_run)`), so that a queue file gearmand wrote can be taken over as it is.
 //!
 //! A job is written before its JOB_CREATED is sent and deleted once it completes or fails;
-//! at start every row is restored, in arrival order within its priority. One thread owns the
-//! database and writes in groups: every job that arrived while the previous transaction was
-//! being written goes into the next one, so that durability costs one commit per group, not
-//! per job (gearmand's SQLite queue commits each job on its own).
+//! at start every row is restored, in arrival order within its priority. Writes are grouped:
+//! a commit takes every operation queued before it, so that durability costs one commit per
+//! group, not per job (gearmand's SQLite queue commits each job on its own).
 //!
 //! [`Sync`] chooses what a crash may cost, as Redis's `appendfsync` does.
 
@@ -14,16 +13,12 @@ use crate::gearman::packet::Priority;
 use bytes::Bytes;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// gearmand's table name.
 pub const TABLE: &str = "gearman_queue";
-
-/// Operations written in one transaction, at most: a burst larger than this is committed in
-/// several.
-const MAX_GROUP: usize = 20_000;
 
 /// What a crash may cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -88,16 +83,33 @@ enum Op {
     Done { unique: Bytes, function: Bytes },
 }
 
-/// The handle the server's state holds: it queues writes for the writer thread, never waits.
-pub struct Queue {
+/// What the server's connections and the writer share: the operations not yet written, in
+/// the order the server's state made them, and the database.
+struct Shared {
+    pending: Mutex<Vec<Op>>,
+    db: Mutex<rusqlite::Connection>,
     path: PathBuf,
-    ops: Option<mpsc::Sender<Op>>,
+    failures: Mutex<crate::logging::Throttle>,
+}
+
+/// The handle the server's state holds. Writes are queued in order and committed in groups:
+/// with `normal`, by the connection that needs its jobs acknowledged, at once (a commit is a
+/// write to the OS, cheaper than waking another thread); with `full`, by a writer thread,
+/// which puts whatever arrived during one fsync into the next.
+pub struct Queue {
+    shared: Arc<Shared>,
+    sync: Sync,
+    /// Rings the writer (`full` only).
+    doorbell: Option<mpsc::Sender<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("path", &self.path).finish()
+        f.debug_struct("Queue")
+            .field("path", &self.shared.path)
+            .field("sync", &self.sync)
+            .finish()
     }
 }
 
@@ -128,56 +140,105 @@ impl Queue {
             .map_err(|e| open_error(&e))?;
         prepare_table(&db).map_err(|e| open_error(&e))?;
         let jobs = restore(&db, path)?;
-        let (ops, rx) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("queue writer".into())
-            .spawn({
-                let path = path.to_path_buf();
-                move || write_groups(db, &path, rx)
-            })
-            .map_err(|e| open_error(&e))?;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Vec::new()),
+            db: Mutex::new(db),
+            path: path.to_path_buf(),
+            failures: Mutex::new(crate::logging::Throttle::new(
+                std::time::Duration::from_secs(10),
+            )),
+        });
+        let (doorbell, writer) = match sync {
+            Sync::Normal => (None, None),
+            Sync::Full => {
+                let (doorbell, rings) = mpsc::channel();
+                let writer = std::thread::Builder::new()
+                    .name("queue writer".into())
+                    .spawn({
+                        let shared = shared.clone();
+                        move || {
+                            while rings.recv().is_ok() {
+                                while rings.try_recv().is_ok() {}
+                                shared.commit_pending();
+                            }
+                        }
+                    })
+                    .map_err(|e| open_error(&e))?;
+                (Some(doorbell), Some(writer))
+            }
+        };
         Ok((
             Queue {
-                path: path.to_path_buf(),
-                ops: Some(ops),
-                writer: Some(writer),
+                shared,
+                sync,
+                doorbell,
+                writer,
             },
             jobs,
         ))
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
-    /// Queues a job for writing; the receiver hears once it is on disk.
+    /// Queues a job for writing; the receiver hears once it is on disk. With `normal`, the
+    /// caller commits ([`Queue::commit`]) before it waits.
     pub fn add(&self, job: StoredJob) -> Stored {
         let (tx, rx) = oneshot::channel();
-        match &self.ops {
-            Some(ops) => {
-                if let Err(mpsc::SendError(Op::Add(_, tx))) = ops.send(Op::Add(job, tx)) {
-                    let _ = tx.send(Err("the queue writer has stopped".into()));
-                }
-            }
-            None => {
-                let _ = tx.send(Err("the queue is closed".into()));
-            }
-        }
+        self.shared.push(Op::Add(job, tx));
+        self.ring();
         rx
     }
 
-    /// Queues the deletion of a job that completed or failed.
+    /// Queues the deletion of a job that completed or failed (committed with the next group,
+    /// or by the server's clock).
     pub fn done(&self, unique: Bytes, function: Bytes) {
-        if let Some(ops) = &self.ops {
-            let _ = ops.send(Op::Done { unique, function });
+        self.shared.push(Op::Done { unique, function });
+        self.ring();
+    }
+
+    /// What commits the queue from outside the server's state (see [`Committer`]).
+    pub fn committer(&self) -> Committer {
+        Committer {
+            shared: self.shared.clone(),
+            sync: self.sync,
+        }
+    }
+
+    fn ring(&self) {
+        if let Some(doorbell) = &self.doorbell {
+            let _ = doorbell.send(());
         }
     }
 
     /// Writes what is queued and stops the writer.
     pub fn close(&mut self) {
-        self.ops = None;
+        self.doorbell = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        self.shared.commit_pending();
+        // A clean stop leaves no write-ahead log beside the file.
+        let db = self.shared.db.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+}
+
+/// Commits what is queued, from the connection that waits for its jobs to be stored (and
+/// from the server's clock, for deletions), without the server state's lock.
+#[derive(Clone)]
+pub struct Committer {
+    shared: Arc<Shared>,
+    sync: Sync,
+}
+
+impl Committer {
+    /// Writes what is queued, now, on the caller's thread (`normal`: a write to the OS); with
+    /// `full` the writer thread does it.
+    pub fn commit(&self) {
+        if self.sync == Sync::Normal {
+            self.shared.commit_pending();
         }
     }
 }
@@ -185,6 +246,43 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+impl Shared {
+    fn push(&self, op: Op) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(op);
+    }
+
+    /// One transaction for everything queued so far; every job in it hears the outcome.
+    /// Commits are serialised by the database's lock, and each takes the operations queued
+    /// before it, so they reach the file in the order they were made.
+    fn commit_pending(&self) {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let group = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if group.is_empty() {
+            return;
+        }
+        let result = write_group(&mut db, &group).map_err(|e| Arc::<str>::from(e.to_string()));
+        drop(db);
+        if let Err(reason) = &result {
+            let held_back = self
+                .failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .allow();
+            if let Some(held_back) = held_back {
+                tracing::error!(queue = %self.path.display(), %reason, held_back, "job server: cannot write the persistent queue; the jobs in this group are refused");
+            }
+        }
+        for op in group {
+            if let Op::Add(_, stored) = op {
+                let _ = stored.send(result.clone());
+            }
+        }
     }
 }
 
@@ -306,34 +404,6 @@ fn priority_number(priority: Priority) -> i64 {
     }
 }
 
-/// The writer thread: one transaction per group of operations, until the handle is dropped
-/// and everything queued is written.
-fn write_groups(mut db: rusqlite::Connection, path: &Path, ops: mpsc::Receiver<Op>) {
-    let mut failures = crate::logging::Throttle::new(std::time::Duration::from_secs(10));
-    while let Ok(first) = ops.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match ops.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
-            }
-        }
-        let result = write_group(&mut db, &group).map_err(|e| Arc::<str>::from(e.to_string()));
-        if let Err(reason) = &result {
-            if let Some(held_back) = failures.allow() {
-                tracing::error!(queue = %path.display(), %reason, held_back, "job server: cannot write the persistent queue; the jobs in this group are refused");
-            }
-        }
-        for op in group {
-            if let Op::Add(_, stored) = op {
-                let _ = stored.send(result.clone());
-            }
-        }
-    }
-    // A clean stop leaves no write-ahead log beside the file.
-    let _ = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-}
-
 fn write_group(db: &mut rusqlite::Connection, group: &[Op]) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
     {
@@ -390,12 +460,36 @@ mod tests {
             job("c", "g", Priority::Normal, 2_000_000_000),
         ];
         for j in &jobs {
-            queue.add(j.clone()).await.unwrap().unwrap();
+            let stored = queue.add(j.clone());
+            queue.committer().commit();
+            stored.await.unwrap().unwrap();
         }
         queue.done(Bytes::from_static(b"b"), Bytes::from_static(b"f"));
         queue.close();
         let (_queue, restored) = Queue::open(&path, Sync::Full).unwrap();
         assert_eq!(restored, vec![jobs[0].clone(), jobs[2].clone()]);
+    }
+
+    #[tokio::test]
+    async fn with_full_sync_the_writer_commits_without_being_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let (mut queue, _) = Queue::open(&path, Sync::Full).unwrap();
+        let stored: Vec<Stored> = (0..50)
+            .map(|i| queue.add(job(&format!("u{i}"), "f", Priority::Normal, 0)))
+            .collect();
+        for s in stored {
+            tokio::time::timeout(std::time::Duration::from_secs(10), s)
+                .await
+                .expect("acknowledged by the writer")
+                .unwrap()
+                .unwrap();
+        }
+        queue.done(Bytes::from_static(b"u0"), Bytes::from_static(b"f"));
+        queue.close();
+        let (_queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
+        assert_eq!(restored.len(), 49);
+        assert_eq!(&restored[0].unique[..], b"u1");
     }
 
     #[test]

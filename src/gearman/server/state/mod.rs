@@ -222,6 +222,7 @@ impl State {
     /// Keeps background jobs in `queue` from now on, starting with the jobs it held: they
     /// are queued again in the order they arrived, with their unique ids.
     pub fn persist(&mut self, queue: Queue, restored: Vec<StoredJob>) {
+        debug_assert!(self.queue.is_none());
         for job in restored {
             self.restore(job);
         }
