@@ -102,6 +102,9 @@ pub struct Queue {
     /// Rings the writer (`full` only).
     doorbell: Option<mpsc::Sender<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropped to stop the checkpoints.
+    stop_checkpoints: Option<mpsc::Sender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -136,8 +139,13 @@ impl Queue {
             Sync::Normal => "NORMAL",
             Sync::Full => "FULL",
         };
-        db.execute_batch(&format!("PRAGMA synchronous={synchronous}"))
-            .map_err(|e| open_error(&e))?;
+        // Checkpoints (copying the log into the file, with an fsync or two) run on a thread
+        // of their own, not in the commit a client waits for; an oversized log is cut back.
+        db.execute_batch(&format!(
+            "PRAGMA synchronous={synchronous}; PRAGMA wal_autocheckpoint=0; \
+             PRAGMA journal_size_limit={WAL_SIZE_LIMIT}"
+        ))
+        .map_err(|e| open_error(&e))?;
         prepare_table(&db).map_err(|e| open_error(&e))?;
         let jobs = restore(&db, path)?;
         let shared = Arc::new(Shared {
@@ -167,12 +175,15 @@ impl Queue {
                 (Some(doorbell), Some(writer))
             }
         };
+        let (stop_checkpoints, checkpointer) = checkpoints(path).map_err(|e| open_error(&e))?;
         Ok((
             Queue {
                 shared,
                 sync,
                 doorbell,
                 writer,
+                stop_checkpoints: Some(stop_checkpoints),
+                checkpointer: Some(checkpointer),
             },
             jobs,
         ))
@@ -217,6 +228,10 @@ impl Queue {
         self.doorbell = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        self.stop_checkpoints = None;
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
         }
         self.shared.commit_pending();
         // A clean stop leaves no write-ahead log beside the file.
@@ -284,6 +299,29 @@ impl Shared {
             }
         }
     }
+}
+
+/// How often the log is copied into the file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Bytes of log kept after a checkpoint has emptied it.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A thread with a connection of its own that checkpoints the log every
+/// [`CHECKPOINT_EVERY`] (PASSIVE: it never waits for, or stops, a commit), until the sender
+/// is dropped.
+fn checkpoints(path: &Path) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), String> {
+    let db = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("queue checkpoints".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                let _ = db.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((stop, thread))
 }
 
 /// Creates gearmand's table, or adds `when_to_run` to one an older gearmand made.
