@@ -1,6 +1,8 @@
 //! `geardriver server`: only the built-in job server, in the foreground, until SIGTERM or
 //! SIGINT. The address is `--listen`, else the config's `[server] listen`, else
-//! 127.0.0.1:4730; `--job-retries` likewise falls back on the config's, else 3.
+//! 127.0.0.1:4730; `--job-retries`, `--queue` and `--queue-sync` likewise fall back on the
+//! config's (a config named with `--config` or `$GEARDRIVER_CONFIG`, or without `--listen`,
+//! ./config.toml), else 3, memory only, normal.
 
 use super::{Outcome, ServerArgs};
 use crate::config::Config;
@@ -30,33 +32,35 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
             }
         },
     };
-    let addr: SocketAddr = match args.listen {
+    let listen: Option<SocketAddr> = match args.listen {
         Some(given) => match given.replace("localhost:", "127.0.0.1:").parse() {
-            Ok(addr) => addr,
+            Ok(addr) => Some(addr),
             Err(_) => {
                 return Outcome::Usage(format!(
                     "--listen {given:?} is not an address of the form IP:PORT"
                 ));
             }
         },
-        None => {
-            let path = Config::resolve_path(config.as_deref());
-            let explicit = config.is_some() || std::env::var_os(crate::config::PATH_VAR).is_some();
-            if explicit || path.exists() {
-                match Config::load(&path, registry) {
-                    Ok(config) => {
-                        job_retries = job_retries.or(Some(config.server.job_retries));
-                        queue = queue.or(config.server.queue);
-                        queue_sync = queue_sync.or(Some(config.server.queue_sync));
-                        config.server.listen
-                    }
-                    Err(e) => return Outcome::Usage(format!("{e} (or give --listen)")),
-                }
-            } else {
-                SocketAddr::from(([127, 0, 0, 1], crate::gearman::DEFAULT_PORT))
-            }
-        }
+        None => None,
     };
+    // A config named (--config, $GEARDRIVER_CONFIG) gives what the flags do not; without
+    // --listen, ./config.toml does too if it exists. (With --listen and no config named, a
+    // config.toml that happens to be in the directory is not read: its queue is not yours.)
+    let path = Config::resolve_path(config.as_deref());
+    let explicit = config.is_some() || std::env::var_os(crate::config::PATH_VAR).is_some();
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], crate::gearman::DEFAULT_PORT));
+    if explicit || (listen.is_none() && path.exists()) {
+        match Config::load(&path, registry) {
+            Ok(config) => {
+                job_retries = job_retries.or(Some(config.server.job_retries));
+                queue = queue.or(config.server.queue);
+                queue_sync = queue_sync.or(Some(config.server.queue_sync));
+                addr = config.server.listen;
+            }
+            Err(e) => return Outcome::Usage(format!("{e} (or give --listen)")),
+        }
+    }
+    let addr = listen.unwrap_or(addr);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -74,7 +78,7 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         }
         None => None,
     };
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(e) => return Outcome::Failed(format!("cannot listen on {addr}: {e}")),
@@ -115,5 +119,8 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         server::run_with_queue(listener, settings, queue, shutdown).await;
         tracing::info!("job server stopped");
         Outcome::Success
-    })
+    });
+    // The log is written by a thread: what the stop said must reach it before the exit.
+    crate::logging::flush(std::time::Duration::from_secs(2));
+    outcome
 }

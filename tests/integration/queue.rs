@@ -494,3 +494,152 @@ async fn a_job_with_a_time_survives_a_restart_and_still_waits() {
     assert!(when >= at, "ran at {when}, before its time {at}");
     worker.stop().await;
 }
+
+// Found trying issue 14 (D2): `geardriver server` often exited on SIGTERM without its last log
+// lines (the stop, the count of jobs lost): its log thread was not flushed.
+#[test]
+fn the_servers_last_words_reach_its_log() {
+    for round in 0..5 {
+        let port = common::free_port();
+        let mut server = common::geardriver()
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server.id() as i32),
+            Signal::SIGTERM,
+        );
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(server.wait().unwrap().success());
+        assert!(
+            stderr.contains("job server stopped"),
+            "round {round}: {stderr}"
+        );
+    }
+}
+
+// Found trying issue 14 (D3): with both --config and --listen, `geardriver server` ignored the
+// config's queue, and the jobs were lost at the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_config_gives_its_queue_even_with_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[server]\nqueue = \"cq.sqlite\"\n").unwrap();
+    let port = common::free_port();
+    let mut server = common::ChildGuard(
+        common::geardriver()
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    if !submit_lines(port, "kept", &[], &["one".to_string()]) {
+        return;
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.0.id() as i32),
+        Signal::SIGTERM,
+    );
+    let _ = server.0.wait();
+    assert_eq!(rows(&dir.path().join("cq.sqlite")), 1);
+}
+
+// Found trying issue 14 (D4): two servers could use one queue file at once, each restoring the
+// other's live jobs and running them again.
+#[test]
+fn one_queue_file_serves_one_server() {
+    let (dir, first) = server_with_queue();
+    // (On its port too: were the file not refused, the port would be, and nothing hangs.)
+    let out = common::geardriver()
+        .args(["server", "--listen", &first.addr().to_string(), "--queue"])
+        .arg(dir.path().join("queue.sqlite"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("another server is using this queue file"),
+        "{stderr}"
+    );
+}
+
+// Found trying issue 14 (D5): a job completed just before a SIGKILL ran again after the
+// restart: deletions were committed by a 250 ms clock. They now go with the batch that
+// finished the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_finished_before_a_sigkill_does_not_run_again() {
+    let (_dir, mut server) = server_with_queue();
+    for round in 0..3 {
+        if !submit_lines(server.port, "once", &[], &[format!("job-{round}")]) {
+            return;
+        }
+        let (worker, ran) = timed_worker(&server.addr(), "once");
+        assert!(
+            wait_until(LIMIT, || {
+                let ran = ran.clone();
+                async move { !ran.lock().unwrap().is_empty() }
+            })
+            .await
+        );
+        // The server has taken the result (its `status` says so): kill it at once.
+        assert_eq!(wait_total(&server.addr(), "once", 0).await, Some(0));
+        server.restart_after(Signal::SIGKILL);
+        worker.stop().await;
+        assert_eq!(
+            total(&server.addr(), "once").await,
+            Some(0),
+            "round {round}: the finished job came back"
+        );
+    }
+}
+
+// Found trying issue 14 (D6): `cancel job` answered OK but the job stayed in the file, and came
+// back (uncancelled) at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_stays_cancelled_across_a_restart() {
+    let (_dir, mut server) = server_with_queue();
+    let client = geardriver::gearman::Client::new(vec![server.addr()], Default::default()).unwrap();
+    let job = client
+        .submit(geardriver::gearman::JobRequest::new("nobody", "x").background())
+        .await
+        .unwrap();
+    let handle = String::from_utf8_lossy(&job.handle.handle).into_owned();
+    let out = common::geardriver()
+        .args([
+            "admin",
+            "--server",
+            &server.addr().to_string(),
+            "cancel",
+            "job",
+            &handle,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.restart_after(Signal::SIGTERM);
+    assert_eq!(wait_total(&server.addr(), "nobody", 0).await, Some(0));
+}

@@ -349,11 +349,11 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
                     }
                 }
                 // Background jobs are acknowledged once on disk: the replies wait for the
-                // queue's next group commit (or say why the job was refused).
-                if !storing.is_empty() {
-                    if let Some(committer) = &shared.committer {
-                        committer.commit();
-                    }
+                // queue's next group commit (or say why the job was refused). Deletions of
+                // the jobs this batch finished go with it, so that a crash right after a
+                // job's result runs it again only if the commit had not happened.
+                if let Some(committer) = &shared.committer {
+                    committer.commit();
                 }
                 for (handle, stored) in storing.drain(..) {
                     let refused = match stored.await {

@@ -90,6 +90,8 @@ struct Shared {
     db: Mutex<rusqlite::Connection>,
     path: PathBuf,
     failures: Mutex<crate::logging::Throttle>,
+    /// The last commit failed: the next that works says so.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// The handle the server's state holds. Writes are queued in order and committed in groups:
@@ -105,6 +107,8 @@ pub struct Queue {
     /// Dropped to stop the checkpoints.
     stop_checkpoints: Option<mpsc::Sender<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
+    /// The file's lock: one server per queue file (released by `close`).
+    owner: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -123,9 +127,9 @@ impl Queue {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
+        let owner = own(path).map_err(|e| open_error(&e))?;
         let db = rusqlite::Connection::open(path).map_err(|e| open_error(&e))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| open_error(&e))?;
+        db.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(&e))?;
         // The write-ahead log: a commit is one append, readers never block the writer.
         let mode: String = db
             .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
@@ -155,6 +159,7 @@ impl Queue {
             failures: Mutex::new(crate::logging::Throttle::new(
                 std::time::Duration::from_secs(10),
             )),
+            failing: std::sync::atomic::AtomicBool::new(false),
         });
         let (doorbell, writer) = match sync {
             Sync::Normal => (None, None),
@@ -184,6 +189,7 @@ impl Queue {
                 writer,
                 stop_checkpoints: Some(stop_checkpoints),
                 checkpointer: Some(checkpointer),
+                owner: Some(owner),
             },
             jobs,
         ))
@@ -237,6 +243,8 @@ impl Queue {
         // A clean stop leaves no write-ahead log beside the file.
         let db = self.shared.db.lock().unwrap_or_else(|e| e.into_inner());
         let _ = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        drop(db);
+        self.owner = None;
     }
 }
 
@@ -250,9 +258,9 @@ pub struct Committer {
 
 impl Committer {
     /// Writes what is queued, now, on the caller's thread (`normal`: a write to the OS); with
-    /// `full` the writer thread does it.
+    /// `full` the writer thread does it. Nothing queued, nothing done.
     pub fn commit(&self) {
-        if self.sync == Sync::Normal {
+        if self.sync == Sync::Normal && self.shared.has_pending() {
             self.shared.commit_pending();
         }
     }
@@ -272,10 +280,21 @@ impl Shared {
             .push(op);
     }
 
+    fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// One transaction for everything queued so far; every job in it hears the outcome.
     /// Commits are serialised by the database's lock, and each takes the operations queued
-    /// before it, so they reach the file in the order they were made.
+    /// before it, so they reach the file in the order they were made. When a commit fails
+    /// (disk full), its new jobs are refused to their clients and its deletions are kept,
+    /// in order, for the next commit: a finished job is never left to run again.
     fn commit_pending(&self) {
+        use std::sync::atomic::Ordering;
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let group = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if group.is_empty() {
@@ -283,23 +302,73 @@ impl Shared {
         }
         let result = write_group(&mut db, &group).map_err(|e| Arc::<str>::from(e.to_string()));
         drop(db);
-        if let Err(reason) = &result {
-            let held_back = self
-                .failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .allow();
-            if let Some(held_back) = held_back {
-                tracing::error!(queue = %self.path.display(), %reason, held_back, "job server: cannot write the persistent queue; the jobs in this group are refused");
+        let mut retry = Vec::new();
+        let mut refused = 0;
+        for op in group {
+            match op {
+                Op::Add(_, stored) => {
+                    refused += usize::from(result.is_err());
+                    let _ = stored.send(result.clone());
+                }
+                done @ Op::Done { .. } if result.is_err() => retry.push(done),
+                Op::Done { .. } => {}
             }
         }
-        for op in group {
-            if let Op::Add(_, stored) = op {
-                let _ = stored.send(result.clone());
+        match &result {
+            Err(reason) => {
+                let kept = retry.len();
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                retry.append(&mut pending);
+                *pending = retry;
+                drop(pending);
+                self.failing.store(true, Ordering::Relaxed);
+                let not_logged = self
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .allow();
+                if let Some(similar_errors_not_logged) = not_logged {
+                    tracing::error!(queue = %self.path.display(), %reason, refused, deletions_kept_for_a_retry = kept, similar_errors_not_logged, "job server: cannot write the persistent queue; new background jobs are refused to their clients until it can");
+                }
+            }
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(queue = %self.path.display(), "job server: the persistent queue is written again");
+                }
             }
         }
     }
 }
+
+/// Takes the queue file for this server alone (an exclusive `flock`, which SQLite's own
+/// `fcntl` locks do not touch): two servers on one file would each run the other's jobs.
+fn own(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => {
+                "another server is using this queue file (one file serves one server: two \
+                 would each run the other's jobs)"
+                    .to_string()
+            }
+            errno => format!("cannot lock it: {errno}"),
+        },
+    )
+}
+
+/// How long a commit waits for a lock someone else holds on the file (an operator's
+/// `sqlite3` session) before it fails.
+const BUSY_TIMEOUT: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(100)
+} else {
+    std::time::Duration::from_secs(5)
+};
 
 /// How often the log is copied into the file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -528,6 +597,34 @@ mod tests {
         let (_queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
         assert_eq!(restored.len(), 49);
         assert_eq!(&restored[0].unique[..], b"u1");
+    }
+
+    // Found trying issue 14: a job that finished while the file could not be written (disk
+    // full) kept its row, and ran again at the next start. Deletions are kept for a retry;
+    // new jobs in a failed commit are refused to their clients.
+    #[tokio::test]
+    async fn a_deletion_that_fails_is_retried_and_new_jobs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let (mut queue, _) = Queue::open(&path, Sync::Normal).unwrap();
+        let stored = queue.add(job("a", "f", Priority::Normal, 0));
+        queue.committer().commit();
+        stored.await.unwrap().unwrap();
+        // Someone holds the file's write lock: commits fail.
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        queue.done(Bytes::from_static(b"a"), Bytes::from_static(b"f"));
+        queue.committer().commit();
+        let refused = queue.add(job("b", "f", Priority::Normal, 0));
+        queue.committer().commit();
+        let err = refused.await.unwrap().unwrap_err();
+        assert!(err.contains("locked"), "{err}");
+        blocker.execute_batch("COMMIT").unwrap();
+        drop(blocker);
+        queue.committer().commit();
+        queue.close();
+        let (_queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
+        assert!(restored.is_empty(), "{restored:?}");
     }
 
     #[test]

@@ -125,6 +125,10 @@ impl State {
                         });
                         let j = self.jobs.get_mut(&job).expect("indexed");
                         j.cancelled = true;
+                        // Cancelled for good: a restart must not bring it back.
+                        if let (Some(queue), Some(key)) = (&self.queue, j.stored.take()) {
+                            queue.done(key, j.function.clone());
+                        }
                         for client in std::mem::take(&mut j.clients) {
                             if let Some(conn) = self.conns.get_mut(&client) {
                                 conn.waiting.retain(|&w| w != job);
