@@ -350,10 +350,14 @@ async fn serve(stream: TcpStream, ip: std::net::IpAddr, shared: &Arc<Shared>) {
                 }
                 // Background jobs are acknowledged once on disk: the replies wait for the
                 // queue's next group commit (or say why the job was refused). Deletions of
-                // the jobs this batch finished go with it, so that a crash right after a
-                // job's result runs it again only if the commit had not happened.
+                // the jobs this batch finished go with it, or, with nothing to acknowledge,
+                // within a few milliseconds, in one commit with the others finished meanwhile.
                 if let Some(committer) = &shared.committer {
-                    committer.commit();
+                    if storing.is_empty() {
+                        committer.commit_soon();
+                    } else {
+                        committer.commit();
+                    }
                 }
                 for (handle, stored) in storing.drain(..) {
                     let refused = match stored.await {

@@ -92,6 +92,8 @@ struct Shared {
     failures: Mutex<crate::logging::Throttle>,
     /// The last commit failed: the next that works says so.
     failing: std::sync::atomic::AtomicBool,
+    /// A commit of deletions is due within [`DELETIONS_WITHIN`].
+    flush_due: std::sync::atomic::AtomicBool,
 }
 
 /// The handle the server's state holds. Writes are queued in order and committed in groups:
@@ -160,6 +162,7 @@ impl Queue {
                 std::time::Duration::from_secs(10),
             )),
             failing: std::sync::atomic::AtomicBool::new(false),
+            flush_due: std::sync::atomic::AtomicBool::new(false),
         });
         let (doorbell, writer) = match sync {
             Sync::Normal => (None, None),
@@ -263,6 +266,25 @@ impl Committer {
         if self.sync == Sync::Normal && self.shared.has_pending() {
             self.shared.commit_pending();
         }
+    }
+
+    /// Writes what is queued within [`DELETIONS_WITHIN`] (`normal`; a task of the caller's
+    /// runtime): the deletions of jobs that finished meanwhile go in one commit instead of
+    /// one each, and a job is left to run again only if the server dies in that window.
+    pub fn commit_soon(&self) {
+        use std::sync::atomic::Ordering;
+        if self.sync != Sync::Normal
+            || !self.shared.has_pending()
+            || self.shared.flush_due.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DELETIONS_WITHIN).await;
+            shared.flush_due.store(false, Ordering::Release);
+            shared.commit_pending();
+        });
     }
 }
 
@@ -369,6 +391,9 @@ const BUSY_TIMEOUT: std::time::Duration = if cfg!(test) {
 } else {
     std::time::Duration::from_secs(5)
 };
+
+/// How soon a finished job's deletion is committed (with `normal`).
+pub const DELETIONS_WITHIN: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How often the log is copied into the file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
