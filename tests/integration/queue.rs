@@ -84,15 +84,20 @@ async fn wait_total(addr: &ServerAddr, function: &str, want: u64) -> Option<u64>
     if reached { Some(want) } else { last }
 }
 
+/// Waits (bounded) until at least `n` jobs have run.
+async fn ran_at_least(ran: &Ran, n: usize) -> bool {
+    wait_until(LIMIT, || {
+        let ran = ran.clone();
+        async move { ran.lock().unwrap().len() >= n }
+    })
+    .await
+}
+
 /// Runs `function`'s jobs with one worker until `n` have run (and a moment more, to catch
 /// any extra); the payloads in the order they ran.
 async fn drain(addr: &ServerAddr, function: &str, n: usize) -> Vec<String> {
     let (worker, ran) = timed_worker(addr, function);
-    let done = wait_until(LIMIT, || {
-        let ran = ran.clone();
-        async move { ran.lock().unwrap().len() >= n }
-    })
-    .await;
+    let done = ran_at_least(&ran, n).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     worker.stop().await;
     let ran: Vec<String> = ran.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
@@ -451,7 +456,7 @@ crate::both_servers! {
         let at = epoch_now() + 3;
         client.submit(geardriver::gearman::JobRequest::new("later", "future").run_at(at)).await.unwrap();
         client.submit(geardriver::gearman::JobRequest::new("later", "past").run_at(at - 3600)).await.unwrap();
-        assert!(wait_until(LIMIT, || { let ran = ran.clone(); async move { !ran.lock().unwrap().is_empty() } }).await);
+        assert!(ran_at_least(&ran, 1).await);
         assert_eq!(ran.lock().unwrap()[0].0, "past");
         assert_eq!(total(&server.addr(), "later").await, Some(1), "the scheduled job counts as queued");
         if server.kind == ServerKind::Gearmand {
@@ -461,7 +466,8 @@ crate::both_servers! {
             client.submit(geardriver::gearman::JobRequest::new("later", "nudge").background()).await.unwrap();
         }
         let expected = if server.kind == ServerKind::Gearmand { 3 } else { 2 };
-        assert!(wait_until(LIMIT, || { let ran = ran.clone(); async move { ran.lock().unwrap().len() == expected } }).await, "the job ran once its time came: {:?}", ran.lock().unwrap());
+        assert!(ran_at_least(&ran, expected).await, "the job ran once its time came: {:?}", ran.lock().unwrap());
+        assert_eq!(ran.lock().unwrap().len(), expected);
         let ran = ran.lock().unwrap().clone();
         let (_, when) = ran.iter().find(|(p, _)| p == "future").expect("the future job ran");
         assert!(*when >= at, "ran at {when}, before its time {at}");
@@ -482,13 +488,7 @@ async fn a_job_with_a_time_survives_a_restart_and_still_waits() {
     server.restart_after(Signal::SIGKILL);
     assert_eq!(wait_total(&server.addr(), "later", 1).await, Some(1));
     let (worker, ran) = timed_worker(&server.addr(), "later");
-    assert!(
-        wait_until(LIMIT, || {
-            let ran = ran.clone();
-            async move { !ran.lock().unwrap().is_empty() }
-        })
-        .await
-    );
+    assert!(ran_at_least(&ran, 1).await);
     let (payload, when) = ran.lock().unwrap()[0].clone();
     assert_eq!(payload, "kept");
     assert!(when >= at, "ran at {when}, before its time {at}");
@@ -594,13 +594,7 @@ async fn a_job_finished_before_a_sigkill_does_not_run_again() {
             return;
         }
         let (worker, ran) = timed_worker(&server.addr(), "once");
-        assert!(
-            wait_until(LIMIT, || {
-                let ran = ran.clone();
-                async move { !ran.lock().unwrap().is_empty() }
-            })
-            .await
-        );
+        assert!(ran_at_least(&ran, 1).await);
         // The server has taken the result (its `status` says so): kill it soon after.
         assert_eq!(wait_total(&server.addr(), "once", 0).await, Some(0));
         tokio::time::sleep(Duration::from_millis(50)).await;
