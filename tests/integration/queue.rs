@@ -16,6 +16,13 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Whether something accepts connections on the loopback `port` (waiting up to [`LIMIT`]).
+fn listening(port: u16) -> bool {
+    poll_until(LIMIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+}
+
 /// Submits one background job per line with the gearman CLI (`-b -N`); `false` (after a
 /// notice) when the CLI is missing outside CI.
 fn submit_lines(port: u16, function: &str, flags: &[&str], lines: &[String]) -> bool {
@@ -281,11 +288,7 @@ async fn a_hosts_graceful_stop_keeps_its_queued_jobs() {
     // Without a queue: the loss is logged with the count and the remedy.
     let port = common::free_port();
     let host = host_with_server(port, false, &scratch.path().join("unkept"));
-    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
-        "127.0.0.1",
-        port
-    ))
-    .is_ok()));
+    assert!(listening(port), "nothing listens on port {port}");
     // Queued for a function nobody serves, so that all of them are still queued at the stop.
     if !submit_lines(port, "nobody", &[], &lines("lost", 25)) {
         return;
@@ -360,11 +363,7 @@ async fn a_queue_file_gearmand_wrote_is_taken_over() {
             .spawn()
             .unwrap(),
     );
-    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
-        "127.0.0.1",
-        port
-    ))
-    .is_ok()));
+    assert!(listening(port), "nothing listens on port {port}");
     for (flag, prefix) in [("-L", "low"), ("", "normal"), ("-I", "high")] {
         let flags: Vec<&str> = [flag].into_iter().filter(|f| !f.is_empty()).collect();
         if !submit_lines(port, "moved", &flags, &lines(prefix, 4)) {
@@ -507,11 +506,7 @@ fn the_servers_last_words_reach_its_log() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()));
+        assert!(listening(port), "nothing listens on port {port}");
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(server.id() as i32),
             Signal::SIGTERM,
@@ -548,11 +543,7 @@ async fn a_named_config_gives_its_queue_even_with_listen() {
             .spawn()
             .unwrap(),
     );
-    assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
-        "127.0.0.1",
-        port
-    ))
-    .is_ok()));
+    assert!(listening(port), "nothing listens on port {port}");
     if !submit_lines(port, "kept", &[], &["one".to_string()]) {
         return;
     }
