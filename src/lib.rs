@@ -17,12 +17,14 @@ pub mod console;
 pub mod driver;
 pub mod gearman;
 pub mod host;
+pub mod http;
 pub mod keeper;
 pub mod limits;
 pub mod logging;
 pub mod observer;
 pub mod plugin;
 pub mod process_group;
+pub mod procinfo;
 pub mod stats;
 pub mod worker_process;
 #[path = "../workers/mod.rs"]

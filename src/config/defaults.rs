@@ -6,6 +6,8 @@ pub const SHUTDOWN_TIMEOUT_SECS: f64 = 30.0;
 pub const RESTART_DELAY_SECS: f64 = 0.5;
 pub const LOGLEVEL: &str = "info";
 pub const CONSOLE_LISTEN: &str = "127.0.0.1:47300";
+/// Where the HTTP endpoint (metrics, JSON API, status page) listens unless told.
+pub const HTTP_LISTEN: &str = "127.0.0.1:47301";
 pub const CONSOLE_IDLE_TIMEOUT_SECS: f64 = 300.0;
 pub const CONSOLE_AUTH_TIMEOUT_SECS: f64 = 5.0;
 pub const CONSOLE_MAX_CONNECTIONS: u32 = 64;

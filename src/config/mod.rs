@@ -81,6 +81,7 @@ pub struct Config {
     pub path: PathBuf,
     pub driver: DriverConfig,
     pub console: ConsoleConfig,
+    pub http: HttpConfig,
     pub server: ServerConfig,
     /// Sorted by name.
     pub jobs: Vec<JobConfig>,
@@ -133,6 +134,14 @@ pub struct ConsoleConfig {
     pub auth_timeout: Duration,
     /// Clients connected at once.
     pub max_connections: usize,
+}
+
+/// The HTTP endpoint: metrics, the JSON API and the status page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `None` turns it off. A listen address that is not loopback needs the console's
+    /// secret, which requests then carry as a bearer token.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +224,7 @@ impl PoolConfig {
 struct RawConfig {
     driver: Option<RawDriver>,
     console: Option<RawConsole>,
+    http: Option<RawHttp>,
     server: Option<RawServer>,
     jobs: Option<Vec<RawJob>>,
 }
@@ -242,6 +252,12 @@ struct RawConsole {
     idle_timeout: Option<f64>,
     auth_timeout: Option<f64>,
     max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -182,6 +182,25 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
         }
     }
 
+    let http_listen = match raw.http.unwrap_or_default().listen.as_deref() {
+        None => Some(socket_addr("http.listen", defaults::HTTP_LISTEN)?),
+        Some("") => None,
+        Some(addr) => Some(socket_addr("http.listen", addr)?),
+    };
+    if let Some(addr) = http_listen {
+        if !addr.ip().is_loopback() && secret.is_none() {
+            return Err(format!(
+                "http.listen = {addr} is not a loopback address, so console.secret is required \
+                 (requests carry it as a bearer token)"
+            ));
+        }
+        if Some(addr) == listen && addr.port() != 0 {
+            return Err(format!(
+                "http.listen and console.listen are both {addr}: give them different ports"
+            ));
+        }
+    }
+
     let raw_jobs = raw.jobs.unwrap_or_default();
     let mut jobs = Vec::with_capacity(raw_jobs.len());
     let mut names = BTreeSet::new();
@@ -226,6 +245,9 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
                 0 => return Err("console.max_connections must be at least 1".into()),
                 n => n as usize,
             },
+        },
+        http: super::HttpConfig {
+            listen: http_listen,
         },
         server: server_config,
         jobs,

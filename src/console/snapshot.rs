@@ -3,7 +3,8 @@
 //! scoreboard state. Commands format a [`Snapshot`], so they are tested without a host.
 
 use crate::driver::HostHandle;
-use crate::stats::{ProcessState, SlotSnapshot};
+use crate::driver::table::Totals;
+use crate::stats::{Durations, ProcessState, SlotSnapshot};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -11,6 +12,19 @@ pub struct Snapshot {
     pub jobs: Vec<JobView>,
     /// Sorted by pid.
     pub processes: Vec<ProcessView>,
+    /// Sorted by name.
+    pub pools: Vec<PoolView>,
+}
+
+/// A pool (a group, or a job on its own), for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolView {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
+    pub failed: Option<String>,
+    /// What its exited processes did (live ones' figures are in `processes`).
+    pub exited: Totals,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,13 +43,15 @@ pub struct JobView {
     pub failed: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessView {
     pub pid: u32,
     /// The pool (group or job) it serves.
     pub job: String,
     pub state: ProcessState,
     pub jobs_done: u64,
+    pub jobs_failed: u64,
+    pub durations: Durations,
     /// When the current state began, milliseconds since the epoch.
     pub since_ms: i64,
 }
@@ -46,23 +62,31 @@ impl Snapshot {
         let tables = host.table().current();
         let mut jobs = Vec::new();
         let mut processes = Vec::new();
+        let mut pools = Vec::new();
         for (pool, entry) in tables.pools() {
+            pools.push(PoolView {
+                name: pool.clone(),
+                min: entry.min,
+                max: entry.max,
+                failed: entry.failed.clone(),
+                exited: entry.exited.clone(),
+            });
             let slots: Vec<(u32, Option<SlotSnapshot>)> = entry
                 .processes
                 .iter()
                 .map(|p| (p.pid, stats.read(p.slot).filter(|s| s.pid == p.pid)))
                 .collect();
             for (p, (pid, slot)) in entry.processes.iter().zip(&slots) {
-                let (state, since_ms, jobs_done) = match slot {
+                let (state, since_ms) = match slot {
                     Some(s) => {
                         let since = match s.state {
                             ProcessState::Busy => s.job_started_ms,
                             ProcessState::Idle => s.idle_since_ms,
                             _ => s.started_ms,
                         };
-                        (s.state, since, s.jobs_done)
+                        (s.state, since)
                     }
-                    None => (ProcessState::Starting, p.started_ms, 0),
+                    None => (ProcessState::Starting, p.started_ms),
                 };
                 processes.push(ProcessView {
                     pid: *pid,
@@ -72,7 +96,12 @@ impl Snapshot {
                     } else {
                         state
                     },
-                    jobs_done,
+                    jobs_done: slot.as_ref().map_or(0, |s| s.jobs_done),
+                    jobs_failed: slot.as_ref().map_or(0, |s| s.jobs_failed),
+                    durations: slot
+                        .as_ref()
+                        .map(|s| s.durations.clone())
+                        .unwrap_or_default(),
                     since_ms,
                 });
             }
@@ -97,7 +126,11 @@ impl Snapshot {
         }
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
         processes.sort_by_key(|p| p.pid);
-        Snapshot { jobs, processes }
+        Snapshot {
+            jobs,
+            processes,
+            pools,
+        }
     }
 
     pub fn job(&self, name: &str) -> Option<&JobView> {

@@ -22,6 +22,28 @@ pub struct PoolEntry {
     pub processes: Vec<ProcessEntry>,
     /// Why the driver stopped restarting the pool, when it did.
     pub failed: Option<String>,
+    /// What its processes that exited did.
+    pub exited: Totals,
+}
+
+/// Counts over a pool's processes that have exited (a live process's are in its slot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    pub durations: crate::stats::Durations,
+    /// Processes that exited without being asked (crashed, or ended on their own): each was
+    /// replaced as the limits asked.
+    pub restarts: u64,
+}
+
+impl Totals {
+    /// Adds a process's last slot.
+    pub fn add_slot(&mut self, slot: &SlotSnapshot) {
+        self.jobs_done += slot.jobs_done;
+        self.jobs_failed += slot.jobs_failed;
+        self.durations.add(&slot.durations);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,6 +52,13 @@ pub enum HostError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen for HTTP (metrics, API, status page) on {addr}: {source} (set [http] listen to another address, or \"\" to turn it off)"
+    )]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the {part} {how}; the workers were stopped")]
     PartEnded { part: &'static str, how: String },
 }
@@ -116,6 +123,15 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         ),
         None => None,
     };
+    let http = match config.http.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| HostError::Http { addr, source })?,
+        ),
+        None => None,
+    };
+    let started = std::time::Instant::now();
     let stats = Arc::new(StatsTable::create(STATS_CAPACITY)?);
     if let Some(dir) = &config.driver.stats_dir {
         tracing::warn!(stats_dir = %dir.display(), "stats_dir is ignored: the stats table is an anonymous memory file (memfd) now, in no directory");
@@ -139,10 +155,26 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     parts.spawn("supervisor", supervisor);
     let server_stop = CancellationToken::new();
     let server_started = server.is_some();
+    let mut probe = None;
     if let Some((listener, settings, queue)) = server {
+        let (server_probe, serving) =
+            crate::gearman::server::start(listener, settings, queue, server_stop.clone());
+        probe = Some(server_probe);
+        parts.spawn("built-in job server", serving);
+    }
+    if let Some(listener) = http {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "http listening (/metrics, /api/status, status page at /)");
+        }
+        let context = crate::http::Context {
+            host: handle.clone(),
+            server: probe,
+            secret: config.console.secret.as_deref().map(Arc::from),
+            started,
+        };
         parts.spawn(
-            "built-in job server",
-            crate::gearman::server::run_with_queue(listener, settings, queue, server_stop.clone()),
+            "http endpoint",
+            crate::http::run(listener, context, shutdown.clone()),
         );
     }
     if let Some(listener) = console {
@@ -186,7 +218,7 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         while let Some((part, how)) = parts.next_ended().await {
             match part {
                 "supervisor" => break,
-                "console" | "observer" => {}
+                "console" | "observer" | "http endpoint" => {}
                 _ => tracing::error!("the {part} {how} while the host was stopping"),
             }
         }

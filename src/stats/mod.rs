@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"GDSTATS1");
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 256;
 const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
@@ -35,13 +35,50 @@ const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
 /// one that was preempted mid-write. A dead writer costs a reader no more than that.
 const READ_SPINS: usize = 128;
 const READ_YIELDS: usize = 4;
+/// Upper bounds, in milliseconds, of the job-duration histogram's buckets (Prometheus'
+/// defaults, stretched to the minutes that batch jobs take); a last bucket counts the longer.
+pub const DURATION_BOUNDS_MS: [u64; 14] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+];
+const DURATION_BUCKETS: usize = DURATION_BOUNDS_MS.len() + 1;
+
+/// How long finished jobs took: a count per bucket of [`DURATION_BOUNDS_MS`] (the last for
+/// longer ones, not cumulative) and the sum.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durations {
+    pub buckets: [u64; DURATION_BUCKETS],
+    pub sum_ms: u64,
+}
+
+impl Durations {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &Durations) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_ms += other.sum_ms;
+    }
+
+    /// The bucket a job of `ms` milliseconds falls in.
+    fn bucket(ms: u64) -> usize {
+        DURATION_BOUNDS_MS
+            .iter()
+            .position(|&bound| ms <= bound)
+            .unwrap_or(DURATION_BOUNDS_MS.len())
+    }
+}
+
 /// Index meaning "no function" in the function fields.
 pub const NO_FUNCTION: u32 = u32::MAX;
 
 /// What a worker process is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ProcessState {
     /// The slot belongs to nobody.
+    #[default]
     Free,
     /// Spawned, not yet registered with the job servers.
     Starting,
@@ -118,6 +155,9 @@ struct Slot {
     lastrun: AtomicI64,
     lasterror: AtomicI64,
     message: [AtomicU64; MESSAGE_WORDS],
+    /// Finished jobs by duration (see [`Durations`]).
+    durations: [AtomicU64; DURATION_BUCKETS],
+    durations_sum_ms: AtomicU64,
 }
 
 const HEADER_SIZE: usize = std::mem::size_of::<Header>();
@@ -141,6 +181,7 @@ pub struct SlotSnapshot {
     pub lasterror_msg: String,
     /// Whether the state is the process's own word; when not, it is only known to be running.
     pub reports: bool,
+    pub durations: Durations,
 }
 
 impl SlotSnapshot {
@@ -435,6 +476,10 @@ fn read_fields(slot: &Slot) -> SlotSnapshot {
         // before that check, so decoding must not fail.
         lasterror_msg: String::from_utf8_lossy(&bytes[..len]).into_owned(),
         reports: slot.reports.load(r) != 0,
+        durations: Durations {
+            buckets: std::array::from_fn(|i| slot.durations[i].load(r)),
+            sum_ms: slot.durations_sum_ms.load(r),
+        },
     }
 }
 
@@ -471,6 +516,10 @@ impl SlotWriter<'_> {
             s.idle_since_ms.store(now_ms, r);
             s.lastrun.store(0, r);
             s.lasterror.store(0, r);
+            for bucket in &s.durations {
+                bucket.store(0, r);
+            }
+            s.durations_sum_ms.store(0, r);
         });
     }
 
@@ -525,6 +574,14 @@ impl SlotWriter<'_> {
             let r = Ordering::Relaxed;
             let function = s.function.load(r);
             let now_s = now_ms.div_euclid(1000);
+            let started = s.job_started_ms.load(r);
+            if started > 0 {
+                let took = now_ms.saturating_sub(started).max(0) as u64;
+                let bucket = &s.durations[Durations::bucket(took)];
+                bucket.store(bucket.load(r) + 1, r);
+                s.durations_sum_ms
+                    .store(s.durations_sum_ms.load(r).saturating_add(took), r);
+            }
             s.reports.store(1, r);
             s.state.store(ProcessState::Idle.code(), r);
             s.function.store(NO_FUNCTION, r);
@@ -613,6 +670,10 @@ mod tests {
         w.job_started(0, 8_000);
         w.job_finished(9_000, None);
         let s = table.read(2).unwrap();
+        assert_eq!(s.durations.count(), 2, "both jobs are timed");
+        assert_eq!(s.durations.sum_ms, 2_500);
+        assert_eq!(s.durations.buckets[Durations::bucket(1_500)], 1);
+        assert_eq!(s.durations.buckets[7], 1, "1 s falls in the 1 s bucket");
         assert_eq!(
             (s.jobs_done, s.lastrun, s.lastrun_function),
             (1, 9, Some(0))

@@ -22,6 +22,12 @@ pub fn run(secret: Option<&str>, given: Option<&str>) -> (Reply, bool) {
     }
 }
 
+/// Whether `given` is the secret (the HTTP endpoint's bearer token too), in a time that
+/// does not depend on where they first differ.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    constant_time_eq(secret.as_bytes(), given.as_bytes())
+}
+
 /// Equality whose time does not depend on where the inputs first differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();

@@ -57,6 +57,7 @@ mod tests {
                     state: ProcessState::Busy,
                     jobs_done: 120,
                     since_ms: 1_700_000_000_500,
+                    ..ProcessView::default()
                 },
                 ProcessView {
                     pid: 12345,
@@ -64,8 +65,10 @@ mod tests {
                     state: ProcessState::Idle,
                     jobs_done: 3,
                     since_ms: 0,
+                    ..ProcessView::default()
                 },
             ],
+            pools: vec![],
         };
         assert_eq!(
             run(&snapshot),

@@ -14,7 +14,7 @@ mod stop;
 use super::backoff::{self, CrashLoop};
 use super::process::{self, Launch};
 use super::scaling::{self, Activity, PoolView, ProcessView};
-use super::table::{PoolEntry, ProcessEntry, ProcessTable};
+use super::table::{PoolEntry, ProcessEntry, ProcessTable, Totals};
 use super::{Event, QueueReport};
 use crate::config::{Config, JobConfig, PoolConfig};
 use crate::stats::{self, ProcessState, StatsTable};
@@ -65,6 +65,8 @@ struct Pool {
     waiting: Option<u64>,
     running: u64,
     quiet_since_ms: i64,
+    /// What its processes that exited did.
+    exited: Totals,
 }
 
 impl Pool {
@@ -80,6 +82,7 @@ impl Pool {
             waiting: None,
             running: 0,
             quiet_since_ms: stats::now_ms(),
+            exited: Totals::default(),
         }
     }
 
@@ -466,12 +469,14 @@ impl Supervisor {
         let final_stats = self.stats.read(process.slot).filter(|s| s.pid == pid);
         if let Some(snapshot) = &final_stats {
             fold(&self.table, name, &pool.config.jobs, snapshot);
+            pool.exited.add_slot(snapshot);
         }
         if let Ok(writer) = self.stats.writer(process.slot) {
             writer.clear();
         }
         self.free_slots.push(process.slot);
         let requested = process.stop_requested.is_some();
+        pool.exited.restarts += u64::from(!requested);
         if !requested && !success {
             // A job in hand when it died is lost to this process; the job server re-queues it.
             if let Some(s) = final_stats.as_ref().filter(|s| s.holds_job()) {
@@ -540,6 +545,7 @@ impl Supervisor {
                     })
                     .collect(),
                 failed: pool.crash.failed().map(str::to_string),
+                exited: pool.exited.clone(),
             },
         );
     }

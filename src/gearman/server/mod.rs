@@ -27,6 +27,7 @@ use super::codec::{
     DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE, ProtocolError, ServerCodec, ServerInbound, ServerOutbound,
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
+pub use state::FunctionFigures;
 use state::{ConnId, Effect, State};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +126,39 @@ pub async fn run_with_queue(
     queue: Option<(queue::Queue, Vec<queue::StoredJob>)>,
     shutdown: CancellationToken,
 ) {
+    let (_, server) = start(listener, settings, queue, shutdown);
+    server.await;
+}
+
+/// What the host's metrics read from a running server.
+#[derive(Clone)]
+pub struct Probe(Arc<Shared>);
+
+/// The server's figures at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Sorted by name.
+    pub functions: Vec<FunctionFigures>,
+    pub connections: usize,
+}
+
+impl Probe {
+    pub fn figures(&self) -> Figures {
+        let (functions, connections) = self.0.lock().figures();
+        Figures {
+            functions,
+            connections,
+        }
+    }
+}
+
+/// [`run_with_queue`], with a [`Probe`] on the server; the future serves.
+pub fn start(
+    listener: TcpListener,
+    settings: Settings,
+    queue: Option<(queue::Queue, Vec<queue::StoredJob>)>,
+    shutdown: CancellationToken,
+) -> (Probe, impl Future<Output = ()>) {
     let mut state = State::new(
         &settings.host,
         settings.job_retries,
@@ -142,6 +176,10 @@ pub async fn run_with_queue(
         settings,
         committer,
     });
+    (Probe(shared.clone()), serve_all(listener, shared, shutdown))
+}
+
+async fn serve_all(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
     // The clock: jobs with a time are queued when it comes (and sleeping workers told), and
     // deletions of finished jobs are committed.
     let clock = {

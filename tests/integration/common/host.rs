@@ -13,11 +13,11 @@ pub struct Host {
 }
 
 /// Config text for a host: `[driver]` settings (job servers, a log file in the test's
-/// directory, console off unless given) followed by `jobs`.
+/// directory, console and HTTP off unless given) followed by `jobs`.
 pub fn config_text(dir: &Path, servers: &[String], driver_extra: &str, rest: &str) -> String {
     let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
-        "[driver]\njob_servers = [{}]\nlogfile = \"{}\"\nloglevel = \"debug\"\n{}{driver_extra}\n{}{rest}",
+        "[driver]\njob_servers = [{}]\nlogfile = \"{}\"\nloglevel = \"debug\"\n{}{driver_extra}\n{}{}{rest}",
         servers.join(", "),
         dir.join("host.log").display(),
         if driver_extra.contains("shutdown_timeout") {
@@ -29,6 +29,11 @@ pub fn config_text(dir: &Path, servers: &[String], driver_extra: &str, rest: &st
             ""
         } else {
             "[console]\nlisten = \"\"\n"
+        },
+        if rest.contains("[http]") {
+            ""
+        } else {
+            "[http]\nlisten = \"\"\n"
         },
     )
 }

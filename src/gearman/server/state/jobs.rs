@@ -68,6 +68,7 @@ impl State {
         }
         let handle = Bytes::from(format!("{}{}", self.handle_prefix, self.next_handle));
         self.next_handle += 1;
+        f.submitted += 1;
         let mut job = Job::new(handle.clone(), function, unique, data, priority, when);
         job.background = background;
         if !background {
@@ -270,21 +271,39 @@ impl State {
         }
     }
 
-    /// The job's final packet to its clients, then the job is gone.
+    /// The job's final packet to its clients (`completed`: WORK_COMPLETE, else a failure),
+    /// then the job is gone.
     pub(super) fn finish(
         &mut self,
         id: ConnId,
         handle: &Bytes,
         out: &mut Vec<ServerOutbound>,
         missing: NotFound,
+        completed: bool,
         make: impl Fn(bool) -> Packet,
     ) {
         match self.held_by(id, handle) {
             Some(job) => {
+                self.count_end(job, completed);
                 self.relay(job, make);
                 self.remove(job);
             }
             None => out.push(ServerOutbound::Packet(not_found(missing))),
+        }
+    }
+
+    /// Counts a job's end on its function: completed, or failed.
+    fn count_end(&mut self, job: JobId, completed: bool) {
+        let Some(f) = self
+            .jobs
+            .get(&job)
+            .and_then(|j| self.functions.get_mut(&j.function))
+        else {
+            return;
+        };
+        match completed {
+            true => f.completed += 1,
+            false => f.failed += 1,
         }
     }
 
@@ -339,6 +358,7 @@ impl State {
     /// WORK_FAIL (the form every client library understands), and the job is gone.
     pub(super) fn fail_job(&mut self, job: JobId, reason: &str) {
         let handle = self.jobs[&job].handle.clone();
+        self.count_end(job, false);
         let reason = Bytes::copy_from_slice(reason.as_bytes());
         self.relay(job, |_| Packet::WorkWarning {
             handle: handle.clone(),

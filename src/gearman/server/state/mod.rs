@@ -114,6 +114,26 @@ struct Function {
     workers: usize,
     /// Per priority; zero or less = unlimited.
     max_queue: [i64; 3],
+    /// Jobs made (merged submissions not counted), completed, and failed (WORK_FAIL, an
+    /// exception, or the server's own verdict), since the server started.
+    submitted: u64,
+    completed: u64,
+    failed: u64,
+}
+
+/// One function's figures on the built-in server, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FunctionFigures {
+    pub name: String,
+    /// Queued jobs by priority: high, normal, low.
+    pub queued: [usize; 3],
+    /// Queued jobs waiting for their time.
+    pub scheduled: usize,
+    pub running: usize,
+    pub workers: usize,
+    pub submitted: u64,
+    pub completed: u64,
+    pub failed: u64,
 }
 
 impl Function {
@@ -221,6 +241,25 @@ impl State {
 
     /// Keeps background jobs in `queue` from now on, starting with the jobs it held: they
     /// are queued again in the order they arrived, with their unique ids.
+    /// Every function's figures, by name, and the connections open.
+    pub fn figures(&self) -> (Vec<FunctionFigures>, usize) {
+        let functions = self
+            .functions
+            .iter()
+            .map(|(name, f)| FunctionFigures {
+                name: String::from_utf8_lossy(name).into_owned(),
+                queued: [0, 1, 2].map(|p| f.queues[p].len()),
+                scheduled: f.scheduled,
+                running: f.running,
+                workers: f.workers,
+                submitted: f.submitted,
+                completed: f.completed,
+                failed: f.failed,
+            })
+            .collect();
+        (functions, self.conns.len())
+    }
+
     pub fn persist(&mut self, queue: Queue, restored: Vec<StoredJob>) {
         debug_assert!(self.queue.is_none());
         for job in restored {
@@ -485,7 +524,7 @@ impl State {
                 })
             }
             Packet::WorkComplete { handle, data } => {
-                self.finish(id, &handle, out, NotFound::Result, |_| {
+                self.finish(id, &handle, out, NotFound::Result, true, |_| {
                     Packet::WorkComplete {
                         handle: handle.clone(),
                         data: data.clone(),
@@ -493,12 +532,14 @@ impl State {
                 })
             }
             Packet::WorkFail { handle } => {
-                self.finish(id, &handle, out, NotFound::Result, |_| Packet::WorkFail {
-                    handle: handle.clone(),
+                self.finish(id, &handle, out, NotFound::Result, false, |_| {
+                    Packet::WorkFail {
+                        handle: handle.clone(),
+                    }
                 })
             }
             Packet::WorkException { handle, data } => {
-                self.finish(id, &handle, out, NotFound::Exception, |exceptions| {
+                self.finish(id, &handle, out, NotFound::Exception, false, |exceptions| {
                     if exceptions {
                         Packet::WorkException {
                             handle: handle.clone(),

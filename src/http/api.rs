@@ -1,0 +1,252 @@
+//! The JSON API: the console's `status` and `scoreboard` as `GET /api/status` and
+//! `GET /api/processes`, and its control commands as POSTs:
+//!
+//! - `POST /api/jobs/JOB/processes` `{"min": N, "max": M}` (either may be left out):
+//!   `set_min_processes`, `set_max_processes` or `set_processes`;
+//! - `POST /api/kill` `{"pids": [PID, …]}`; `POST /api/killall` `{"jobs": [JOB, …]}`
+//!   (`["*"]` for all); `POST /api/reload`.
+//!
+//! A change answers `{"ok": true}`; an error answers `{"error": CODE, "message": TEXT}` with
+//! the console's code (`invalid_job_name`, `invalid_value`, `invalid_config`, …) and an HTTP
+//! status that says the same (404, 400, 422, 503).
+
+use super::Context;
+use crate::console::command::Reply;
+use crate::console::commands::refused;
+use crate::console::snapshot::Snapshot;
+use crate::driver::ControlError;
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct StatusReply {
+    pub version: &'static str,
+    pub uptime_seconds: f64,
+    /// Milliseconds since the epoch, when this was read.
+    pub now_ms: i64,
+    pub jobs: Vec<JobStatus>,
+    /// The built-in job server's functions (queued by priority: high, normal, low), when
+    /// the host runs one.
+    pub queues: Option<Vec<crate::gearman::server::FunctionFigures>>,
+}
+
+/// One job, as `status` shows it.
+#[derive(Serialize)]
+pub struct JobStatus {
+    pub name: String,
+    /// The group serving it, else the job itself.
+    pub pool: String,
+    pub min: u32,
+    pub max: u32,
+    pub processes: usize,
+    /// Its pool's processes by state.
+    pub idle: usize,
+    pub busy: usize,
+    pub starting: usize,
+    pub stopping: usize,
+    /// Jobs its pool's processes completed and failed, exited ones included.
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    /// Seconds since the epoch; 0 = never.
+    pub lastrun: i64,
+    pub lasterror: i64,
+    pub lasterror_msg: String,
+    /// Why the driver gave up on the job, when it did.
+    pub failed: Option<String>,
+}
+
+/// One process, as `scoreboard` shows it.
+#[derive(Serialize)]
+pub struct ProcessStatus {
+    pub pid: u32,
+    pub pool: String,
+    /// `starting`, `idle`, `busy` or `stopping`.
+    pub state: &'static str,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    /// When the current state began, milliseconds since the epoch.
+    pub since_ms: i64,
+    pub rss_bytes: Option<u64>,
+}
+
+pub async fn status(State(context): State<Context>) -> Json<StatusReply> {
+    let snapshot = Snapshot::collect(&context.host);
+    let jobs = snapshot
+        .jobs
+        .iter()
+        .map(|job| {
+            let of_pool = || snapshot.processes.iter().filter(|p| p.job == job.pool);
+            let count = |state: &str| of_pool().filter(|p| state_name(p.state) == state).count();
+            let exited = snapshot
+                .pools
+                .iter()
+                .find(|p| p.name == job.pool)
+                .map(|p| p.exited.clone())
+                .unwrap_or_default();
+            JobStatus {
+                name: job.name.clone(),
+                pool: job.pool.clone(),
+                min: job.min,
+                max: job.max,
+                processes: job.pids.len(),
+                idle: count("idle"),
+                busy: count("busy"),
+                starting: count("starting"),
+                stopping: count("stopping"),
+                jobs_done: exited.jobs_done + of_pool().map(|p| p.jobs_done).sum::<u64>(),
+                jobs_failed: exited.jobs_failed + of_pool().map(|p| p.jobs_failed).sum::<u64>(),
+                lastrun: job.lastrun,
+                lasterror: job.lasterror,
+                lasterror_msg: job.lasterror_msg.clone(),
+                failed: job.failed.clone(),
+            }
+        })
+        .collect();
+    Json(StatusReply {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: context.started.elapsed().as_secs_f64(),
+        now_ms: crate::stats::now_ms(),
+        jobs,
+        queues: context
+            .server
+            .as_ref()
+            .map(|probe| probe.figures().functions),
+    })
+}
+
+pub async fn processes(State(context): State<Context>) -> Json<Vec<ProcessStatus>> {
+    let snapshot = Snapshot::collect(&context.host);
+    Json(
+        snapshot
+            .processes
+            .iter()
+            .map(|p| ProcessStatus {
+                pid: p.pid,
+                pool: p.job.clone(),
+                state: state_name(p.state),
+                jobs_done: p.jobs_done,
+                jobs_failed: p.jobs_failed,
+                since_ms: p.since_ms,
+                rss_bytes: crate::procinfo::rss_bytes(p.pid),
+            })
+            .collect(),
+    )
+}
+
+fn state_name(state: crate::stats::ProcessState) -> &'static str {
+    use crate::stats::ProcessState::*;
+    match state {
+        Starting => "starting",
+        Idle => "idle",
+        Busy => "busy",
+        Stopping => "stopping",
+        Free => "free",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    min: Option<u32>,
+    max: Option<u32>,
+}
+
+pub async fn set_processes(
+    State(context): State<Context>,
+    Path(job): Path<String>,
+    body: Result<Json<Limits>, JsonRejection>,
+) -> Response {
+    let Json(limits) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_body(rejection, "{\"min\": N, \"max\": M}"),
+    };
+    if limits.min.is_none() && limits.max.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "give \"min\", \"max\" or both",
+        );
+    }
+    done(context.host.set_limits(&job, limits.min, limits.max).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pids {
+    pids: Vec<u32>,
+}
+
+pub async fn kill(
+    State(context): State<Context>,
+    body: Result<Json<Pids>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(Pids { pids })) => done(context.host.kill(pids).await),
+        Err(rejection) => bad_body(rejection, "{\"pids\": [PID, ...]}"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jobs {
+    jobs: Vec<String>,
+}
+
+pub async fn killall(
+    State(context): State<Context>,
+    body: Result<Json<Jobs>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(Jobs { jobs })) if jobs.is_empty() => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "no jobs given (\"*\" stands for all)",
+        ),
+        Ok(Json(Jobs { jobs })) => done(context.host.kill_all(jobs).await),
+        Err(rejection) => bad_body(rejection, "{\"jobs\": [JOB, ...]}"),
+    }
+}
+
+pub async fn reload(State(context): State<Context>) -> Response {
+    done(context.host.reload().await)
+}
+
+/// A change's answer.
+fn done(result: Result<(), ControlError>) -> Response {
+    match result {
+        Ok(()) => Json(serde_json::json!({"ok": true})).into_response(),
+        Err(e) => {
+            let status = match &e {
+                ControlError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+                ControlError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                ControlError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            match refused(e) {
+                Reply::Error { code, text } => error(status, code, &text),
+                _ => error(status, "refused", "refused"),
+            }
+        }
+    }
+}
+
+fn bad_body(rejection: JsonRejection, expected: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        &format!("{}; expected a JSON body {expected}", rejection.body_text()),
+    )
+}
+
+/// An error answer: `{"error": CODE, "message": TEXT}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": code, "message": message})),
+    )
+        .into_response()
+}
