@@ -16,6 +16,7 @@ mod faults;
 mod fleet;
 mod fuzz_regressions;
 mod gearmand_protocol;
+mod http;
 mod interop;
 mod plugins;
 mod queue;

@@ -9,6 +9,7 @@
 
 pub mod console;
 pub mod host;
+pub mod http;
 
 use bytes::Bytes;
 use geardriver::gearman::worker::{
