@@ -96,6 +96,16 @@ fn render(config: &Config) -> String {
         }
     );
     out += &format!(
+        "http             {}\n",
+        match config.http.listen {
+            None => "off".to_string(),
+            Some(a) if config.console.secret.is_some() => {
+                format!("{a} (/metrics, /api/..., page at /; bearer token: the console's secret)")
+            }
+            Some(a) => format!("{a} (/metrics, /api/..., page at /)"),
+        }
+    );
+    out += &format!(
         "server           {}\n",
         if config.server.enabled {
             format!(
