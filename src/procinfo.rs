@@ -1,4 +1,4 @@
-//! What `/proc` says about a process: its resident memory.
+//! What `/proc` says about a process: its resident memory, alone and with its descendants.
 
 /// Bytes of `pid`'s memory in RAM (VmRSS), or `None` when it is gone or `/proc` cannot be read.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
@@ -13,6 +13,40 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Resident bytes of `pid` and every process descended from it (a `program` worker's keeper
+/// and the program, a command job's children), or `None` when `pid` is gone.
+pub fn tree_rss_bytes(pid: u32) -> Option<u64> {
+    let mut total = rss_bytes(pid)?;
+    let mut pending = children(pid);
+    // Bounded: a fork bomb under a worker does not keep the host reading forever.
+    let mut seen = 0;
+    while let Some(child) = pending.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        total += rss_bytes(child).unwrap_or(0);
+        pending.extend(children(child));
+    }
+    Some(total)
+}
+
+/// `pid`'s children, from each of its threads' `children` file.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -20,5 +54,23 @@ mod tests {
         let rss = super::rss_bytes(std::process::id()).expect("own status");
         assert!(rss > 100_000, "{rss}");
         assert_eq!(super::rss_bytes(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_tree_counts_its_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        let alone = super::rss_bytes(me).unwrap();
+        let child_rss = super::rss_bytes(child.id()).unwrap();
+        let tree = super::tree_rss_bytes(me).unwrap();
+        let listed = super::children(me).contains(&child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(listed, "the child is found");
+        // Other tests' threads allocate meanwhile: the tree is at least the child more.
+        assert!(tree >= child_rss, "{tree} {alone} {child_rss}");
     }
 }

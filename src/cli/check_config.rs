@@ -127,9 +127,9 @@ fn render(config: &Config) -> String {
     );
     let header = [
         "job", "min", "max", "idle", "spare", "decode", "encode", "timeout", "group", "max_jobs",
-        "lifetime", "worker",
+        "lifetime", "memory", "worker",
     ];
-    let rows: Vec<[String; 12]> = config
+    let rows: Vec<[String; 13]> = config
         .jobs
         .iter()
         .map(|j| {
@@ -145,6 +145,9 @@ fn render(config: &Config) -> String {
                 j.group.clone().unwrap_or_else(|| "-".into()),
                 j.limits.max_jobs.map_or("-".into(), |n| n.to_string()),
                 secs(j.limits.max_lifetime),
+                j.limits
+                    .max_memory
+                    .map_or("-".into(), |b| format!("{:.0}M", b as f64 / 1048576.0)),
                 j.worker.to_string(),
             ]
         })

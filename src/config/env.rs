@@ -60,13 +60,14 @@ pub(super) fn override_jobs(
             }
             "max_idle_time" => entry.max_idle_time = Some(secs()?),
             "max_lifetime" => entry.max_lifetime = Some(secs()?),
+            "max_memory" => entry.max_memory = Some(super::RawSize::Text(value.clone())),
             "timeout" => entry.timeout = Some(secs()?),
             "decode" => entry.decode = Some(value.clone()),
             "encode" => entry.encode = Some(value.clone()),
             _ => {
                 return Err(format!(
                     "{var}: {key} cannot be set from the environment (these can: min_processes, \
-                     max_processes, min_spare, max_jobs, max_idle_time, max_lifetime, timeout, \
+                     max_processes, min_spare, max_jobs, max_idle_time, max_lifetime, max_memory, timeout, \
                      decode, encode)"
                 ));
             }

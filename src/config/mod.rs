@@ -180,6 +180,9 @@ pub struct ProcessLimits {
     pub max_jobs: Option<u64>,
     /// A process is replaced after this long (plus a random tenth).
     pub max_lifetime: Option<Duration>,
+    /// A process whose resident memory (with its children's) passes this many bytes is
+    /// replaced after its current job.
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -287,7 +290,16 @@ struct RawJob {
     group: Option<String>,
     max_jobs: Option<u64>,
     max_lifetime: Option<f64>,
+    max_memory: Option<RawSize>,
     env: Option<BTreeMap<String, String>>,
+}
+
+/// A size as written: bytes, or text with a unit (`"512M"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 // ---- loading -----------------------------------------------------------------------------

@@ -35,6 +35,8 @@ pub struct Totals {
     /// Processes that exited without being asked (crashed, or ended on their own): each was
     /// replaced as the limits asked.
     pub restarts: u64,
+    /// Processes replaced for passing max_memory.
+    pub memory_recycles: u64,
 }
 
 impl Totals {

@@ -109,7 +109,7 @@ fn pools(out: &mut Page, inputs: &Inputs) {
         }
     }
     type Field = fn(&crate::console::snapshot::PoolView) -> f64;
-    let per_pool: [(&str, &str, &str, Field); 4] = [
+    let per_pool: [(&str, &str, &str, Field); 5] = [
         (
             "geardriver_min_processes",
             "gauge",
@@ -133,6 +133,12 @@ fn pools(out: &mut Page, inputs: &Inputs) {
             "counter",
             "Processes of the pool that exited without being asked (crashed, or ended on their own).",
             |p| p.exited.restarts as f64,
+        ),
+        (
+            "geardriver_memory_recycles_total",
+            "counter",
+            "Processes of the pool replaced after their job for passing max_memory.",
+            |p| p.exited.memory_recycles as f64,
         ),
     ];
     for (name, kind, help, value) in per_pool {

@@ -641,3 +641,71 @@ async fn a_host_without_the_built_in_server_stops_at_once() {
         host.log()
     );
 }
+
+/// `max_memory`: a process whose memory passes it finishes its job (its client gets the
+/// result) and is then replaced; one below it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_over_max_memory_is_replaced_after_its_job() {
+    if !common::perl_gearman_available() {
+        return;
+    }
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let host = Host::start(
+        &[server.addr().to_string()],
+        "interval = 0",
+        "[[jobs]]\nname = \"leaky\"\nprogram = [\"perl\", \"tests/programs/leaky.pl\"]\n\
+         min_processes = 1\nmax_processes = 1\nmax_memory = \"50M\"\n\
+         [[jobs]]\nname = \"tidy\"\nprogram = [\"perl\", \"tests/programs/leaky.pl\"]\n\
+         min_processes = 1\nmax_processes = 1\nmax_memory = \"1G\"\n",
+    );
+    let leaky = host.wait_workers("leaky", 1, LIMIT)[0];
+    let tidy = host.wait_workers("tidy", 1, LIMIT)[0];
+    assert!(common::wait_for_status(&server.addr(), "leaky", |s| s.available_workers == 1).await);
+    assert!(common::wait_for_status(&server.addr(), "tidy", |s| s.available_workers == 1).await);
+    // Each job keeps 40 MiB and takes 1.5 s: the host notices during the job.
+    let client = Client::new(vec![server.addr()], ClientOptions::default()).unwrap();
+    let (a, b) = tokio::join!(
+        client.run(JobRequest::new("leaky", "first")),
+        client.run(JobRequest::new("tidy", "second"))
+    );
+    assert_eq!(
+        a.unwrap(),
+        common::complete("first"),
+        "the job in hand finishes"
+    );
+    assert_eq!(b.unwrap(), common::complete("second"));
+    host.wait_log(
+        &format!(
+            "({leaky}) [leaky] resident memory over max_memory; replacing the process after its current job"
+        ),
+        LIMIT,
+    );
+    assert!(
+        poll_until(LIMIT, || {
+            let now = host.workers("leaky");
+            now.len() == 1 && now[0] != leaky
+        }),
+        "replaced: {:?}\n{}",
+        host.workers("leaky"),
+        host.log()
+    );
+    // Two more memory checks: the one under its limit stays.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(host.workers("tidy"), vec![tidy]);
+    assert!(
+        !host
+            .log()
+            .contains(&format!("({tidy}) [tidy] resident memory"))
+    );
+    // A fresh process (about 30 MiB of Perl and its keeper) is not judged before its first
+    // job, so the replacement stays too.
+    assert_eq!(host.workers("leaky").len(), 1);
+    assert_eq!(
+        host.log()
+            .matches("resident memory over max_memory")
+            .count(),
+        1,
+        "{}",
+        host.log()
+    );
+}

@@ -29,6 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often pools are checked against their minimum, backoffs and stop deadlines.
 const TICK: Duration = Duration::from_millis(200);
+/// Memory is checked every this many ticks (once a second).
+const MEMORY_CHECK_TICKS: u64 = 5;
+/// How long a process that has not taken a job yet is left alone by `max_memory`.
+const UNTESTED_GRACE: Duration = Duration::from_secs(30);
 /// How long past its timeout a busy process may take to fail its job and exit by itself
 /// before the host kills it: more than the process's own watchdog needs
 /// ([`crate::worker_process::STUCK_GRACE`]).
@@ -136,6 +140,8 @@ pub struct Supervisor {
     events: mpsc::UnboundedSender<Event>,
     table: Arc<ProcessTable>,
     stopping: bool,
+    /// Ticks so far (for what is checked less often than every tick).
+    ticks: u64,
 }
 
 impl Supervisor {
@@ -164,6 +170,7 @@ impl Supervisor {
             events,
             table,
             stopping: false,
+            ticks: 0,
         }
     }
 
@@ -231,6 +238,47 @@ impl Supervisor {
             self.reconcile(name, None);
         }
         self.kill_overruns();
+        self.ticks += 1;
+        if self.ticks % MEMORY_CHECK_TICKS == 0 {
+            self.recycle_oversized();
+        }
+    }
+
+    /// Processes whose resident memory (their descendants' included) passed their job's
+    /// `max_memory` are asked to stop: each finishes its job, and the pool replaces it.
+    fn recycle_oversized(&mut self) {
+        let mut oversized = Vec::new();
+        for (name, pool) in &self.pools {
+            let Some(limit) = pool.config.limits.max_memory else {
+                continue;
+            };
+            for (&pid, p) in &pool.processes {
+                if p.stop_requested.is_some() {
+                    continue;
+                }
+                // One that starts over the limit would be replaced by another over it, and
+                // so on: a process is judged once it has taken a job (or run a while, when
+                // it does not say).
+                let judged = p.started.elapsed() >= UNTESTED_GRACE
+                    || self
+                        .stats
+                        .read(p.slot)
+                        .is_some_and(|s| s.pid == pid && (s.holds_job() || s.has_served()));
+                if !judged {
+                    continue;
+                }
+                if let Some(rss) = crate::procinfo::tree_rss_bytes(pid).filter(|&r| r > limit) {
+                    oversized.push((name.clone(), pid, rss, limit));
+                }
+            }
+        }
+        for (name, pid, rss, limit) in oversized {
+            tracing::info!(pid, job = %name, rss_mib = rss >> 20, max_memory_mib = limit >> 20, "resident memory over max_memory; replacing the process after its current job");
+            self.request_stop(&name, pid);
+            if let Some(pool) = self.pools.get_mut(&name) {
+                pool.exited.memory_recycles += 1;
+            }
+        }
     }
 
     /// A process still busy [`OVERRUN_BACKSTOP`] after its job's `timeout` is killed (with
