@@ -121,6 +121,10 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
     for var in crate::config::SECRET_VARS {
         command.env_remove(var);
     }
+    // Nor do systemd's notifications come from them.
+    for var in crate::host::notify::VARS {
+        command.env_remove(var);
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -124,17 +124,30 @@ impl Tables {
 #[derive(Debug)]
 pub struct ProcessTable {
     current: watch::Sender<Arc<Tables>>,
+    /// The supervisor's ticks: that it still runs (systemd's watchdog asks).
+    beats: std::sync::atomic::AtomicU64,
 }
 
 impl Default for ProcessTable {
     fn default() -> ProcessTable {
         ProcessTable {
             current: watch::Sender::new(Arc::default()),
+            beats: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
 
 impl ProcessTable {
+    /// The supervisor's ticks so far.
+    pub fn beats(&self) -> u64 {
+        self.beats.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn beat(&self) {
+        self.beats
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The table as it is now; it does not change under the reader.
     pub fn current(&self) -> Arc<Tables> {
         self.current.borrow().clone()

@@ -12,6 +12,7 @@
 //! exit, kills what is left after `shutdown_timeout` and returns once everything is reaped;
 //! then the job server stops (until then the workers needed it) and the pidfile goes.
 
+pub mod notify;
 mod pidfile;
 
 use crate::config::Config;
@@ -146,7 +147,8 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         "geardriver {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    let signals = handle_signals()?;
+    let notifier = notify::Notifier::from_env().map(Arc::new);
+    let signals = handle_signals(notifier.clone())?;
 
     let shutdown = CancellationToken::new();
     let (handle, supervisor) =
@@ -193,6 +195,12 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         );
     }
     parts.spawn("observer", observe(handle.clone(), shutdown.clone()));
+    if let Some(notifier) = &notifier {
+        notifier.ready(&format!("serving {} jobs", config.jobs.len()));
+        if let Some(every) = notifier.watchdog() {
+            tokio::spawn(watchdog(notifier.clone(), handle.clone(), every));
+        }
+    }
     parts.spawn("signal handler", signals(handle.clone()));
 
     // Biased: the console and the observer end when the shutdown token is cancelled, and
@@ -206,6 +214,9 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         tracing::error!("the {part} {how}; stopping every worker and exiting");
     }
     tracing::info!("shutting down");
+    if let Some(notifier) = &notifier {
+        notifier.send("STOPPING=1\nSTATUS=stopping: every process finishes its job");
+    }
     shutdown.cancel();
     let supervisor_gone = failure
         .as_ref()
@@ -361,7 +372,9 @@ fn reopen_log(signal: &str) {
 /// SIGTERM/SIGINT: graceful stop. SIGHUP: reopen the log file and reload the config.
 /// SIGUSR1: reopen the log file (for logrotate). Registered before anything starts, so that
 /// an early signal is not lost; the returned function runs the handler.
-fn handle_signals() -> Result<impl FnOnce(HostHandle) -> SignalTask, HostError> {
+fn handle_signals(
+    notifier: Option<Arc<notify::Notifier>>,
+) -> Result<impl FnOnce(HostHandle) -> SignalTask, HostError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(HostError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(HostError::Signals)?;
@@ -377,9 +390,18 @@ fn handle_signals() -> Result<impl FnOnce(HostHandle) -> SignalTask, HostError> 
                     _ = hup.recv() => {
                         reopen_log("SIGHUP");
                         tracing::info!("SIGHUP received: reloading the config");
-                        match handle.reload().await {
-                            Ok(()) => tracing::info!("config reloaded"),
-                            Err(e) => tracing::error!(error = %e, "reload refused; keeping the old config"),
+                        if let Some(notifier) = &notifier {
+                            notifier.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", notify::monotonic_usec()));
+                        }
+                        let status = match handle.reload().await {
+                            Ok(()) => { tracing::info!("config reloaded"); "config reloaded".to_string() }
+                            Err(e) => {
+                                tracing::error!(error = %e, "reload refused; keeping the old config");
+                                format!("reload refused, old config kept: {e}")
+                            }
+                        };
+                        if let Some(notifier) = &notifier {
+                            notifier.ready(&status);
                         }
                     }
                 }
@@ -389,6 +411,33 @@ fn handle_signals() -> Result<impl FnOnce(HostHandle) -> SignalTask, HostError> 
 }
 
 type SignalTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Pings systemd's watchdog every half `every` while the supervisor ticks (it ticks five
+/// times a second); once it has not ticked for a second (or half `every`, if longer), the
+/// pings stop and systemd restarts the host.
+async fn watchdog(notifier: Arc<notify::Notifier>, handle: HostHandle, every: Duration) {
+    let stuck_after = (every / 2).max(Duration::from_secs(1));
+    let mut last = handle.table().beats();
+    let mut changed = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(every / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tick.tick().await;
+        let now = handle.table().beats();
+        if now != last {
+            last = now;
+            changed = tokio::time::Instant::now();
+        }
+        if changed.elapsed() < stuck_after {
+            notifier.send("WATCHDOG=1");
+            warned = false;
+        } else if !warned {
+            tracing::error!(stuck_for = ?changed.elapsed(), "the supervisor has stopped ticking; no more pings for systemd's watchdog");
+            warned = true;
+        }
+    }
+}
 
 /// Fault injection for the tests of this module's promise: in debug builds only,
 /// `GEARDRIVER_FAULT=panic:PART` (or `end:PART`) makes that part panic (or return) a moment

@@ -22,3 +22,4 @@ mod plugins;
 mod queue;
 mod server;
 mod stats_stress;
+mod systemd;

@@ -239,6 +239,7 @@ impl Supervisor {
         }
         self.kill_overruns();
         self.ticks += 1;
+        self.table.beat();
         if self.ticks % MEMORY_CHECK_TICKS == 0 {
             self.recycle_oversized();
         }
