@@ -26,6 +26,7 @@ pub mod plugin;
 pub mod process_group;
 pub mod procinfo;
 pub mod stats;
+pub mod title;
 pub mod worker_process;
 #[path = "../workers/mod.rs"]
 pub mod workers;

@@ -297,7 +297,13 @@ pub fn prepare(
             table
                 .writer(slot.slot)?
                 .assign(std::process::id(), stats::now_ms());
-            Some(Arc::new((table, slot.slot)))
+            let stats = Arc::new((table, slot.slot));
+            crate::title::keep(
+                stats.clone(),
+                spec.pool.clone(),
+                spec.functions.iter().map(|f| f.name.clone()).collect(),
+            );
+            Some(stats)
         }
     };
     let watchdog = if functions.iter().any(|f| f.timeout.is_some()) {

@@ -19,6 +19,7 @@ mod gearmand_protocol;
 mod http;
 mod interop;
 mod plugins;
+mod process_titles;
 mod queue;
 mod server;
 mod stats_stress;

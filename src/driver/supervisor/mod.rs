@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often pools are checked against their minimum, backoffs and stop deadlines.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a program that does not (yet) report is taken as starting before the host
+/// guesses what it does from the queues.
+const UNREPORTED_GRACE_MS: i64 = 1_000;
 /// Memory is checked every this many ticks (once a second).
 const MEMORY_CHECK_TICKS: u64 = 5;
 /// How long a process that has not taken a job yet is left alone by `max_memory`.
@@ -106,6 +109,15 @@ impl Pool {
             |since: i64| Duration::from_millis(now_ms.saturating_sub(since).max(0) as u64);
         match snapshot {
             Some(s) if s.state == ProcessState::Busy => Activity::Busy,
+            // A program gets a moment to say what it does before the host guesses: one
+            // still loading its libraries is starting, not busy with a job that waits.
+            Some(s)
+                if s.state == ProcessState::Idle
+                    && !s.reports
+                    && now_ms.saturating_sub(s.started_ms) < UNREPORTED_GRACE_MS =>
+            {
+                Activity::Starting
+            }
             Some(s) if s.state == ProcessState::Idle && !s.reports => {
                 if self.waiting.is_some_and(|w| w > 0) {
                     Activity::Busy

@@ -247,6 +247,12 @@ pub fn pool_of(pid: u32) -> Option<String> {
     if let Some(i) = args.iter().position(|a| a == "--pool") {
         return args.get(i + 1).cloned();
     }
+    // Retitled: `geardriver: POOL [state …]`.
+    if let Some(title) = args.first().and_then(|a| a.strip_prefix("geardriver: ")) {
+        if let Some((pool, _)) = title.split_once(" [") {
+            return Some(pool.to_string());
+        }
+    }
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     environ
         .split(|&b| b == 0)

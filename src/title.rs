@@ -1,0 +1,170 @@
+//! Process titles: `ps` shows each worker process's job and state —
+//! `geardriver: resize [busy 3s]`, `geardriver: mail [idle 40s]` — as Gearman::Driver's
+//! `process_name` does. A thread of the worker process (or of a program's keeper) rewrites
+//! the title from its own stats slot once a second, so the job path pays nothing for it.
+//!
+//! The title is the process's argument area (what `/proc/PID/cmdline` and `ps` read): its
+//! bounds come from `/proc/self/stat` and the text is written through `/proc/self/mem`, padded
+//! with NULs to the area's end, so no unsafe code is needed. A title longer than the command
+//! line the process started with is cut. The thread's name for `top` (`comm`, 15 bytes) is
+//! set too. By then the process has read its arguments (`std::env::args` reads that memory).
+
+use crate::stats::{ProcessState, StatsTable};
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a title is brought up to date.
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// The process's argument area, to write a title into.
+pub struct Title {
+    memory: std::fs::File,
+    start: u64,
+    len: usize,
+}
+
+impl Title {
+    /// This process's, or `None` when `/proc` does not allow it.
+    pub fn own() -> Option<Title> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces): state is field 3, arg_start
+        // field 48 and arg_end field 49.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let start: u64 = fields.get(48 - 3)?.parse().ok()?;
+        let end: u64 = fields.get(49 - 3)?.parse().ok()?;
+        let len = usize::try_from(end.checked_sub(start)?).ok()?;
+        if len < 2 {
+            return None;
+        }
+        let memory = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/mem")
+            .ok()?;
+        Some(Title { memory, start, len })
+    }
+
+    /// Shows `text` (cut to fit, at a character boundary) as the process's command line.
+    pub fn set(&mut self, text: &str) {
+        let mut end = text.len().min(self.len - 1);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut area = vec![0u8; self.len];
+        area[..end].copy_from_slice(&text.as_bytes()[..end]);
+        let written = self
+            .memory
+            .seek(SeekFrom::Start(self.start))
+            .and_then(|_| self.memory.write_all(&area));
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "cannot set the process title");
+        }
+    }
+}
+
+/// The title for a process of `pool` in the state its slot shows.
+pub fn text(
+    pool: &str,
+    functions: &[String],
+    slot: &crate::stats::SlotSnapshot,
+    now_ms: i64,
+) -> String {
+    let (state, since) = match slot.state {
+        ProcessState::Busy => ("busy", slot.job_started_ms),
+        ProcessState::Idle => ("idle", slot.idle_since_ms),
+        ProcessState::Starting => ("starting", slot.started_ms),
+        ProcessState::Stopping => ("stopping", slot.started_ms),
+        ProcessState::Free => ("", slot.started_ms),
+    };
+    let what = match slot.function.and_then(|f| functions.get(f as usize)) {
+        // A group's process says which of its jobs it runs.
+        Some(function) if functions.len() > 1 => format!("{state} {function}"),
+        _ => state.to_string(),
+    };
+    let seconds = (now_ms - since).max(0) / 1000;
+    if slot.state == ProcessState::Stopping {
+        format!("geardriver: {pool} [{what}]")
+    } else {
+        format!("geardriver: {pool} [{what} {}]", duration(seconds))
+    }
+}
+
+/// `3s`, `5m`, `2h`, `4d`: short, for a title.
+fn duration(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// Starts the thread that keeps this process's title (and `comm`) up to date from its slot.
+pub fn keep(stats: Arc<(StatsTable, usize)>, pool: String, functions: Vec<String>) {
+    let Some(mut title) = Title::own() else {
+        return;
+    };
+    let comm: String = format!("gd:{pool}").chars().take(15).collect();
+    let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(comm).unwrap_or_default());
+    let _ = std::thread::Builder::new()
+        .name("title".into())
+        .spawn(move || {
+            let (table, index) = &*stats;
+            let pid = std::process::id();
+            loop {
+                if let Some(slot) = table.read(*index).filter(|s| s.pid == pid) {
+                    title.set(&text(&pool, &functions, &slot, crate::stats::now_ms()));
+                }
+                std::thread::sleep(REFRESH);
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::SlotSnapshot;
+
+    fn slot(state: ProcessState, function: Option<u32>) -> SlotSnapshot {
+        SlotSnapshot {
+            pid: 1,
+            state,
+            function,
+            jobs_done: 0,
+            jobs_failed: 0,
+            started_ms: 1_000,
+            job_started_ms: 4_000,
+            idle_since_ms: 2_000,
+            lastrun: 0,
+            lastrun_function: None,
+            lasterror: 0,
+            lasterror_function: None,
+            lasterror_msg: String::new(),
+            reports: true,
+            durations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn titles_say_the_job_the_state_and_for_how_long() {
+        let one = ["resize".to_string()];
+        let group = ["mail".to_string(), "sms".to_string()];
+        assert_eq!(
+            text("resize", &one, &slot(ProcessState::Busy, Some(0)), 7_500),
+            "geardriver: resize [busy 3s]"
+        );
+        assert_eq!(
+            text("notify", &group, &slot(ProcessState::Busy, Some(1)), 7_500),
+            "geardriver: notify [busy sms 3s]"
+        );
+        assert_eq!(
+            text("resize", &one, &slot(ProcessState::Idle, None), 602_000),
+            "geardriver: resize [idle 10m]"
+        );
+        assert_eq!(
+            text("resize", &one, &slot(ProcessState::Stopping, None), 602_000),
+            "geardriver: resize [stopping]"
+        );
+    }
+}
