@@ -104,6 +104,8 @@ pub struct DriverConfig {
     /// No longer used (the stats table is an anonymous memfd); still accepted so that old
     /// configs load, and a warning says it is ignored.
     pub stats_dir: Option<PathBuf>,
+    /// A command run when a job turns FAILED, recovers, or a process crashes (empty = none).
+    pub on_event: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,6 +238,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDriver {
     job_servers: Option<Vec<String>>,
+    on_event: Option<Vec<String>>,
     interval: Option<f64>,
     max_idle_time: Option<f64>,
     shutdown_timeout: Option<f64>,

@@ -165,6 +165,17 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
         },
         pidfile: driver.pidfile.filter(|p| !p.is_empty()).map(relative),
         stats_dir: driver.stats_dir.filter(|p| !p.is_empty()).map(relative),
+        on_event: match driver.on_event {
+            None => Vec::new(),
+            Some(argv) if argv.is_empty() => Vec::new(),
+            Some(argv) if argv[0].trim().is_empty() => {
+                return Err(
+                    "driver.on_event: the first element must name a program (or give [] for none)"
+                        .into(),
+                );
+            }
+            Some(argv) => argv,
+        },
     };
 
     let console = raw.console.unwrap_or_default();

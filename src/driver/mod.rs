@@ -16,6 +16,7 @@
 //! pidfile is removed (the stats table, a memfd, goes with the last process holding it).
 
 pub mod backoff;
+pub mod events;
 mod process;
 pub mod scaling;
 mod supervisor;

@@ -11,6 +11,7 @@ mod config;
 mod conformance;
 mod console;
 mod driver;
+mod events;
 mod external_workers;
 mod faults;
 mod fleet;

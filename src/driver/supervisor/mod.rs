@@ -12,6 +12,7 @@ mod reload;
 mod stop;
 
 use super::backoff::{self, CrashLoop};
+use super::events::{Events, HostEvent};
 use super::process::{self, Launch};
 use super::scaling::{self, Activity, PoolView, ProcessView};
 use super::table::{PoolEntry, ProcessEntry, ProcessTable, Totals};
@@ -154,6 +155,8 @@ pub struct Supervisor {
     stopping: bool,
     /// Ticks so far (for what is checked less often than every tick).
     ticks: u64,
+    /// Where `on_event` hears of failures, recoveries and crashes (once running).
+    told: Option<Events>,
 }
 
 impl Supervisor {
@@ -183,6 +186,7 @@ impl Supervisor {
             table,
             stopping: false,
             ticks: 0,
+            told: None,
         }
     }
 
@@ -193,6 +197,13 @@ impl Supervisor {
         mut events: mpsc::UnboundedReceiver<Event>,
         shutdown: CancellationToken,
     ) {
+        let dir = self
+            .config
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        self.told = Some(Events::start(dir));
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             self.reconcile(&name, None);
@@ -539,6 +550,18 @@ impl Supervisor {
         let requested = process.stop_requested.is_some();
         pool.exited.restarts += u64::from(!requested);
         if !requested && !success {
+            if let Some(told) = &self.told {
+                told.tell(
+                    &self.config.driver.on_event,
+                    HostEvent::ProcessCrashed {
+                        job: name.to_string(),
+                        pid,
+                        how: format!("exited with status {how}"),
+                    },
+                );
+            }
+        }
+        if !requested && !success {
             // A job in hand when it died is lost to this process; the job server re-queues it.
             if let Some(s) = final_stats.as_ref().filter(|s| s.holds_job()) {
                 let job = s
@@ -589,6 +612,31 @@ impl Supervisor {
         let Some(pool) = self.pools.get(name) else {
             return;
         };
+        let was_failed = self
+            .table
+            .current()
+            .pools()
+            .find(|(n, _)| *n == name)
+            .is_some_and(|(_, p)| p.failed.is_some());
+        let failed = pool.crash.failed();
+        if let Some(told) = &self.told {
+            match (was_failed, failed) {
+                (false, Some(reason)) => told.tell(
+                    &self.config.driver.on_event,
+                    HostEvent::JobFailed {
+                        job: name.to_string(),
+                        reason: reason.to_string(),
+                    },
+                ),
+                (true, None) => told.tell(
+                    &self.config.driver.on_event,
+                    HostEvent::JobRecovered {
+                        job: name.to_string(),
+                    },
+                ),
+                _ => {}
+            }
+        }
         self.table.set_pool(
             name,
             PoolEntry {
