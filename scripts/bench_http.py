@@ -367,6 +367,7 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
         sentinel.settimeout(600)
         cpu_host = host.cpu_us()
         cpu_gearmand = drain.cpu_us(gearmand_proc.pid) if gearmand_proc else 0.0
+        machine = cpu_stat()
         start = time.perf_counter()
         host.console.ask(f"set_min_processes {function} {processes}")
         drain.wait_sentinel(sentinel)
@@ -375,9 +376,17 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
                 raise RuntimeError(f"{function}: jobs still queued 600 s after the start")
             time.sleep(0.001)
         elapsed = time.perf_counter() - start
+        machine = [b - a for a, b in zip(machine, cpu_stat())]
         # Read after the clock stopped. The worker processes are alive until the host stops.
-        cpu_host = (host.cpu_us() - cpu_host) / (args.jobs + 1)
+        ours = host.cpu_us() - cpu_host + ((drain.cpu_us(gearmand_proc.pid) - cpu_gearmand) if gearmand_proc else 0.0)
         cpu_gearmand = ((drain.cpu_us(gearmand_proc.pid) - cpu_gearmand) / (args.jobs + 1)) if gearmand_proc else 0.0
+        cpu_host = (host.cpu_us() - cpu_host) / (args.jobs + 1)
+        # The machine's CPUs during the drain: the share the host, its processes and gearmand
+        # used, the share everything else used (this script's polling and scraper included),
+        # and the share the hypervisor stole.
+        capacity = elapsed * 1e6 * os.cpu_count()
+        shares = {"ours": ours / capacity, "others": max(0.0, machine[0] - ours) / capacity,
+                  "steal": machine[2] / capacity}
         sentinel.close()
         workers = len(drain.children(host.proc.pid))
         if workers != processes:
@@ -390,7 +399,16 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
             scrapes = json.loads(out) if out.strip() else {"times_ms": [], "errors": -1}
         host.stop()
     return {"rate": (args.jobs + 1) / elapsed, "cpu_us": cpu_host, "gearmand_cpu_us": cpu_gearmand,
-            "scrapes": scrapes, "load": loadavg()}
+            "scrapes": scrapes, "load": loadavg(), "shares": shares}
+
+
+def cpu_stat():
+    """The machine's CPU time so far, µs: (busy, idle, steal) over all CPUs (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq
+    return busy * drain.TICK_US, (idle + iowait) * drain.TICK_US, steal * drain.TICK_US
 
 
 def ratio_of(these, those):
@@ -460,7 +478,8 @@ def main():
                                 t = m["scrapes"]["times_ms"]
                                 scraped = f"  {len(t)} scrapes" + (f", max {max(t):.1f} ms" if t else "")
                             log(f"round {r + 1} {server:8} {processes}p {variant:6} {m['rate']:8.0f} jobs/s  "
-                                f"host+workers {m['cpu_us']:5.1f} µs/job{scraped}  (load {m['load']})")
+                                f"host+workers {m['cpu_us']:5.1f} µs/job{scraped}  CPUs: ours {m['shares']['ours']:4.0%}, "
+                                f"others {m['shares']['others']:4.0%}, steal {m['shares']['steal']:4.0%}  (load {m['load']})")
                 out["load"]["end"] = loadavg()
         finally:
             gearmand[0].kill()

@@ -269,7 +269,7 @@ fn read_status(
                     Some(name) => functions.iter().position(|f| *f == name),
                 };
                 match index {
-                    Some(index) => with_slot(&|w| w.job_started(index as u32, now)),
+                    Some(index) => with_slot(&|w| w.job_started(index as u32, now, "")),
                     None if warned => {}
                     None => {
                         warned = true;

@@ -143,6 +143,7 @@ mod tests {
             lasterror_msg: String::new(),
             reports: true,
             durations: Default::default(),
+            handle: String::new(),
         }
     }
 

@@ -130,6 +130,8 @@ pub struct HostHandle {
     config: watch::Receiver<Arc<Config>>,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
+    /// The config the host started with: its ports and secret stay until a restart.
+    started_with: Arc<Config>,
 }
 
 impl HostHandle {
@@ -209,10 +211,13 @@ impl HostHandle {
             .map_err(|e| ControlError::Config(e.to_string()))?;
         let config =
             Arc::new(loaded.map_err(|e: ConfigError| ControlError::Config(e.to_string()))?);
-        let current = self.config();
-        if config.server != current.server || config.console != current.console {
+        let current = &self.started_with;
+        if config.server != current.server
+            || config.console != current.console
+            || config.http != current.http
+        {
             tracing::warn!(
-                "[server] and [console] changes take effect at the next start, not on reload"
+                "[server], [console] and [http] changes take effect at the next start, not on reload"
             );
         }
         // The supervisor applies it and publishes it as the config in force.
@@ -240,6 +245,7 @@ pub fn supervise(
         config: published.subscribe(),
         registry: Arc::new(registry),
         shutdown: shutdown.clone(),
+        started_with: config.clone(),
     };
     let supervisor = Supervisor::new(config, published, exe, stats, events_tx, table);
     (handle, supervisor.run(events_rx, shutdown))

@@ -168,12 +168,9 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "http listening (/metrics, /api/status, status page at /)");
         }
-        let context = crate::http::Context {
-            host: handle.clone(),
-            server: probe,
-            secret: config.console.secret.as_deref().map(Arc::from),
-            started,
-        };
+        let mut context =
+            crate::http::Context::new(handle.clone(), probe, config.console.secret.as_deref());
+        context.started = started;
         parts.spawn(
             "http endpoint",
             crate::http::run(listener, context, shutdown.clone()),

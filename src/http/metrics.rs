@@ -131,7 +131,7 @@ fn pools(out: &mut Page, inputs: &Inputs) {
         (
             "geardriver_restarts_total",
             "counter",
-            "Processes of the pool that exited without being asked (crashed, or ended on their own).",
+            "Processes of the pool that ended without being asked by the host or an operator (crashed, or exited on their own).",
             |p| p.exited.restarts as f64,
         ),
         (

@@ -35,8 +35,10 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// A request's headers must arrive within this, and a kept-alive connection that sends no
 /// request for this long is closed.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request (its body included) must arrive and be answered within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is closed after this long, whatever it does (a scraper reconnects).
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// The wait before a wrong secret is answered.
 pub const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
@@ -48,6 +50,22 @@ pub struct Context {
     pub server: Option<Probe>,
     pub secret: Option<Arc<str>>,
     pub started: Instant,
+    /// Wrong tokens are logged at most this often.
+    pub auth_failures: Arc<std::sync::Mutex<crate::logging::Throttle>>,
+}
+
+impl Context {
+    pub fn new(host: HostHandle, server: Option<Probe>, secret: Option<&str>) -> Context {
+        Context {
+            host,
+            server,
+            secret: secret.map(Arc::from),
+            started: Instant::now(),
+            auth_failures: Arc::new(std::sync::Mutex::new(crate::logging::Throttle::new(
+                Duration::from_secs(10),
+            ))),
+        }
+    }
 }
 
 /// The routes, for [`run`] and for tests.
@@ -71,12 +89,107 @@ pub fn router(context: Context) -> axum::Router {
         .route("/style.css", get(page::style))
         .merge(guarded)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            context.clone(),
+            same_site,
+        ))
+        .layer(axum::middleware::from_fn(deadline))
         .with_state(context)
+}
+
+/// The client whose request this is (set per connection by [`run`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// A request that has not arrived and been answered within [`REQUEST_TIMEOUT`] (a body sent
+/// a byte at a time) gets 408, and its connection is closed.
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = api::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                &format!(
+                    "the request was not complete within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            );
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+/// Only the host's own pages may drive it from a browser. Without a secret anyone on the
+/// machine may use the endpoint, so a web page must not: a request whose `Host` names
+/// anything but an address or `localhost` (DNS rebinding) is refused, and so is a POST from
+/// another origin, or one whose body is not JSON (a cross-site form or a `no-cors` fetch).
+async fn same_site(State(context): State<Context>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if context.secret.is_none() && !is_address_or_localhost(&host) {
+        return api::error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("requests must name the host by address or localhost, not {host:?}"),
+        );
+    }
+    if request.method() == axum::http::Method::POST {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let from = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if !from.eq_ignore_ascii_case(&host) {
+                return api::error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!("a change from another site ({origin}) is refused"),
+                );
+            }
+        }
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| {
+                let t = t.split(';').next().unwrap_or_default().trim();
+                t.eq_ignore_ascii_case("application/json")
+                    || (t.starts_with("application/") && t.ends_with("+json"))
+            });
+        if !json {
+            return api::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_input",
+                "changes are POSTs with \"Content-Type: application/json\"",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// `127.0.0.1:47301`, `[::1]:47301`, `localhost:47301` (any port, or none).
+fn is_address_or_localhost(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, context: Context, shutdown: CancellationToken) {
-    let service = hyper_util::service::TowerToHyperService::new(router(context));
+    let router = router(context);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
     let mut refusals = crate::logging::Throttle::new(Duration::from_secs(10));
@@ -101,7 +214,9 @@ pub async fn run(listener: TcpListener, context: Context, shutdown: Cancellation
             }
             continue;
         };
-        let service = service.clone();
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(Peer(peer))),
+        );
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
@@ -123,17 +238,28 @@ async fn authorize(State(context): State<Context>, request: Request, next: Next)
     let Some(secret) = &context.secret else {
         return next.run(request).await;
     };
+    // Bytes, not text: a secret may be any UTF-8. The scheme's name is case-insensitive;
+    // HTTP cannot carry spaces around the token, so the secret's own are not asked for.
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .map(|v| String::from_utf8_lossy(&v[7..]).trim().to_string());
     match given {
-        Some(token) if crate::console::commands::auth::same_secret(token, secret) => {
+        Some(token) if crate::console::commands::auth::same_secret(&token, secret.trim()) => {
             next.run(request).await
         }
         Some(_) => {
-            tracing::warn!(path = %request.uri().path(), "http: wrong bearer token");
+            let peer = request.extensions().get::<Peer>().map(|p| p.0.to_string());
+            let allowed = context
+                .auth_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow();
+            if let Some(held_back) = allowed {
+                tracing::warn!(peer = peer.as_deref().unwrap_or("?"), path = %request.uri().path(), held_back, "http: wrong bearer token");
+            }
             tokio::time::sleep(AUTH_FAILURE_DELAY).await;
             unauthorized("wrong secret")
         }

@@ -26,10 +26,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"GDSTATS1");
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 256;
 const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
+/// Longest job handle kept (gearmand's are `H:host:N`); a longer one is cut.
+pub const HANDLE_CAPACITY: usize = 64;
+const HANDLE_WORDS: usize = HANDLE_CAPACITY / 8;
 /// How many times a reader retries a slot that changes under it before giving up: a write
 /// takes well under a microsecond, so a short spin covers a live writer; a few yields cover
 /// one that was preempted mid-write. A dead writer costs a reader no more than that.
@@ -158,6 +161,9 @@ struct Slot {
     /// Finished jobs by duration (see [`Durations`]).
     durations: [AtomicU64; DURATION_BUCKETS],
     durations_sum_ms: AtomicU64,
+    /// The handle of the job in progress (empty when idle, or when the process does not say).
+    handle_len: AtomicU64,
+    handle: [AtomicU64; HANDLE_WORDS],
 }
 
 const HEADER_SIZE: usize = std::mem::size_of::<Header>();
@@ -182,6 +188,8 @@ pub struct SlotSnapshot {
     /// Whether the state is the process's own word; when not, it is only known to be running.
     pub reports: bool,
     pub durations: Durations,
+    /// The job server's handle of the job in progress, when known.
+    pub handle: String,
 }
 
 impl SlotSnapshot {
@@ -480,7 +488,39 @@ fn read_fields(slot: &Slot) -> SlotSnapshot {
             buckets: std::array::from_fn(|i| slot.durations[i].load(r)),
             sum_ms: slot.durations_sum_ms.load(r),
         },
+        handle: read_text(&slot.handle, slot.handle_len.load(r) as usize),
     }
+}
+
+/// Text kept in words (a torn read is caught by the sequence check; until then it may be
+/// garbage, so decoding must not fail).
+fn read_text(words: &[AtomicU64], len: usize) -> String {
+    let len = len.min(words.len() * 8);
+    let mut bytes = vec![0u8; len.div_ceil(8) * 8];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    String::from_utf8_lossy(&bytes[..len]).into_owned()
+}
+
+/// Stores `text` (cut to fit at a character boundary) in `words` (at most
+/// [`HANDLE_CAPACITY`] bytes); returns its length.
+fn store_text(words: &[AtomicU64], text: &str) -> u64 {
+    let mut end = text.len().min(words.len() * 8);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    // On the job path: no allocation.
+    let mut bytes = [0u8; HANDLE_CAPACITY];
+    let end = end.min(HANDLE_CAPACITY);
+    bytes[..end].copy_from_slice(&text.as_bytes()[..end]);
+    for (word, chunk) in words.iter().zip(bytes.chunks_exact(8)) {
+        word.store(
+            u64::from_le_bytes(chunk.try_into().expect("chunks of 8")),
+            Ordering::Relaxed,
+        );
+    }
+    end as u64
 }
 
 /// Writes one slot. Every method is one seqlock write: readers see all of it or none.
@@ -558,9 +598,12 @@ impl SlotWriter<'_> {
         });
     }
 
-    /// A job of `function` (an index into the process's function list) started.
-    pub fn job_started(&self, function: u32, now_ms: i64) {
+    /// A job of `function` (an index into the process's function list) started; `handle` is
+    /// its job handle, when known (empty otherwise).
+    pub fn job_started(&self, function: u32, now_ms: i64, handle: &str) {
         self.write(|s| {
+            let len = store_text(&s.handle, handle);
+            s.handle_len.store(len, Ordering::Relaxed);
             s.reports.store(1, Ordering::Relaxed);
             s.state.store(ProcessState::Busy.code(), Ordering::Relaxed);
             s.function.store(function, Ordering::Relaxed);
@@ -586,6 +629,7 @@ impl SlotWriter<'_> {
             s.state.store(ProcessState::Idle.code(), r);
             s.function.store(NO_FUNCTION, r);
             s.job_started_ms.store(0, r);
+            s.handle_len.store(0, r);
             s.idle_since_ms.store(now_ms, r);
             s.lastrun.store(now_s, r);
             s.lastrun_function.store(function, r);
@@ -654,7 +698,8 @@ mod tests {
             (s.pid, s.state, s.function),
             (1234, ProcessState::Starting, None)
         );
-        w.job_started(1, 6_000);
+        w.job_started(1, 6_000, "H:host:7");
+        assert_eq!(table.read(2).unwrap().handle, "H:host:7");
         assert_eq!(table.read(2).unwrap().state, ProcessState::Busy);
         let long = "é".repeat(200);
         w.job_finished(7_500, Some(&long));
@@ -667,7 +712,12 @@ mod tests {
             "é".repeat(128),
             "cut at a character boundary"
         );
-        w.job_started(0, 8_000);
+        w.job_started(0, 8_000, &"h".repeat(100));
+        assert_eq!(
+            table.read(2).unwrap().handle,
+            "h".repeat(HANDLE_CAPACITY),
+            "cut"
+        );
         w.job_finished(9_000, None);
         let s = table.read(2).unwrap();
         assert_eq!(s.durations.count(), 2, "both jobs are timed");

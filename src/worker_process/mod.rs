@@ -153,7 +153,8 @@ impl JobHandler for ProcessHandler {
                 String::from_utf8_lossy(&job.function)
             ))));
         };
-        self.with_slot(|w| w.job_started(function.index, stats::now_ms()));
+        let handle = String::from_utf8_lossy(&job.handle);
+        self.with_slot(|w| w.job_started(function.index, stats::now_ms(), &handle));
         let outcome = match (function.timeout, &self.watchdog) {
             (Some(limit), Some(watchdog)) => {
                 let message = timeout_message(limit);

@@ -187,13 +187,42 @@ fn metrics_pass_promtool_and_count_what_ran() {
         ),
         Some(3.0)
     );
+    // An operator's killall replaces the processes: not restarts (found by a trial: every
+    // killed process counted as one).
+    let before = host.wait_workers("reverse", 2, LIMIT);
+    assert_eq!(
+        post(http, "/api/killall", r#"{"jobs": ["reverse"]}"#).status,
+        200
+    );
+    assert!(poll_until(LIMIT, || {
+        let now = host.workers("reverse");
+        now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    }));
+    let text = get(http, "/metrics").body;
+    assert_eq!(
+        sample(&text, r#"geardriver_restarts_total{pool="reverse"}"#),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_api_reports_and_changes_the_host() {
     let (host, http, _) = host_with_http("");
     let reverse = host.wait_workers("reverse", 2, LIMIT);
-    let status = get(http, "/api/status").json();
+    // Both processes registered with the job server, and idle.
+    let mut status = serde_json::Value::Null;
+    assert!(
+        poll_until(LIMIT, || {
+            status = get(http, "/api/status").json();
+            status["jobs"][1]["idle"] == 2
+                && status["queues"].as_array().is_some_and(|q| {
+                    q.iter()
+                        .any(|f| f["name"] == "reverse" && f["workers"] == 2)
+                })
+        }),
+        "{status}"
+    );
     let jobs = status["jobs"].as_array().unwrap();
     let names: Vec<&str> = jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["failing", "reverse"]);
@@ -301,12 +330,36 @@ fn the_api_reports_and_changes_the_host() {
     error(post(http, "/api/kill", "not json"), 400, "invalid_input");
     error(get(http, "/api/nothing"), 404, "not_found");
     assert_eq!(get(http, "/api/kill").status, 405, "changes are POSTs");
+    // A changed [http] is for the next start, and each reload says so (found by a trial:
+    // it was not mentioned, and [console]'s warning stopped after the first reload).
+    let text = std::fs::read_to_string(&host.config).unwrap();
+    let moved = text.replace(
+        &format!("listen = \"127.0.0.1:{http}\""),
+        "listen = \"127.0.0.1:1\"",
+    );
+    assert_ne!(text, moved);
+    std::fs::write(&host.config, moved).unwrap();
+    for _ in 0..2 {
+        assert_eq!(post(http, "/api/reload", "").status, 200);
+    }
+    let warning = "[server], [console] and [http] changes take effect at the next start";
+    assert!(
+        poll_until(LIMIT, || host.log().matches(warning).count() == 2),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        get(http, "/api/status").status,
+        200,
+        "still on the old port"
+    );
     assert!(common::host::alive(host.pid()), "{}", host.log());
 }
 
 #[test]
 fn a_secret_guards_figures_and_changes_but_not_the_page() {
-    let (host, http, _) = host_with_http("[console]\nlisten = \"\"\nsecret = \"s3cret\"\n");
+    // Any UTF-8 secret works, as it does on the console.
+    let (host, http, _) = host_with_http("[console]\nlisten = \"\"\nsecret = \"s3crét\"\n");
     host.wait_workers("reverse", 2, LIMIT);
     let page = get(http, "/");
     assert_eq!(page.status, 200);
@@ -337,15 +390,27 @@ fn a_secret_guards_figures_and_changes_but_not_the_page() {
     );
     assert_eq!(changed.status, 401);
     assert_eq!(host.workers("reverse").len(), 2, "nothing changed");
-    let right = request(http, "GET", "/metrics", None, Some("s3cret"));
+    let right = request(http, "GET", "/metrics", None, Some("s3crét"));
     assert_eq!(right.status, 200);
+    // The scheme's name is case-insensitive.
+    let lower = common::http::request_with(
+        http,
+        "GET",
+        "/api/status",
+        None,
+        &[
+            ("Host", format!("127.0.0.1:{http}")),
+            ("Authorization", "bearer s3crét".into()),
+        ],
+    );
+    assert_eq!(lower.status, 200, "{}", lower.body);
     assert!(right.body.contains("geardriver_build_info"));
     let changed = request(
         http,
         "POST",
         "/api/jobs/reverse/processes",
         Some(r#"{"min": 3}"#),
-        Some("s3cret"),
+        Some("s3crét"),
     );
     assert_eq!(changed.status, 200, "{}", changed.body);
     host.wait_workers("reverse", 3, LIMIT);
@@ -458,4 +523,95 @@ fn the_status_page_shows_the_jobs_and_follows_a_change_in_a_browser() {
         panic!("the page did not follow the change to 4 processes within 5 s of it: {lines:?}");
     }
     assert!(changed_at.elapsed() < Duration::from_secs(20));
+}
+
+/// Found by a trial: without a secret, a web page the operator visits could POST
+/// /api/reload (a `no-cors` fetch), and a DNS-rebound name could read everything.
+#[test]
+fn a_web_page_cannot_drive_the_host() {
+    let (host, http, _) = host_with_http("");
+    host.wait_workers("reverse", 2, LIMIT);
+    let with = |method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]| {
+        let headers: Vec<(&str, String)> =
+            headers.iter().map(|(n, v)| (*n, v.to_string())).collect();
+        common::http::request_with(http, method, path, body, &headers)
+    };
+    let here = format!("127.0.0.1:{http}");
+    let refused = with(
+        "POST",
+        "/api/reload",
+        Some(""),
+        &[("Host", &here), ("Content-Type", "text/plain")],
+    );
+    assert_eq!(refused.status, 415, "{}", refused.body);
+    let refused = with(
+        "POST",
+        "/api/jobs/reverse/processes",
+        Some(r#"{"min": 4}"#),
+        &[
+            ("Host", &here),
+            ("Content-Type", "application/json"),
+            ("Origin", "http://evil.example:8765"),
+        ],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let refused = with(
+        "GET",
+        "/api/status",
+        None,
+        &[("Host", "evil.example:47301")],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        with("GET", "/", None, &[("Host", "rebound.example")]).status,
+        403
+    );
+    assert_eq!(host.workers("reverse").len(), 2, "nothing changed");
+    // The host's own page, by address or localhost, may.
+    let local = format!("localhost:{http}");
+    assert_eq!(
+        with("GET", "/api/status", None, &[("Host", &local)]).status,
+        200
+    );
+    let origin = format!("http://{here}");
+    let ok = with(
+        "POST",
+        "/api/jobs/reverse/processes",
+        Some(r#"{"min": 3}"#),
+        &[
+            ("Host", &here),
+            ("Content-Type", "application/json"),
+            ("Origin", &origin),
+        ],
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    host.wait_workers("reverse", 3, LIMIT);
+}
+
+/// Found by a trial: a body sent a byte at a time held its connection for 5 minutes, and
+/// 64 of them locked everyone out.
+#[test]
+fn a_request_that_trickles_in_is_cut_off() {
+    use std::io::{Read, Write};
+    let (host, http, _) = host_with_http("");
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    slow.write_all(
+        format!(
+            "POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let mut reply = String::new();
+    let _ = slow.read_to_string(&mut reply);
+    let took = started.elapsed();
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert!(common::host::alive(host.pid()));
 }

@@ -25,7 +25,7 @@ fn message(i: u64) -> String {
 /// Write number `i`: a job of function i % 7 starts at i ms and fails at i ms.
 fn write(table: &StatsTable, slot: usize, i: u64) {
     let w = table.writer(slot).unwrap();
-    w.job_started((i % FUNCTIONS) as u32, i as i64);
+    w.job_started((i % FUNCTIONS) as u32, i as i64, "H:stress:1");
     w.job_finished(i as i64, Some(&message(i)));
 }
 

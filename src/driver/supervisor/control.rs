@@ -27,6 +27,13 @@ impl Supervisor {
                     if let Some(name) = self.pool_of_pid(pid) {
                         ours += 1;
                         // Not a stop request: the process is replaced like any that died.
+                        if let Some(p) = self
+                            .pools
+                            .get_mut(&name)
+                            .and_then(|pool| pool.processes.get_mut(&pid))
+                        {
+                            p.operator_stopped = true;
+                        }
                         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
                         tracing::info!(pid, job = %name, "Process killed");
                     }
@@ -121,8 +128,9 @@ impl Supervisor {
         for name in names {
             let pool = self.pools.get_mut(&name).expect("listed");
             pool.crash.reset();
-            for (&pid, p) in pool.processes.iter() {
+            for (&pid, p) in pool.processes.iter_mut() {
                 if p.stop_requested.is_none() {
+                    p.operator_stopped = true;
                     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
                     tracing::info!(pid, job = %name, "Process killed");
                 }

@@ -54,6 +54,9 @@ struct Process {
     killed: bool,
     /// It ran for [`backoff::QUICK`]: the crash-loop counter was reset for it.
     proven: bool,
+    /// An operator stopped it (`kill`, `killall`): replaced like one that died, but its end
+    /// is not a crash (nor a restart in the metrics).
+    operator_stopped: bool,
 }
 
 struct Pool {
@@ -490,6 +493,7 @@ impl Supervisor {
                         stop_requested: None,
                         killed: false,
                         proven: false,
+                        operator_stopped: false,
                     },
                 );
                 true
@@ -548,8 +552,9 @@ impl Supervisor {
         }
         self.free_slots.push(process.slot);
         let requested = process.stop_requested.is_some();
-        pool.exited.restarts += u64::from(!requested);
-        if !requested && !success {
+        let unasked = !requested && !process.operator_stopped;
+        pool.exited.restarts += u64::from(unasked);
+        if unasked && !success {
             if let Some(told) = &self.told {
                 told.tell(
                     &self.config.driver.on_event,

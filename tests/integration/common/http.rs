@@ -34,21 +34,35 @@ pub fn request(
     body: Option<&str>,
     token: Option<&str>,
 ) -> Reply {
+    let mut headers = vec![("Host", format!("127.0.0.1:{port}"))];
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    if body.is_some() || method == "POST" {
+        headers.push(("Content-Type", "application/json".to_string()));
+    }
+    request_with(port, method, path, body, &headers)
+}
+
+/// `METHOD path` with exactly these headers (and `Content-Length` when there is a body).
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, String)],
+) -> Reply {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or_default();
     if !body.is_empty() || method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
