@@ -32,8 +32,8 @@ it cost the job throughput, against the host before the feature (a51ea78), in on
      scrape  - the same, with GET /metrics every --scrape-interval s (1 s: an eager
                Prometheus, on a persistent connection, from a separate process started with
                the host) during the submit and the drain
-     nohttp  - (with --variants …,nohttp) the current binary with [http] listen = "":
-               the figures are still kept, nobody can read them
+     nohttp  - the current binary with [http] listen = "": the figures are still kept,
+               nobody can read them (tells the histogram's cost from the endpoint's)
 
    Each measurement: a fresh host with the echo job at min_processes = 0, max = P, autoscaling
    off (interval = 0), console on; N background jobs submitted with the C client
@@ -41,27 +41,41 @@ it cost the job throughput, against the host before the feature (a51ea78), in on
    grows with the lines it has sent), then one LOW-priority foreground sentinel; `status`
    shows them all queued. Then the clock starts, the console's `set_min_processes JOB P`
    starts the P processes, and the clock stops when the sentinel has completed and `status`
-   shows nothing left. Rate = (N + 1) / time; also the CPU time (user + system,
-   /proc/PID/stat) of the host and its worker processes (and of gearmand, for that server)
-   per job: the cost, less blurred by the job server's and the machine's pace.
+   shows nothing left. Rate = (N + 1) / time; also the CPU time of the host and its worker
+   processes (and of gearmand, for that server) per job, from /proc/PID/task/*/schedstat
+   (nanoseconds): the cost, less blurred by the job server's and the machine's pace.
 
-   Rounds alternate the order of the variants (base, cur, scrape, … then reversed), so base
+   The job server, the hosts and their worker processes are pinned to one CPU (--cpu, the
+   last by default; this script, the C clients and the scraper to the others): on the 2-vCPU VM of
+   2026-11-30, left to the scheduler, the same 1-process drain ran at either ~8,000 or
+   ~60,000 jobs/s (and 45 or 6 µs of CPU per job) depending on whether the other vCPU was
+   idle or busy with someone else's work: a wake-up across vCPUs costs that much there.
+   On one CPU the rate is the CPU cost of a job plus whatever else runs on that CPU: the
+   share of that CPU others used during each drain is printed with each round (roughly:
+   /proc/stat's ticks of the CPU less our processes' schedstat time).
+
+   Rounds alternate the order of the variants (base, cur, scrape, nohttp, then reversed), so base
    and current run back to back, ABAB…; the ratio current ÷ base is taken per round (the two
    ran seconds apart), and the median of the rounds' ratios is reported with every round's.
    Target (issue): ≥ 0.97× without the figures, for cur and for scrape.
 
    The two binaries differ by everything between a51ea78 and the current commit, not only
-   the HTTP endpoint (e.g. max_memory and sd_notify, which cost nothing unless used).
+   the HTTP endpoint (also max_memory, checked once a second and skipped for jobs without
+   it, and sd_notify).
 
 The machine this runs on may be shared: the load average at the start, between the parts and
-at the end is printed (and in --json); a drain on a 2-core VM moves by ±10 % from round to
-round with nobody else on it, so read ratios within a few % of 1 as "no measurable cost".
+at the end is printed (and in --json). Even pinned, a drain on the 2-vCPU VM moved by ±10 %
+from round to round, so read a ratio within a few % of 1 as "no measurable cost", and look
+at the rounds' ratios and the CPU per job before calling a target missed.
+
+The baseline: git clone -q . /tmp/base && cd /tmp/base && git checkout -q a51ea78 &&
+CARGO_TARGET_DIR=/tmp/base-target cargo build --release  (then --baseline /tmp/base-target/release/geardriver).
 
 Usage: cargo build --release && scripts/bench_http.py --baseline /path/to/a51ea78/geardriver
        [--processes 500] [--samples 200] [--fresh 20] [--latency-servers builtin,gearmand]
-       [--jobs 20000] [--rounds 3] [--process-counts 1,4] [--servers gearmand,builtin]
+       [--jobs 50000] [--rounds 3] [--process-counts 1,4] [--servers gearmand,builtin]
        [--variants base,cur,scrape,nohttp] [--scrape-interval 1] [--gearmand-threads 1]
-       [--geardriver PATH] [--skip-latency] [--skip-throughput] [--json FILE]
+       [--cpu N|none] [--geardriver PATH] [--skip-latency] [--skip-throughput] [--json FILE]
 """
 
 import argparse
@@ -133,11 +147,35 @@ def percentile(values, p):
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def start_gearmand(tmp, threads):
+def cpu_us(pid):
+    """CPU time a process's threads (those alive now) have run, µs, to the nanosecond
+    (/proc/PID/task/*/schedstat; /proc/PID/stat counts in clock ticks, 10 ms)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1000
+
+
+def pinned(cpu):
+    """A preexec_fn that pins the child (and so all its children) to `cpu`, or None."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def start_gearmand(tmp, threads, cpu=None):
     port = drain.free_port()
     proc = subprocess.Popen([drain.gearmand_binary(), "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
                              f"--pid-file={tmp}/gearmand-{port}.pid", f"--threads={threads}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned(cpu))
     return drain.wait_for_port(proc, port, "gearmand")
 
 
@@ -175,7 +213,7 @@ class Host:
     """`geardriver run` with a config written for it; `http` is None (no [http] section: the
     baseline), "" (off) or a port."""
 
-    def __init__(self, binary, tmp, tag, jobs, job_server=None, http=None):
+    def __init__(self, binary, tmp, tag, jobs, job_server=None, http=None, cpu=None):
         self.tmp, self.tag = tmp, tag
         self.console_port = drain.free_port()
         self.http_port = http or None
@@ -194,7 +232,7 @@ class Host:
                 f.write(f'[[jobs]]\nname = "{name}"\nworker = "echo"\nmin_processes = {low}\n'
                         f'max_processes = {high}\n')
         self.proc = subprocess.Popen([binary, "run", "--config", self.config],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned(cpu))
         deadline = time.time() + 30
         try:
             self.console = Console(self.console_port, deadline)
@@ -221,7 +259,7 @@ class Host:
         return [self.proc.pid] + drain.children(self.proc.pid)
 
     def cpu_us(self):
-        return sum(drain.cpu_us(p) for p in self.pids())
+        return sum(cpu_us(p) for p in self.pids())
 
     def stop(self):
         console = getattr(self, "console", None)
@@ -349,7 +387,7 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
     binary = args.baseline if variant == "base" else args.geardriver
     http = None if variant == "base" else ("" if variant == "nohttp" else drain.free_port())
     gearmand_proc, gearmand_port = gearmand if server == "gearmand" else (None, None)
-    host = Host(binary, tmp, function, [(function, 0, processes)], job_server=gearmand_port, http=http)
+    host = Host(binary, tmp, function, [(function, 0, processes)], job_server=gearmand_port, http=http, cpu=args.cpu)
     scraper = None
     try:
         port = gearmand_port or host.server_port
@@ -366,8 +404,8 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
         sentinel = drain.submit_sentinel(port, function)
         sentinel.settimeout(600)
         cpu_host = host.cpu_us()
-        cpu_gearmand = drain.cpu_us(gearmand_proc.pid) if gearmand_proc else 0.0
-        machine = cpu_stat()
+        cpu_gearmand = cpu_us(gearmand_proc.pid) if gearmand_proc else 0.0
+        machine = cpu_stat(args.cpu)
         start = time.perf_counter()
         host.console.ask(f"set_min_processes {function} {processes}")
         drain.wait_sentinel(sentinel)
@@ -376,15 +414,16 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
                 raise RuntimeError(f"{function}: jobs still queued 600 s after the start")
             time.sleep(0.001)
         elapsed = time.perf_counter() - start
-        machine = [b - a for a, b in zip(machine, cpu_stat())]
+        machine = [b - a for a, b in zip(machine, cpu_stat(args.cpu))]
         # Read after the clock stopped. The worker processes are alive until the host stops.
-        ours = host.cpu_us() - cpu_host + ((drain.cpu_us(gearmand_proc.pid) - cpu_gearmand) if gearmand_proc else 0.0)
-        cpu_gearmand = ((drain.cpu_us(gearmand_proc.pid) - cpu_gearmand) / (args.jobs + 1)) if gearmand_proc else 0.0
-        cpu_host = (host.cpu_us() - cpu_host) / (args.jobs + 1)
-        # The machine's CPUs during the drain: the share the host, its processes and gearmand
-        # used, the share everything else used (this script's polling and scraper included),
-        # and the share the hypervisor stole.
-        capacity = elapsed * 1e6 * os.cpu_count()
+        cpu_host = host.cpu_us() - cpu_host
+        cpu_gearmand = (cpu_us(gearmand_proc.pid) - cpu_gearmand) if gearmand_proc else 0.0
+        ours = cpu_host + cpu_gearmand
+        cpu_host, cpu_gearmand = cpu_host / (args.jobs + 1), cpu_gearmand / (args.jobs + 1)
+        # The CPU they ran on (or the machine's CPUs) during the drain: the share the host, its
+        # processes and gearmand used, the share everything else used, and the share the
+        # hypervisor stole.
+        capacity = elapsed * 1e6 * (os.cpu_count() if args.cpu is None else 1)
         shares = {"ours": ours / capacity, "others": max(0.0, machine[0] - ours) / capacity,
                   "steal": machine[2] / capacity}
         sentinel.close()
@@ -402,10 +441,11 @@ def measure(args, variant, server, processes, round_no, tmp, gearmand):
             "scrapes": scrapes, "load": loadavg(), "shares": shares}
 
 
-def cpu_stat():
-    """The machine's CPU time so far, µs: (busy, idle, steal) over all CPUs (/proc/stat)."""
+def cpu_stat(cpu):
+    """CPU time so far, µs: (busy, idle, steal) of one CPU, or of all if `cpu` is None (/proc/stat)."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
     with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
+        fields = next([int(x) for x in line.split()[1:9]] for line in f if line.split()[0] == name)
     user, nice, system, idle, iowait, irq, softirq, steal = fields
     busy = user + nice + system + irq + softirq
     return busy * drain.TICK_US, (idle + iowait) * drain.TICK_US, steal * drain.TICK_US
@@ -430,17 +470,21 @@ def main():
     parser.add_argument("--samples", type=int, default=200, help="keep-alive GETs per endpoint")
     parser.add_argument("--fresh", type=int, default=20, help="GETs on a new connection each, per endpoint")
     parser.add_argument("--latency-servers", default="builtin,gearmand")
-    parser.add_argument("--jobs", type=int, default=20000, help="jobs per drain")
+    parser.add_argument("--jobs", type=int, default=50000, help="jobs per drain")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--process-counts", default="1,4")
     parser.add_argument("--servers", default="gearmand,builtin", help="job servers for part 2")
     parser.add_argument("--variants", default="base,cur,scrape,nohttp")
     parser.add_argument("--scrape-interval", type=float, default=1.0)
     parser.add_argument("--gearmand-threads", type=int, default=1)
+    parser.add_argument("--cpu", default=str(os.cpu_count() - 1),
+                        help="the CPU the throughput part's gearmand, hosts and worker processes are pinned to "
+                             "(default: the last); 'none' to leave them to the scheduler")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    args.cpu = None if args.cpu == "none" else int(args.cpu)
     if not os.path.exists(args.geardriver):
         sys.exit(f"{args.geardriver} not found: run `cargo build --release` first")
     variants = args.variants.split(",")
@@ -454,17 +498,26 @@ def main():
     out = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": os.cpu_count(), "load": {"start": loadavg()},
            "args": vars(args)}
     log(f"load average at the start: {loadavg()}")
+    where = "all CPUs" if args.cpu is None else f"CPU {args.cpu}"
     latencies = []
     rates = {}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
-        gearmand = start_gearmand(tmp, args.gearmand_threads)
-        try:
-            if not args.skip_latency:
+        if not args.skip_latency:
+            gearmand = start_gearmand(tmp, args.gearmand_threads)
+            try:
                 for server in args.latency_servers.split(","):
                     latencies.append(latency(args, server, tmp, gearmand[1]))
-                out["load"]["after_latency"] = loadavg()
-                log(f"load average after the latency part: {loadavg()}")
-            if not args.skip_throughput:
+            finally:
+                gearmand[0].kill()
+                gearmand[0].wait()
+            out["load"]["after_latency"] = loadavg()
+            log(f"load average after the latency part: {loadavg()}")
+        if not args.skip_throughput:
+            if args.cpu is not None and os.cpu_count() > 1:
+                # This script, the C clients and the scraper stay off the measured CPU.
+                os.sched_setaffinity(0, set(range(os.cpu_count())) - {args.cpu})
+            gearmand = start_gearmand(tmp, args.gearmand_threads, args.cpu)
+            try:
                 configs = [(s, p) for s in servers for p in counts]
                 rates = {(s, p, v): [] for s, p in configs for v in variants}
                 for r in range(args.rounds):
@@ -477,13 +530,14 @@ def main():
                             if m["scrapes"]:
                                 t = m["scrapes"]["times_ms"]
                                 scraped = f"  {len(t)} scrapes" + (f", max {max(t):.1f} ms" if t else "")
+                            sh = m["shares"]
                             log(f"round {r + 1} {server:8} {processes}p {variant:6} {m['rate']:8.0f} jobs/s  "
-                                f"host+workers {m['cpu_us']:5.1f} µs/job{scraped}  CPUs: ours {m['shares']['ours']:4.0%}, "
-                                f"others {m['shares']['others']:4.0%}, steal {m['shares']['steal']:4.0%}  (load {m['load']})")
-                out["load"]["end"] = loadavg()
-        finally:
-            gearmand[0].kill()
-            gearmand[0].wait()
+                                f"host+workers {m['cpu_us']:5.1f} µs/job  {where}: ours {sh['ours']:4.0%}, "
+                                f"others {sh['others']:4.0%}, steal {sh['steal']:3.0%}{scraped}  (load {m['load']})")
+            finally:
+                gearmand[0].kill()
+                gearmand[0].wait()
+            out["load"]["end"] = loadavg()
     log(f"load average at the end: {loadavg()}")
 
     print(f"Machine: {os.cpu_count()} CPUs; load average at the start {out['load']['start']}, "
@@ -513,9 +567,11 @@ def main():
         print()
     if rates:
         print(f"### Echo drain, {args.jobs:,} background jobs (+1 sentinel), jobs/s: median of {args.rounds} "
-              "(min – max); CPU of host + worker processes per job (median)\n")
-        print("| server | processes | variant | jobs/s | ÷ base, median of rounds (each round) | CPU µs/job | ÷ base CPU |")
-        print("|---|---:|---|---:|---|---:|---:|")
+              f"(min – max); CPU of host + worker processes per job (median); "
+              f"{'unpinned' if args.cpu is None else f'job server, host and processes on CPU {args.cpu}'}; "
+              f"others = the share of {where} other processes used during the drains (median)\n")
+        print("| server | processes | variant | jobs/s | ÷ base, median of rounds (each round) | CPU µs/job | ÷ base CPU | others |")
+        print("|---|---:|---|---:|---|---:|---:|---:|")
         for server in servers:
             for processes in counts:
                 base = rates[(server, processes, "base")]
@@ -534,8 +590,9 @@ def main():
                             what = "current" if variant == "cur" else f"current, /metrics scraped every {args.scrape_interval:g} s"
                             targets.append((f"{what} ≥ {TARGET_RATIO}× base ({server}, {processes} process"
                                             f"{'es' if processes > 1 else ''})", show(rr), rr["median"] >= TARGET_RATIO))
+                    others = statistics.median(m["shares"]["others"] for m in ms)
                     print(f"| {server} | {processes} | {variant} | {statistics.median(r):,.0f} "
-                          f"({min(r):,.0f} – {max(r):,.0f}) | {vs} | {cpu:.1f} | {vs_cpu} |")
+                          f"({min(r):,.0f} – {max(r):,.0f}) | {vs} | {cpu:.1f} | {vs_cpu} | {others:.0%} |")
         if "gearmand" in servers:
             print("\ngearmand's own CPU per job (median), by variant: " + "; ".join(
                 f"{p}p " + ", ".join(f"{v} {statistics.median(m['gearmand_cpu_us'] for m in rates[('gearmand', p, v)]):.1f} µs"

@@ -86,17 +86,10 @@ pub fn text(
     if slot.state == ProcessState::Stopping {
         format!("geardriver: {pool} [{what}]")
     } else {
-        format!("geardriver: {pool} [{what} {}]", duration(seconds))
-    }
-}
-
-/// `3s`, `5m`, `2h`, `4d`: short, for a title.
-fn duration(seconds: i64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
+        format!(
+            "geardriver: {pool} [{what} {}]",
+            crate::console::snapshot::short_duration(seconds)
+        )
     }
 }
 

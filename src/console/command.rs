@@ -7,9 +7,14 @@ use super::commands::*;
 /// the commands, which check the job name before the numbers, as Gearman::Driver does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Status,
+    /// `status`, or `status extended` (queue columns too).
+    Status {
+        extended: bool,
+    },
+    /// `show JOB`, or `show JOB extended` (each process's figures too).
     Show {
         job: Option<String>,
+        extended: bool,
     },
     SetMinProcesses {
         job: Option<String>,
@@ -87,8 +92,13 @@ impl Command {
         let mut args = words;
         let mut next = || args.next();
         match name.as_str() {
-            "status" => Command::Status,
-            "show" => Command::Show { job: next() },
+            "status" => Command::Status {
+                extended: next().as_deref() == Some("extended"),
+            },
+            "show" => Command::Show {
+                job: next(),
+                extended: next().as_deref() == Some("extended"),
+            },
             "set_min_processes" => Command::SetMinProcesses {
                 job: next(),
                 value: next(),
@@ -168,11 +178,19 @@ mod tests {
 
     #[test]
     fn lines_parse_into_commands() {
-        assert_eq!(Command::parse("status"), Command::Status);
+        assert_eq!(
+            Command::parse("status"),
+            Command::Status { extended: false }
+        );
+        assert_eq!(
+            Command::parse("status extended"),
+            Command::Status { extended: true }
+        );
         assert_eq!(
             Command::parse("  show   resize "),
             Command::Show {
-                job: Some("resize".into())
+                job: Some("resize".into()),
+                extended: false
             }
         );
         assert_eq!(

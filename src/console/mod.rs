@@ -282,8 +282,10 @@ async fn dispatch(
         return Reply::error("auth_required", "send \"auth SECRET\" first");
     }
     match command {
-        Command::Status => status::run(&Snapshot::collect(host)),
-        Command::Show { job } => show::run(&Snapshot::collect(host), job.as_deref()),
+        Command::Status { extended } => status::run(&Snapshot::collect(host), extended),
+        Command::Show { job, extended } => {
+            show::run(&Snapshot::collect(host), job.as_deref(), extended)
+        }
         Command::SetMinProcesses { job, value } => {
             set_min_processes::run(host, job.as_deref(), value.as_deref()).await
         }

@@ -41,6 +41,8 @@ pub struct JobView {
     pub lasterror_msg: String,
     /// Why the driver gave up on the job, when it did.
     pub failed: Option<String>,
+    /// Its jobs waiting and running on the job servers at the last queue report.
+    pub queue: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,6 +56,12 @@ pub struct ProcessView {
     pub durations: Durations,
     /// When the current state began, milliseconds since the epoch.
     pub since_ms: i64,
+    /// Resident memory with its descendants' and CPU share (‰ of a core), as last sampled.
+    pub rss_bytes: Option<u64>,
+    pub cpu_permille: Option<u32>,
+    /// The job it runs: its function and handle (empty when the process does not say).
+    pub function: Option<String>,
+    pub handle: String,
 }
 
 impl Snapshot {
@@ -96,6 +104,14 @@ impl Snapshot {
                     } else {
                         state
                     },
+                    rss_bytes: p.rss_bytes,
+                    cpu_permille: p.cpu_permille,
+                    function: slot
+                        .as_ref()
+                        .and_then(|s| s.function)
+                        .and_then(|f| entry.jobs.get(f as usize))
+                        .cloned(),
+                    handle: slot.as_ref().map(|s| s.handle.clone()).unwrap_or_default(),
                     jobs_done: slot.as_ref().map_or(0, |s| s.jobs_done),
                     jobs_failed: slot.as_ref().map_or(0, |s| s.jobs_failed),
                     durations: slot
@@ -121,6 +137,7 @@ impl Snapshot {
                     lasterror: record.lasterror,
                     lasterror_msg: record.lasterror_msg,
                     failed: entry.failed.clone(),
+                    queue: tables.queue(name),
                 });
             }
         }
@@ -144,6 +161,46 @@ impl Snapshot {
             Some(job) => vec![job],
             None => self.jobs.iter().filter(|j| j.pool == name).collect(),
         }
+    }
+}
+
+/// Bytes as `12.3M` (MiB), `-` when unknown.
+pub fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{:.1}M", b as f64 / 1_048_576.0))
+}
+
+/// A CPU share in ‰ of a core as `4.5%`, `-` when unknown.
+pub fn percent(permille: Option<u32>) -> String {
+    permille.map_or("-".into(), |p| format!("{}.{}%", p / 10, p % 10))
+}
+
+/// `3s`, `5m`, `2h`, `4d`: short, for a title or a column.
+pub fn short_duration(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+impl ProcessView {
+    /// What it runs and for how long at `now_ms`: `mail H:host:12 3s`; `None` when it runs
+    /// no job. The handle is `-` when the process does not say it.
+    pub fn current_job(&self, now_ms: i64) -> Option<(String, String, String)> {
+        if self.state != ProcessState::Busy {
+            return None;
+        }
+        let handle = if self.handle.is_empty() {
+            "-".to_string()
+        } else {
+            self.handle.clone()
+        };
+        Some((
+            self.function.clone().unwrap_or_else(|| "-".into()),
+            handle,
+            short_duration((now_ms - self.since_ms) / 1000),
+        ))
     }
 }
 

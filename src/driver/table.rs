@@ -56,6 +56,10 @@ pub struct ProcessEntry {
     pub started_ms: i64,
     /// Told to stop; finishing its job.
     pub stopping: bool,
+    /// Resident memory with its descendants', and CPU share (‰ of one core) over the last
+    /// second, from the supervisor's last sample.
+    pub rss_bytes: Option<u64>,
+    pub cpu_permille: Option<u32>,
 }
 
 /// What the stats table said about a job's processes that have since exited (their slots
@@ -99,6 +103,9 @@ impl JobRecord {
 pub struct Tables {
     pools: BTreeMap<String, PoolEntry>,
     jobs: BTreeMap<String, JobRecord>,
+    /// Per job, the jobs waiting and running on the job servers at the observer's last
+    /// report (absent when no report could read them).
+    queues: BTreeMap<String, (u64, u64)>,
 }
 
 impl Tables {
@@ -109,6 +116,11 @@ impl Tables {
 
     pub fn job(&self, name: &str) -> Option<&JobRecord> {
         self.jobs.get(name)
+    }
+
+    /// Jobs of `name` waiting and running on the job servers, as last reported.
+    pub fn queue(&self, name: &str) -> Option<(u64, u64)> {
+        self.queues.get(name).copied()
     }
 
     /// The pool a job belongs to, or the pool (group) of that name.
@@ -190,6 +202,10 @@ impl ProcessTable {
             record.pool = pool.to_string();
             record.merge_slot(function, slot);
         });
+    }
+
+    pub(super) fn set_queues(&self, queues: BTreeMap<String, (u64, u64)>) {
+        self.change(|t| t.queues = queues);
     }
 
     pub(super) fn retain_jobs(&self, keep: impl Fn(&str) -> bool) {

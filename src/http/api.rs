@@ -57,6 +57,10 @@ pub struct JobStatus {
     pub lasterror_msg: String,
     /// Why the driver gave up on the job, when it did.
     pub failed: Option<String>,
+    /// Its jobs waiting and running on the job servers at the observer's last report (null
+    /// when none could be read).
+    pub queued: Option<u64>,
+    pub running: Option<u64>,
 }
 
 /// One process, as `scoreboard` shows it.
@@ -70,7 +74,13 @@ pub struct ProcessStatus {
     pub jobs_failed: u64,
     /// When the current state began, milliseconds since the epoch.
     pub since_ms: i64,
+    /// Resident memory with its children's and CPU share of one core over the last second
+    /// (sampled every second; null until the first sample).
     pub rss_bytes: Option<u64>,
+    pub cpu_percent: Option<f64>,
+    /// The job it runs (busy only): its function, and its handle when the process says it.
+    pub function: Option<String>,
+    pub handle: Option<String>,
 }
 
 pub async fn status(State(context): State<Context>) -> Json<StatusReply> {
@@ -103,6 +113,8 @@ pub async fn status(State(context): State<Context>) -> Json<StatusReply> {
                 lasterror: job.lasterror,
                 lasterror_msg: job.lasterror_msg.clone(),
                 failed: job.failed.clone(),
+                queued: job.queue.map(|(w, _)| w),
+                running: job.queue.map(|(_, r)| r),
             }
         })
         .collect();
@@ -131,7 +143,10 @@ pub async fn processes(State(context): State<Context>) -> Json<Vec<ProcessStatus
                 jobs_done: p.jobs_done,
                 jobs_failed: p.jobs_failed,
                 since_ms: p.since_ms,
-                rss_bytes: crate::procinfo::rss_bytes(p.pid),
+                rss_bytes: p.rss_bytes,
+                cpu_percent: p.cpu_permille.map(|p| f64::from(p) / 10.0),
+                function: p.function.clone(),
+                handle: (!p.handle.is_empty()).then(|| p.handle.clone()),
             })
             .collect(),
     )

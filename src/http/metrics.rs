@@ -17,20 +17,13 @@ use crate::stats::{DURATION_BOUNDS_MS, Durations, ProcessState};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub async fn handler(State(context): State<Context>) -> impl IntoResponse {
     let snapshot = Snapshot::collect(&context.host);
-    let rss: BTreeMap<u32, u64> = snapshot
-        .processes
-        .iter()
-        .filter_map(|p| Some((p.pid, crate::procinfo::rss_bytes(p.pid)?)))
-        .collect();
     let figures = context.server.as_ref().map(|probe| probe.figures());
     let text = render(&Inputs {
         snapshot: &snapshot,
-        rss: &rss,
         server: figures.as_ref(),
         uptime_seconds: context.started.elapsed().as_secs_f64(),
     });
@@ -46,8 +39,6 @@ pub async fn handler(State(context): State<Context>) -> impl IntoResponse {
 /// Everything one scrape shows.
 pub struct Inputs<'a> {
     pub snapshot: &'a Snapshot,
-    /// Resident bytes per live process (those `/proc` could be read for).
-    pub rss: &'a BTreeMap<u32, u64>,
     pub server: Option<&'a Figures>,
     pub uptime_seconds: f64,
 }
@@ -176,10 +167,10 @@ fn pools(out: &mut Page, inputs: &Inputs) {
     out.family(
         "geardriver_resident_memory_bytes",
         "gauge",
-        "Resident memory (RSS) of the pool's live processes together.",
+        "Resident memory (RSS) of the pool's live processes and their children together, sampled every second.",
     );
     for pool in &snapshot.pools {
-        let bytes: u64 = of(&pool.name).filter_map(|p| inputs.rss.get(&p.pid)).sum();
+        let bytes: u64 = of(&pool.name).filter_map(|p| p.rss_bytes).sum();
         out.sample(
             "geardriver_resident_memory_bytes",
             &[("pool", &pool.name)],
@@ -393,6 +384,8 @@ mod tests {
                 jobs_failed: 1,
                 durations,
                 since_ms: 0,
+                rss_bytes: Some(1_048_576),
+                ..Default::default()
             }],
             pools: vec![PoolView {
                 name: "p".into(),
@@ -401,10 +394,8 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let rss = BTreeMap::from([(42, 1_048_576)]);
         let text = render(&Inputs {
             snapshot: &snapshot,
-            rss: &rss,
             server: None,
             uptime_seconds: 2.5,
         });

@@ -148,8 +148,19 @@ fn metrics_pass_promtool_and_count_what_ran() {
         r#"geardriver_server_queued_jobs{function="reverse",priority="normal"}"#,
         0.0,
     );
-    let rss = sample(&text, r#"geardriver_resident_memory_bytes{pool="reverse"}"#).unwrap();
-    assert!(rss > 1_000_000.0, "two processes' RSS: {rss}");
+    // Memory is sampled once a second.
+    let mut rss = 0.0;
+    assert!(
+        poll_until(LIMIT, || {
+            rss = sample(
+                &get(http, "/metrics").body,
+                r#"geardriver_resident_memory_bytes{pool="reverse"}"#,
+            )
+            .unwrap_or(0.0);
+            rss > 1_000_000.0
+        }),
+        "two processes' RSS: {rss}"
+    );
     let lastrun = sample(
         &text,
         r#"geardriver_job_last_run_timestamp_seconds{function="reverse",pool="reverse"}"#,
@@ -252,7 +263,12 @@ fn the_api_reports_and_changes_the_host() {
     pids.sort_unstable();
     let expected: Vec<u64> = reverse.iter().map(|&p| u64::from(p)).collect();
     assert_eq!(pids, expected);
-    assert!(processes[0]["rss_bytes"].as_u64().unwrap() > 0);
+    // Memory is sampled once a second.
+    assert!(poll_until(LIMIT, || {
+        get(http, "/api/processes").json()[0]["rss_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0)
+    }));
 
     // Changes, checked through /proc.
     let ok = post(http, "/api/jobs/reverse/processes", r#"{"min": 4}"#);

@@ -14,6 +14,7 @@ mod driver;
 mod events;
 mod external_workers;
 mod faults;
+mod figures;
 mod fleet;
 mod fuzz_regressions;
 mod gearmand_protocol;

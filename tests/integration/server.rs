@@ -540,8 +540,8 @@ async fn the_repos_config_needs_nothing_else_installed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_and_stalled_packets_are_closed() {
     let settings = Settings {
-        silent_connection_timeout: Duration::from_millis(400),
-        stalled_packet_timeout: Duration::from_millis(400),
+        silent_connection_timeout: Duration::from_millis(1000),
+        stalled_packet_timeout: Duration::from_millis(1000),
         ..Settings::default()
     };
     let (addr, shutdown, _task) = embedded(settings).await;
@@ -578,7 +578,8 @@ async fn silent_connections_and_stalled_packets_are_closed() {
         "the stalled one was closed"
     );
     // A sleeping worker is silent too, but it has spoken: it stays; so does a packet that
-    // keeps arriving, however slowly.
+    // keeps arriving, however slowly (a byte every 100 ms: a tenth of the timeout, so a
+    // loaded machine does not make it look stalled).
     let mut worker = raw(addr.port).await;
     worker
         .send(Packet::CanDo {

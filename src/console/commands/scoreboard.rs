@@ -1,16 +1,24 @@
-//! `scoreboard`: one line per process — `pid  job  state  jobs_done  since` — with the state
-//! as Apache's scoreboard letters: `_` idle, `B` busy, `S` starting, `T` stopping.
+//! `scoreboard`: one line per process — `pid  job  state  jobs_done  since  rss  cpu  handle
+//! for` — with the state as Apache's scoreboard letters: `_` idle, `B` busy, `S` starting, `T`
+//! stopping; its resident memory (with its children's) and CPU share over the last second;
+//! for a busy one the handle of the job it holds (`-` when it does not say) and for how long,
+//! else `-  -`.
 
 use crate::console::command::{CommandDef, Reply};
-use crate::console::snapshot::{Snapshot, utc};
+use crate::console::snapshot::{Snapshot, mib, percent, utc};
 
 pub const DEF: CommandDef = CommandDef {
     name: "scoreboard",
     usage: "scoreboard",
-    summary: "every process: pid, job, state (_ idle, B busy, S starting, T stopping), jobs done, since",
+    summary: "every process: pid, job, state (_ idle, B busy, S starting, T stopping), jobs done, since, memory, CPU, job handle, for how long",
 };
 
 pub fn run(snapshot: &Snapshot) -> Reply {
+    lines(snapshot, crate::stats::now_ms())
+}
+
+/// The scoreboard at `now_ms`.
+pub fn lines(snapshot: &Snapshot, now_ms: i64) -> Reply {
     let processes = &snapshot.processes;
     let pid_w = processes
         .iter()
@@ -23,12 +31,24 @@ pub fn run(snapshot: &Snapshot) -> Reply {
         .map(|p| p.jobs_done.to_string().len())
         .max()
         .unwrap_or(1);
+    let rows: Vec<[String; 4]> = processes
+        .iter()
+        .map(|p| {
+            let (handle, took) = p
+                .current_job(now_ms)
+                .map_or(("-".into(), "-".into()), |(_, handle, took)| (handle, took));
+            [mib(p.rss_bytes), percent(p.cpu_permille), handle, took]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(1);
+    let (rss_w, cpu_w, handle_w) = (width(0), width(1), width(2));
     Reply::Lines(
         processes
             .iter()
-            .map(|p| {
+            .zip(&rows)
+            .map(|(p, [rss, cpu, handle, took])| {
                 format!(
-                    "{:>pid_w$}  {:<job_w$}  {}  {:>done_w$}  {}",
+                    "{:>pid_w$}  {:<job_w$}  {}  {:>done_w$}  {}  {rss:>rss_w$}  {cpu:>cpu_w$}  {handle:<handle_w$}  {took}",
                     p.pid,
                     p.job,
                     p.state.letter(),
@@ -57,6 +77,10 @@ mod tests {
                     state: ProcessState::Busy,
                     jobs_done: 120,
                     since_ms: 1_700_000_000_500,
+                    rss_bytes: Some(12_900_000),
+                    cpu_permille: Some(45),
+                    function: Some("resize".into()),
+                    handle: "H:box:42".into(),
                     ..ProcessView::default()
                 },
                 ProcessView {
@@ -71,10 +95,10 @@ mod tests {
             pools: vec![],
         };
         assert_eq!(
-            run(&snapshot),
+            lines(&snapshot, 1_700_000_003_600),
             Reply::Lines(vec![
-                "    7  resize  B  120  2023-11-14T22:13:20".into(),
-                "12345  mail    _    3  1970-01-01T00:00:00".into(),
+                "    7  resize  B  120  2023-11-14T22:13:20  12.3M  4.5%  H:box:42  3s".into(),
+                "12345  mail    _    3  1970-01-01T00:00:00      -     -  -         -".into(),
             ])
         );
     }

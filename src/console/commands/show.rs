@@ -1,17 +1,25 @@
-//! `show JOB`: the job's status line (unpadded), then one line per process pid. A group's
-//! name shows each of its jobs' status lines, then the group's pids.
+//! `show JOB`: the job's status line (unpadded), then one line per process pid, exactly as
+//! Gearman::Driver's. A group's name shows each of its jobs' status lines, then the group's
+//! pids. `show JOB extended` gives each pid its figures: memory (with its children's), CPU
+//! share over the last second, and its state — for a busy one the job's function, handle and
+//! for how long: `4242  rss 12.3M  cpu 4.5%  busy resize H:box:42 for 3s`.
 
 use super::{invalid_job, status};
 use crate::console::command::{CommandDef, Reply};
-use crate::console::snapshot::Snapshot;
+use crate::console::snapshot::{Snapshot, mib, percent};
 
 pub const DEF: CommandDef = CommandDef {
     name: "show",
-    usage: "show JOB|GROUP",
-    summary: "the job's (or the group's jobs') status line, then the pid of each of its processes",
+    usage: "show JOB|GROUP [extended]",
+    summary: "the job's (or the group's jobs') status line, then the pid of each of its processes; extended: with memory, CPU, the job it runs",
 };
 
-pub fn run(snapshot: &Snapshot, job: Option<&str>) -> Reply {
+pub fn run(snapshot: &Snapshot, job: Option<&str>, extended: bool) -> Reply {
+    lines(snapshot, job, extended, crate::stats::now_ms())
+}
+
+/// `show` at `now_ms`.
+pub fn lines(snapshot: &Snapshot, job: Option<&str>, extended: bool, now_ms: i64) -> Reply {
     let name = job.unwrap_or_default();
     let jobs = snapshot.jobs_named(name);
     let Some(first) = jobs.first() else {
@@ -19,6 +27,24 @@ pub fn run(snapshot: &Snapshot, job: Option<&str>) -> Reply {
     };
     let mut lines: Vec<String> = jobs.iter().map(|j| status::line(j, [0, 0, 0, 0])).collect();
     // The jobs of a group share its processes.
-    lines.extend(first.pids.iter().map(u32::to_string));
+    lines.extend(first.pids.iter().map(|&pid| {
+        let found = snapshot.processes.iter().find(|p| p.pid == pid);
+        let Some(p) = found.filter(|_| extended) else {
+            return pid.to_string();
+        };
+        let doing = match p.current_job(now_ms) {
+            Some((function, handle, took)) => format!("busy {function} {handle} for {took}"),
+            None => match p.state {
+                crate::stats::ProcessState::Idle => "idle".to_string(),
+                crate::stats::ProcessState::Stopping => "stopping".to_string(),
+                _ => "starting".to_string(),
+            },
+        };
+        format!(
+            "{pid}  rss {}  cpu {}  {doing}",
+            mib(p.rss_bytes),
+            percent(p.cpu_permille)
+        )
+    }));
     Reply::Lines(lines)
 }

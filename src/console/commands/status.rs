@@ -2,18 +2,49 @@
 //! `name  min  max  current  lastrun  lasterror  ERROR: msg`, Gearman::Driver's columns: two
 //! spaces apart, the name left-aligned and the numbers right-aligned to the widest value,
 //! times in UTC. A job the driver gave up on shows `FAILED: reason` in the last column.
+//!
+//! `status extended` adds two columns after `current`: the job's jobs waiting and running on
+//! the job servers at the observer's last report (`-` when none could be read; autoscaling
+//! off means no reports). Gearman::Driver's own `status` stays exactly as it was.
 
 use crate::console::command::{CommandDef, Reply};
 use crate::console::snapshot::{JobView, Snapshot, utc};
 
 pub const DEF: CommandDef = CommandDef {
     name: "status",
-    usage: "status",
-    summary: "every job: min, max and current processes, last run, last error and its message",
+    usage: "status [extended]",
+    summary: "every job: min, max and current processes, last run, last error and its message; extended: jobs queued and running too",
 };
 
-pub fn run(snapshot: &Snapshot) -> Reply {
-    Reply::Lines(lines(&snapshot.jobs))
+pub fn run(snapshot: &Snapshot, extended: bool) -> Reply {
+    if extended {
+        Reply::Lines(extended_lines(&snapshot.jobs))
+    } else {
+        Reply::Lines(lines(&snapshot.jobs))
+    }
+}
+
+/// `status extended`: `current` is followed by `queued  running`.
+pub fn extended_lines(jobs: &[JobView]) -> Vec<String> {
+    let w = widths(jobs);
+    let queue = |job: &JobView| {
+        job.queue
+            .map_or(("-".to_string(), "-".to_string()), |(w, r)| {
+                (w.to_string(), r.to_string())
+            })
+    };
+    let qw = jobs.iter().map(|j| queue(j).0.len()).max().unwrap_or(1);
+    let rw = jobs.iter().map(|j| queue(j).1.len()).max().unwrap_or(1);
+    jobs.iter()
+        .map(|job| {
+            let base = line(job, w);
+            // Split after `current`: name, min, max and current are the first four columns.
+            let cut = [w[0], w[1], w[2], w[3]].iter().sum::<usize>() + 3 * 2;
+            let (head, tail) = base.split_at(cut.min(base.len()));
+            let (queued, running) = queue(job);
+            format!("{head}  {queued:>qw$}  {running:>rw$}{tail}")
+        })
+        .collect()
 }
 
 /// Column widths: the longest name, and the widest min, max and current (at least 1).
@@ -114,5 +145,19 @@ mod tests {
         failed.failed = Some("5 processes in a row died".into());
         assert!(lines(&[failed])[0].ends_with("  FAILED: 5 processes in a row died"));
         assert_eq!(lines(&[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn extended_status_adds_the_queue_after_current() {
+        let mut busy = job("resize", 1, 10, 3);
+        busy.queue = Some((120, 3));
+        let unknown = job("mail", 0, 2, 0);
+        assert_eq!(
+            extended_lines(&[unknown, busy]),
+            vec![
+                "mail    0   2  0    -  -  1970-01-01T00:00:00  1970-01-01T00:00:00  ",
+                "resize  1  10  3  120  3  1970-01-01T00:00:00  1970-01-01T00:00:00  ",
+            ]
+        );
     }
 }

@@ -33,8 +33,9 @@ const TICK: Duration = Duration::from_millis(200);
 /// How long a program that does not (yet) report is taken as starting before the host
 /// guesses what it does from the queues.
 const UNREPORTED_GRACE_MS: i64 = 1_000;
-/// Memory is checked every this many ticks (once a second).
-const MEMORY_CHECK_TICKS: u64 = 5;
+/// Memory and CPU are sampled (and `max_memory` checked) every this many ticks (once a
+/// second).
+const USAGE_TICKS: u64 = 5;
 /// How long a process that has not taken a job yet is left alone by `max_memory`.
 const UNTESTED_GRACE: Duration = Duration::from_secs(30);
 /// How long past its timeout a busy process may take to fail its job and exit by itself
@@ -57,6 +58,9 @@ struct Process {
     /// An operator stopped it (`kill`, `killall`): replaced like one that died, but its end
     /// is not a crash (nor a restart in the metrics).
     operator_stopped: bool,
+    /// Its last usage sample, and its CPU share since the one before (‰ of one core).
+    usage: Option<(Instant, crate::procinfo::Usage)>,
+    cpu_permille: Option<u32>,
 }
 
 struct Pool {
@@ -266,8 +270,35 @@ impl Supervisor {
         self.kill_overruns();
         self.ticks += 1;
         self.table.beat();
-        if self.ticks % MEMORY_CHECK_TICKS == 0 {
+        if self.ticks % USAGE_TICKS == 0 {
+            self.sample_usage();
             self.recycle_oversized();
+            let names: Vec<String> = self.pools.keys().cloned().collect();
+            for name in &names {
+                self.publish(name);
+            }
+        }
+    }
+
+    /// Every process's memory and CPU (its descendants' included), for the console, the
+    /// metrics and `max_memory`.
+    fn sample_usage(&mut self) {
+        let now = Instant::now();
+        for pool in self.pools.values_mut() {
+            for (&pid, p) in pool.processes.iter_mut() {
+                let Some(usage) = crate::procinfo::tree_usage(pid) else {
+                    continue;
+                };
+                if let Some((then, before)) = p.usage {
+                    let seconds = now.duration_since(then).as_secs_f64();
+                    let ticks = usage.cpu_ticks.saturating_sub(before.cpu_ticks) as f64;
+                    if seconds > 0.0 {
+                        let share = ticks / crate::procinfo::TICKS_PER_SECOND as f64 / seconds;
+                        p.cpu_permille = Some((share * 1000.0).round() as u32);
+                    }
+                }
+                p.usage = Some((now, usage));
+            }
         }
     }
 
@@ -294,7 +325,8 @@ impl Supervisor {
                 if !judged {
                     continue;
                 }
-                if let Some(rss) = crate::procinfo::tree_rss_bytes(pid).filter(|&r| r > limit) {
+                let rss = p.usage.map_or(0, |(_, u)| u.rss_bytes);
+                if rss > limit {
                     oversized.push((name.clone(), pid, rss, limit));
                 }
             }
@@ -361,6 +393,23 @@ impl Supervisor {
     }
 
     fn on_queues(&mut self, report: &QueueReport) {
+        // Per job, for the console and the API: what every server said (or, when some did
+        // not answer, what those that did said about the jobs they know).
+        let queues = self
+            .pools
+            .values()
+            .flat_map(|p| &p.config.jobs)
+            .filter_map(|j| {
+                let waiting = report.waiting.get(&j.name).copied();
+                let running = report.running.get(&j.name).copied();
+                match (report.complete, waiting, running) {
+                    (true, w, r) => Some((j.name.clone(), (w.unwrap_or(0), r.unwrap_or(0)))),
+                    (false, None, None) => None,
+                    (false, w, r) => Some((j.name.clone(), (w.unwrap_or(0), r.unwrap_or(0)))),
+                }
+            })
+            .collect();
+        self.table.set_queues(queues);
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             let pool = &self.pools[&name];
@@ -494,6 +543,8 @@ impl Supervisor {
                         killed: false,
                         proven: false,
                         operator_stopped: false,
+                        usage: None,
+                        cpu_permille: None,
                     },
                 );
                 true
@@ -656,6 +707,8 @@ impl Supervisor {
                         slot: p.slot,
                         started_ms: p.started_ms,
                         stopping: p.stop_requested.is_some(),
+                        rss_bytes: p.usage.map(|(_, u)| u.rss_bytes),
+                        cpu_permille: p.cpu_permille,
                     })
                     .collect(),
                 failed: pool.crash.failed().map(str::to_string),
