@@ -79,6 +79,18 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         None => None,
     };
     let outcome = runtime.block_on(async {
+        // Handlers first: a SIGTERM sent once the port listens must find them (a loaded
+        // machine showed the default action ending the server without its last log lines).
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => (term, int),
+            (Err(e), _) | (_, Err(e)) => {
+                return Outcome::Failed(format!("cannot handle signals: {e}"));
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(e) => return Outcome::Failed(format!("cannot listen on {addr}: {e}")),
@@ -87,17 +99,11 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                stop.cancel();
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
+            stop.cancel();
         });
         let defaults = Settings::default();
         let open_files = crate::limits::raise_open_files().unwrap_or(1024);

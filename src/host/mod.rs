@@ -112,6 +112,9 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         tracing::warn!(error = %e, "cannot read or raise the open-files limit; assuming 1024");
         1024
     });
+    // Signal handlers before any port listens: whoever sees a port open may send SIGTERM.
+    let notifier = notify::Notifier::from_env().map(Arc::new);
+    let signals = handle_signals(notifier.clone())?;
     let server = match config.server.enabled {
         false => None,
         true => Some(bind_server(&config, open_files).await?),
@@ -147,8 +150,6 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         "geardriver {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    let notifier = notify::Notifier::from_env().map(Arc::new);
-    let signals = handle_signals(notifier.clone())?;
 
     let shutdown = CancellationToken::new();
     let (handle, supervisor) =

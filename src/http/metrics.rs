@@ -11,7 +11,7 @@
 //! No label is called `job`: Prometheus sets that one itself on every scraped series.
 
 use super::Context;
-use crate::console::snapshot::Snapshot;
+use crate::console::snapshot::{PoolView, ProcessView, Snapshot};
 use crate::gearman::server::Figures;
 use crate::stats::{DURATION_BOUNDS_MS, Durations, ProcessState};
 use axum::extract::State;
@@ -72,10 +72,7 @@ pub fn render(inputs: &Inputs) -> String {
 
 fn pools(out: &mut Page, inputs: &Inputs) {
     let snapshot = inputs.snapshot;
-    fn of<'a>(
-        snapshot: &'a Snapshot,
-        pool: &'a str,
-    ) -> impl Iterator<Item = &'a crate::console::snapshot::ProcessView> {
+    fn of<'a>(snapshot: &'a Snapshot, pool: &'a str) -> impl Iterator<Item = &'a ProcessView> {
         snapshot.processes.iter().filter(move |p| p.job == pool)
     }
     let of = |pool| of(snapshot, pool);
@@ -99,83 +96,66 @@ fn pools(out: &mut Page, inputs: &Inputs) {
             );
         }
     }
-    type Field = fn(&crate::console::snapshot::PoolView) -> f64;
-    let per_pool: [(&str, &str, &str, Field); 5] = [
+    // Each pool's figure from the pool and its live processes.
+    type Field = fn(&PoolView, &[&ProcessView]) -> f64;
+    let per_pool: [(&str, &str, &str, Field); 8] = [
         (
             "geardriver_min_processes",
             "gauge",
             "The pool's min_processes.",
-            |p| f64::from(p.min),
+            |p, _| f64::from(p.min),
         ),
         (
             "geardriver_max_processes",
             "gauge",
             "The pool's max_processes.",
-            |p| f64::from(p.max),
+            |p, _| f64::from(p.max),
         ),
         (
             "geardriver_pool_failed",
             "gauge",
             "1 when the driver gave up restarting the pool (a crash loop), until it is reset.",
-            |p| f64::from(u8::from(p.failed.is_some())),
+            |p, _| f64::from(u8::from(p.failed.is_some())),
         ),
         (
             "geardriver_restarts_total",
             "counter",
             "Processes of the pool that ended without being asked by the host or an operator (crashed, or exited on their own).",
-            |p| p.exited.restarts as f64,
+            |p, _| p.exited.restarts as f64,
         ),
         (
             "geardriver_memory_recycles_total",
             "counter",
             "Processes of the pool replaced after their job for passing max_memory.",
-            |p| p.exited.memory_recycles as f64,
+            |p, _| p.exited.memory_recycles as f64,
+        ),
+        (
+            "geardriver_jobs_done_total",
+            "counter",
+            "Jobs the pool's processes completed.",
+            |p, live| (p.exited.jobs_done + live.iter().map(|l| l.jobs_done).sum::<u64>()) as f64,
+        ),
+        (
+            "geardriver_jobs_failed_total",
+            "counter",
+            "Jobs the pool's processes failed.",
+            |p, live| {
+                (p.exited.jobs_failed + live.iter().map(|l| l.jobs_failed).sum::<u64>()) as f64
+            },
+        ),
+        (
+            "geardriver_resident_memory_bytes",
+            "gauge",
+            "Resident memory (RSS) of the pool's live processes and their children together, sampled every second.",
+            |_, live| live.iter().filter_map(|l| l.rss_bytes).sum::<u64>() as f64,
         ),
     ];
     for (name, kind, help, value) in per_pool {
         out.family(name, kind, help);
         for pool in &snapshot.pools {
-            out.sample(name, &[("pool", &pool.name)], value(pool));
+            let live: Vec<&ProcessView> = of(&pool.name).collect();
+            out.sample(name, &[("pool", &pool.name)], value(pool, &live));
         }
-    }
-    out.family(
-        "geardriver_jobs_done_total",
-        "counter",
-        "Jobs the pool's processes completed.",
-    );
-    for pool in &snapshot.pools {
-        let live: u64 = of(&pool.name).map(|p| p.jobs_done).sum();
-        out.sample(
-            "geardriver_jobs_done_total",
-            &[("pool", &pool.name)],
-            (pool.exited.jobs_done + live) as f64,
-        );
-    }
-    out.family(
-        "geardriver_jobs_failed_total",
-        "counter",
-        "Jobs the pool's processes failed.",
-    );
-    for pool in &snapshot.pools {
-        let live: u64 = of(&pool.name).map(|p| p.jobs_failed).sum();
-        out.sample(
-            "geardriver_jobs_failed_total",
-            &[("pool", &pool.name)],
-            (pool.exited.jobs_failed + live) as f64,
-        );
-    }
-    out.family(
-        "geardriver_resident_memory_bytes",
-        "gauge",
-        "Resident memory (RSS) of the pool's live processes and their children together, sampled every second.",
-    );
-    for pool in &snapshot.pools {
-        let bytes: u64 = of(&pool.name).filter_map(|p| p.rss_bytes).sum();
-        out.sample(
-            "geardriver_resident_memory_bytes",
-            &[("pool", &pool.name)],
-            bytes as f64,
-        );
     }
     out.family(
         "geardriver_job_duration_seconds",

@@ -709,3 +709,34 @@ async fn a_process_over_max_memory_is_replaced_after_its_job() {
         host.log()
     );
 }
+
+/// Found under load (issue 15): the host listened before it handled signals, so a SIGTERM
+/// sent as soon as a port answered could end it by the default action, workers orphaned.
+#[test]
+fn a_stop_as_soon_as_the_host_listens_is_a_graceful_one() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    for round in 0..3 {
+        let port = common::free_port();
+        let mut host = Host::start(
+            &[server.addr().to_string()],
+            "",
+            &format!(
+                "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [[jobs]]\nname = \"reverse\"\nworker = \"reverse\"\nmin_processes = 1\n"
+            ),
+        );
+        assert!(poll_until(LIMIT, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()));
+        host.signal(Signal::SIGTERM);
+        let status = host.wait_exit(LIMIT);
+        assert!(
+            status.success(),
+            "round {round}: {status:?}\n{}",
+            host.log()
+        );
+        host.wait_log("stopped", LIMIT);
+    }
+}
