@@ -155,16 +155,28 @@ both_servers! {
         );
         expect_result(gearmand.addr(), "a", "ab", "ba").await;
         expect_result(gearmand.addr(), "b", "ab", "ab").await;
-        // Each process registered both functions.
+        // Each process registered both functions (the second may still be registering).
         let mut admin = geardriver::gearman::AdminClient::connect(&gearmand.addr(), LIMIT)
             .await
             .unwrap();
-        let geardriver::gearman::AdminReply::Workers(rows) = admin
-            .execute(&geardriver::gearman::AdminCommand::Workers)
-            .await
-            .unwrap()
-        else {
-            panic!()
+        let deadline = std::time::Instant::now() + LIMIT;
+        let rows = loop {
+            let geardriver::gearman::AdminReply::Workers(rows) = admin
+                .execute(&geardriver::gearman::AdminCommand::Workers)
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            let registered = rows
+                .iter()
+                .filter(|r| r.client_id.as_deref().is_some_and(|id| id.contains(":g:")))
+                .filter(|r| r.functions.len() == 2)
+                .count();
+            if registered == 2 || std::time::Instant::now() > deadline {
+                break rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let ours: Vec<_> = rows
             .iter()
