@@ -56,6 +56,8 @@ function drawJobs(status) {
     tr.append(
       cell(job.name), cell(job.pool, "text"), cell(job.min), cell(job.max),
       cell(job.processes, "processes"), cell(job.busy), cell(job.idle),
+      cell(job.starting), cell(job.stopping),
+      cell(job.queued == null ? "-" : job.queued), cell(job.running == null ? "-" : job.running),
       cell(job.jobs_done), cell(job.jobs_failed), cell(when(job.lastrun)),
       cell(job.failed ? "FAILED: " + job.failed : job.lasterror_msg ? when(job.lasterror) : "", job.failed ? "error" : ""),
     );
@@ -80,8 +82,10 @@ function drawProcesses(processes, now) {
   $("processes").tBodies[0].replaceChildren(...processes.map((p) => {
     const tr = document.createElement("tr");
     tr.dataset.pid = p.pid;
+    const job = p.function ? p.function + (p.handle ? " " + p.handle : "") : "";
     tr.append(cell(p.pid), cell(p.pool, "text"), cell(p.state, "text state-" + p.state),
-      cell(ago(p.since_ms, now)), cell(p.jobs_done), cell(p.jobs_failed), cell(bytes(p.rss_bytes)));
+      cell(ago(p.since_ms, now)), cell(job, "text"), cell(p.jobs_done), cell(p.jobs_failed),
+      cell(bytes(p.rss_bytes)), cell(p.cpu_percent == null ? "" : p.cpu_percent.toFixed(1) + "%"));
     return tr;
   }));
 }
@@ -140,14 +144,17 @@ async function poll() {
     $("host").textContent = "version " + status.version + ", up " + ago(0, status.uptime_seconds * 1000);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     $("updated").className = "";
+    document.body.classList.remove("stale");
     $("login").hidden = true;
   } catch (e) {
     if (e && e.login) {
       $("login").hidden = false;
       $("login-error").textContent = token ? e.message : "";
     } else {
-      $("updated").textContent = "cannot reach the host: " + (e && e.message ? e.message : e);
+      $("updated").textContent = "cannot reach the host: " + (e && e.message ? e.message : e) +
+        " (the figures below are from the last update)";
       $("updated").className = "stale";
+      document.body.classList.add("stale");
     }
   }
   setTimeout(poll, EVERY_MS);
