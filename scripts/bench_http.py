@@ -11,7 +11,7 @@ it cost the job throughput, against the host before the feature (a51ea78), in on
 
    The host is started, and /api/status polled (every 0.5 s) until its jobs show --processes
    processes, all of them idle. Then, for /metrics, /api/status and /api/processes (the last
-   without a target: it reads /proc for each process's RSS, as /metrics does):
+   without a target: the biggest reply, a row per process):
      - first: one GET on a new connection (connect + request + whole body), the first of
        that endpoint since the host started;
      - new conn: --fresh more GETs, each on a new connection (median and max);
@@ -34,6 +34,8 @@ it cost the job throughput, against the host before the feature (a51ea78), in on
                the host) during the submit and the drain
      nohttp  - the current binary with [http] listen = "": the figures are still kept,
                nobody can read them (tells the histogram's cost from the endpoint's)
+     again   - (only with --variants …,again) the baseline once more: an A/A control,
+               whose ratio to base is the noise floor of the ratios above
 
    Each measurement: a fresh host with the echo job at min_processes = 0, max = P, autoscaling
    off (interval = 0), console on; N background jobs submitted with the C client
@@ -384,8 +386,8 @@ def submit(port, function, jobs):
 
 def measure(args, variant, server, processes, round_no, tmp, gearmand):
     function = f"echo_{variant}_{server}_{processes}_{round_no}"
-    binary = args.baseline if variant == "base" else args.geardriver
-    http = None if variant == "base" else ("" if variant == "nohttp" else drain.free_port())
+    binary = args.baseline if variant in ("base", "again") else args.geardriver
+    http = None if variant in ("base", "again") else ("" if variant == "nohttp" else drain.free_port())
     gearmand_proc, gearmand_port = gearmand if server == "gearmand" else (None, None)
     host = Host(binary, tmp, function, [(function, 0, processes)], job_server=gearmand_port, http=http, cpu=args.cpu)
     scraper = None

@@ -1,19 +1,6 @@
 //! What `/proc` says about a process: its resident memory and CPU time, alone and with its
 //! descendants.
 
-/// Bytes of `pid`'s memory in RAM (VmRSS), or `None` when it is gone or `/proc` cannot be read.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line["VmRSS:".len()..]
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 /// What a process and its descendants use: resident bytes and CPU time so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -25,34 +12,48 @@ pub struct Usage {
 /// The unit of /proc's CPU times (USER_HZ, 100 on every Linux).
 pub const TICKS_PER_SECOND: u64 = 100;
 
+/// [`Usage`] of `pid` alone (one read of `/proc/PID/stat`), or `None` when it is gone.
+pub fn usage(pid: u32) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // Fields from 3 (state): utime is 14, stime 15, rss (pages) 24.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(Usage {
+        rss_bytes: field(24)? * page_size(),
+        cpu_ticks: field(14)? + field(15)?,
+    })
+}
+
 /// [`Usage`] of `pid` and every process descended from it, or `None` when `pid` is gone.
 pub fn tree_usage(pid: u32) -> Option<Usage> {
-    let mut usage = Usage {
-        rss_bytes: rss_bytes(pid)?,
-        cpu_ticks: cpu_ticks(pid).unwrap_or(0),
-    };
+    let mut total = usage(pid)?;
     let mut pending = children(pid);
+    // Bounded: a fork bomb under a worker does not keep the host reading forever.
     let mut seen = 0;
     while let Some(child) = pending.pop() {
         seen += 1;
         if seen > 4096 {
             break;
         }
-        usage.rss_bytes += rss_bytes(child).unwrap_or(0);
-        usage.cpu_ticks += cpu_ticks(child).unwrap_or(0);
+        if let Some(u) = usage(child) {
+            total.rss_bytes += u.rss_bytes;
+            total.cpu_ticks += u.cpu_ticks;
+        }
         pending.extend(children(child));
     }
-    Some(usage)
+    Some(total)
 }
 
-/// User plus system CPU time of `pid`, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(14 - 3);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| u64::try_from(p).ok())
+            .unwrap_or(4096)
+    })
 }
 
 /// `pid`'s children, from each of its threads' `children` file.
@@ -74,10 +75,19 @@ fn children(pid: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn this_process_has_resident_memory() {
-        let rss = super::rss_bytes(std::process::id()).expect("own status");
-        assert!(rss > 100_000, "{rss}");
-        assert_eq!(super::rss_bytes(u32::MAX), None);
+    fn this_process_uses_memory_and_cpu() {
+        let own = super::usage(std::process::id()).expect("own stat");
+        assert!(own.rss_bytes > 100_000, "{own:?}");
+        // VmRSS (kB) from status says the same, within what other threads allocate meanwhile.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        let ratio = own.rss_bytes as f64 / (kib * 1024) as f64;
+        assert!((0.5..2.0).contains(&ratio), "{own:?} vs {kib} kB");
+        assert_eq!(super::usage(u32::MAX), None);
     }
 
     #[test]
@@ -87,15 +97,13 @@ mod tests {
             .spawn()
             .unwrap();
         let me = std::process::id();
-        let alone = super::rss_bytes(me).unwrap();
-        let child_rss = super::rss_bytes(child.id()).unwrap();
+        let child_rss = super::usage(child.id()).unwrap().rss_bytes;
         let tree = super::tree_usage(me).unwrap().rss_bytes;
         let listed = super::children(me).contains(&child.id());
         let _ = child.kill();
         let _ = child.wait();
         assert!(listed, "the child is found");
-        assert!(super::cpu_ticks(me).is_some());
         // Other tests' threads allocate meanwhile: the tree is at least the child more.
-        assert!(tree >= child_rss, "{tree} {alone} {child_rss}");
+        assert!(tree >= child_rss, "{tree} {child_rss}");
     }
 }

@@ -285,8 +285,20 @@ impl Supervisor {
     fn sample_usage(&mut self) {
         let now = Instant::now();
         for pool in self.pools.values_mut() {
+            // A plugin worker's process is all there is; a command's or a program's work
+            // is in its children (one read per process, or a walk of its tree).
+            let has_children = pool
+                .config
+                .jobs
+                .iter()
+                .any(|j| !matches!(j.worker, crate::config::WorkerKind::Plugin(_)));
             for (&pid, p) in pool.processes.iter_mut() {
-                let Some(usage) = crate::procinfo::tree_usage(pid) else {
+                let sampled = if has_children {
+                    crate::procinfo::tree_usage(pid)
+                } else {
+                    crate::procinfo::usage(pid)
+                };
+                let Some(usage) = sampled else {
                     continue;
                 };
                 if let Some((then, before)) = p.usage {
