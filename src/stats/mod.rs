@@ -436,9 +436,12 @@ impl StatsTable {
         for attempt in 0..READ_SPINS + READ_YIELDS {
             let before = slot.seq.load(Ordering::Acquire);
             if before % 2 == 0 {
-                let snapshot = read_fields(slot);
+                let (mut snapshot, message, handle) = read_fields(slot);
                 fence(Ordering::Acquire);
                 if slot.seq.load(Ordering::Relaxed) == before {
+                    // Decoded (and allocated) only once the copy is known to be whole.
+                    snapshot.lasterror_msg = message.text();
+                    snapshot.handle = handle.text();
                     return Some(snapshot);
                 }
             }
@@ -456,18 +459,41 @@ fn function_index(raw: u32) -> Option<u32> {
     (raw != NO_FUNCTION).then_some(raw)
 }
 
-fn read_fields(slot: &Slot) -> SlotSnapshot {
-    let r = Ordering::Relaxed;
-    let len = (slot.message_len.load(r) as usize).min(MESSAGE_CAPACITY);
-    let mut bytes = [0u8; MESSAGE_CAPACITY];
-    for (chunk, word) in bytes
-        .chunks_exact_mut(8)
-        .zip(&slot.message)
-        .take(len.div_ceil(8))
-    {
-        chunk.copy_from_slice(&word.load(r).to_le_bytes());
+/// Text copied out of a slot, not yet decoded.
+struct Copied<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Copied<N> {
+    /// Copies the first `len` bytes kept in `words` (only the words holding them).
+    fn from(words: &[AtomicU64], len: u64) -> Copied<N> {
+        let len = (len as usize).min(N).min(words.len() * 8);
+        let mut bytes = [0u8; N];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words).take(len.div_ceil(8)) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        Copied { bytes, len }
     }
-    SlotSnapshot {
+
+    /// A torn copy never gets here, but decoding must not fail whatever the bytes.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes[..self.len]).into_owned()
+    }
+}
+
+/// The slot's fields, and its two texts still as bytes.
+fn read_fields(
+    slot: &Slot,
+) -> (
+    SlotSnapshot,
+    Copied<MESSAGE_CAPACITY>,
+    Copied<HANDLE_CAPACITY>,
+) {
+    let r = Ordering::Relaxed;
+    let message = Copied::from(&slot.message, u64::from(slot.message_len.load(r)));
+    let handle = Copied::from(&slot.handle, slot.handle_len.load(r));
+    let snapshot = SlotSnapshot {
         pid: slot.pid.load(r),
         state: ProcessState::from_code(slot.state.load(r)),
         function: function_index(slot.function.load(r)),
@@ -480,27 +506,15 @@ fn read_fields(slot: &Slot) -> SlotSnapshot {
         lastrun_function: function_index(slot.lastrun_function.load(r)),
         lasterror: slot.lasterror.load(r),
         lasterror_function: function_index(slot.lasterror_function.load(r)),
-        // A torn read is caught by the sequence check; this copy may still be garbage
-        // before that check, so decoding must not fail.
-        lasterror_msg: String::from_utf8_lossy(&bytes[..len]).into_owned(),
+        lasterror_msg: String::new(),
         reports: slot.reports.load(r) != 0,
         durations: Durations {
             buckets: std::array::from_fn(|i| slot.durations[i].load(r)),
             sum_ms: slot.durations_sum_ms.load(r),
         },
-        handle: read_text(&slot.handle, slot.handle_len.load(r) as usize),
-    }
-}
-
-/// Text kept in words (a torn read is caught by the sequence check; until then it may be
-/// garbage, so decoding must not fail).
-fn read_text(words: &[AtomicU64], len: usize) -> String {
-    let len = len.min(words.len() * 8);
-    let mut bytes = vec![0u8; len.div_ceil(8) * 8];
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
-    }
-    String::from_utf8_lossy(&bytes[..len]).into_owned()
+        handle: String::new(),
+    };
+    (snapshot, message, handle)
 }
 
 /// Stores `text` (cut to fit at a character boundary) in `words` (at most
@@ -510,11 +524,16 @@ fn store_text(words: &[AtomicU64], text: &str) -> u64 {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    // On the job path: no allocation.
+    // On the job path: no allocation, and only the words the text needs (readers read no
+    // further than its length).
     let mut bytes = [0u8; HANDLE_CAPACITY];
     let end = end.min(HANDLE_CAPACITY);
     bytes[..end].copy_from_slice(&text.as_bytes()[..end]);
-    for (word, chunk) in words.iter().zip(bytes.chunks_exact(8)) {
+    for (word, chunk) in words
+        .iter()
+        .zip(bytes.chunks_exact(8))
+        .take(end.div_ceil(8))
+    {
         word.store(
             u64::from_le_bytes(chunk.try_into().expect("chunks of 8")),
             Ordering::Relaxed,
