@@ -5,7 +5,8 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub rss_bytes: u64,
-    /// User and system time, in clock ticks ([`TICKS_PER_SECOND`]).
+    /// User and system time, its reaped children's included, in clock ticks
+    /// ([`TICKS_PER_SECOND`]).
     pub cpu_ticks: u64,
 }
 
@@ -16,12 +17,13 @@ pub const TICKS_PER_SECOND: u64 = 100;
 pub fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
-    // Fields from 3 (state): utime is 14, stime 15, rss (pages) 24.
+    // Fields from 3 (state): utime is 14, stime 15, cutime 16 and cstime 17 (children it
+    // has reaped: a command job's), rss (pages) 24.
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
     Some(Usage {
         rss_bytes: field(24)? * page_size(),
-        cpu_ticks: field(14)? + field(15)?,
+        cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
     })
 }
 

@@ -45,6 +45,11 @@ impl Title {
         Some(Title { memory, start, len })
     }
 
+    /// Bytes a title may have.
+    pub fn room(&self) -> usize {
+        self.len - 1
+    }
+
     /// Shows `text` (cut to fit, at a character boundary) as the process's command line.
     pub fn set(&mut self, text: &str) {
         let mut end = text.len().min(self.len - 1);
@@ -61,6 +66,27 @@ impl Title {
             tracing::debug!(error = %e, "cannot set the process title");
         }
     }
+}
+
+/// The longest of these that fits in `room` bytes: the full title, then without a group's
+/// job name, then shorter still (`gd:`), else the shortest cut (found by a trial: a long job
+/// name in a group lost the title's end, time and bracket included).
+pub fn fitted(
+    pool: &str,
+    functions: &[String],
+    slot: &crate::stats::SlotSnapshot,
+    now_ms: i64,
+    room: usize,
+) -> String {
+    let full = text(pool, functions, slot, now_ms);
+    if full.len() <= room {
+        return full;
+    }
+    let plain = text(pool, &[], slot, now_ms);
+    if plain.len() <= room {
+        return plain;
+    }
+    plain.replacen("geardriver: ", "gd:", 1)
 }
 
 /// The title for a process of `pool` in the state its slot shows.
@@ -98,7 +124,13 @@ pub fn keep(stats: Arc<(StatsTable, usize)>, pool: String, functions: Vec<String
     let Some(mut title) = Title::own() else {
         return;
     };
-    let comm: String = format!("gd:{pool}").chars().take(15).collect();
+    // The kernel keeps 15 bytes: cut at a character boundary.
+    let mut comm = format!("gd:{pool}");
+    let mut end = comm.len().min(15);
+    while !comm.is_char_boundary(end) {
+        end -= 1;
+    }
+    comm.truncate(end);
     let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(comm).unwrap_or_default());
     let _ = std::thread::Builder::new()
         .name("title".into())
@@ -107,7 +139,14 @@ pub fn keep(stats: Arc<(StatsTable, usize)>, pool: String, functions: Vec<String
             let pid = std::process::id();
             loop {
                 if let Some(slot) = table.read(*index).filter(|s| s.pid == pid) {
-                    title.set(&text(&pool, &functions, &slot, crate::stats::now_ms()));
+                    let room = title.room();
+                    title.set(&fitted(
+                        &pool,
+                        &functions,
+                        &slot,
+                        crate::stats::now_ms(),
+                        room,
+                    ));
                 }
                 std::thread::sleep(REFRESH);
             }
@@ -159,6 +198,27 @@ mod tests {
         assert_eq!(
             text("resize", &one, &slot(ProcessState::Stopping, None), 602_000),
             "geardriver: resize [stopping]"
+        );
+    }
+
+    #[test]
+    fn a_title_that_does_not_fit_loses_detail_not_its_end() {
+        let group = [
+            "send_notification_email_to_customer_now".to_string(),
+            "x".to_string(),
+        ];
+        let busy = slot(ProcessState::Busy, Some(0));
+        assert_eq!(
+            fitted("h", &group, &busy, 7_500, 40),
+            "geardriver: h [busy 3s]"
+        );
+        assert_eq!(
+            fitted("notify", &group, &busy, 7_500, 20),
+            "gd:notify [busy 3s]"
+        );
+        assert_eq!(
+            fitted("h", &group, &busy, 7_500, 200),
+            "geardriver: h [busy send_notification_email_to_customer_now 3s]"
         );
     }
 }

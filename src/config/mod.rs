@@ -299,7 +299,10 @@ struct RawJob {
 
 /// A size as written: bytes, or text with a unit (`"512M"`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a size: a whole number of bytes, or text with a unit such as \"512M\""
+)]
 enum RawSize {
     Bytes(u64),
     Text(String),
@@ -359,7 +362,8 @@ impl Config {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("driver.job_servers"),
+                    .with_list_parse_key("driver.job_servers")
+                    .with_list_parse_key("driver.on_event"),
             )
             .build()
             .map_err(|e| shape(e, &[]))?;

@@ -62,6 +62,8 @@ pub struct ProcessView {
     /// The job it runs: its function and handle (empty when the process does not say).
     pub function: Option<String>,
     pub handle: String,
+    /// When the job in hand started (ms since the epoch; 0 when none).
+    pub job_started_ms: i64,
 }
 
 impl Snapshot {
@@ -112,6 +114,7 @@ impl Snapshot {
                         .and_then(|f| entry.jobs.get(f as usize))
                         .cloned(),
                     handle: slot.as_ref().map(|s| s.handle.clone()).unwrap_or_default(),
+                    job_started_ms: slot.as_ref().map_or(0, |s| s.job_started_ms),
                     jobs_done: slot.as_ref().map_or(0, |s| s.jobs_done),
                     jobs_failed: slot.as_ref().map_or(0, |s| s.jobs_failed),
                     durations: slot
@@ -186,20 +189,19 @@ pub fn short_duration(seconds: i64) -> String {
 
 impl ProcessView {
     /// What it runs and for how long at `now_ms`: `mail H:host:12 3s`; `None` when it runs
-    /// no job. The handle is `-` when the process does not say it.
+    /// no job (a stopping process may still finish one). The handle is `-` when the process
+    /// does not say it.
     pub fn current_job(&self, now_ms: i64) -> Option<(String, String, String)> {
-        if self.state != ProcessState::Busy {
-            return None;
-        }
+        let function = self.function.clone()?;
         let handle = if self.handle.is_empty() {
             "-".to_string()
         } else {
             self.handle.clone()
         };
         Some((
-            self.function.clone().unwrap_or_else(|| "-".into()),
+            function,
             handle,
-            short_duration((now_ms - self.since_ms) / 1000),
+            short_duration((now_ms - self.job_started_ms) / 1000),
         ))
     }
 }

@@ -150,6 +150,8 @@ async fn run_one(argv: &[String], event: &HostEvent, dir: &std::path::Path) {
         }
     };
     let pid = child.id();
+    // Whatever the command started goes with it when the host stops meanwhile.
+    let mut group = pid.map(GroupGuard);
     let mut relays = Vec::new();
     if let Some(out) = child.stdout.take() {
         relays.push(tokio::spawn(relay(BufReader::new(out), "STDOUT")));
@@ -175,6 +177,10 @@ async fn run_one(argv: &[String], event: &HostEvent, dir: &std::path::Path) {
             let _ = child.wait().await;
         }
     }
+    // Reaped: its group id may be reused now, so it is not killed again.
+    if let Some(group) = group.as_mut() {
+        group.0 = 0;
+    }
     for relay in relays {
         let _ = tokio::time::timeout(Duration::from_secs(1), relay).await;
     }
@@ -184,5 +190,17 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(reader: R, stream: &'static s
     let mut lines = reader.lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!("[on_event] {stream}: {line}");
+    }
+}
+
+/// Kills a command's process group when dropped while it runs (the host stopping); 0 once
+/// the command is reaped.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.0 != 0 {
+            let _ = killpg(Pid::from_raw(self.0 as i32), Signal::SIGKILL);
+        }
     }
 }

@@ -196,7 +196,12 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     if let Some(notifier) = &notifier {
         notifier.ready(&format!("serving {} jobs", config.jobs.len()));
         if let Some(every) = notifier.watchdog() {
-            tokio::spawn(watchdog(notifier.clone(), handle.clone(), every));
+            tokio::spawn(watchdog(
+                notifier.clone(),
+                handle.clone(),
+                every,
+                shutdown.clone(),
+            ));
         }
     }
     parts.spawn("signal handler", signals(handle.clone()));
@@ -413,7 +418,14 @@ type SignalTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Pings systemd's watchdog every half `every` while the supervisor ticks (it ticks five
 /// times a second); once it has not ticked for a second (or half `every`, if longer), the
 /// pings stop and systemd restarts the host.
-async fn watchdog(notifier: Arc<notify::Notifier>, handle: HostHandle, every: Duration) {
+/// It ends when the host begins to stop: systemd stops watching at `STOPPING=1`, and the
+/// supervisor stops ticking while processes finish their jobs.
+async fn watchdog(
+    notifier: Arc<notify::Notifier>,
+    handle: HostHandle,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let stuck_after = (every / 2).max(Duration::from_secs(1));
     let mut last = handle.table().beats();
     let mut changed = tokio::time::Instant::now();
@@ -421,7 +433,10 @@ async fn watchdog(notifier: Arc<notify::Notifier>, handle: HostHandle, every: Du
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
         let now = handle.table().beats();
         if now != last {
             last = now;

@@ -77,7 +77,9 @@ impl Notifier {
         }
     }
 
+    /// `READY=1` with a status line (on one line: a newline would end the field).
     pub fn ready(&self, status: &str) {
+        let status = status.split_whitespace().collect::<Vec<_>>().join(" ");
         self.send(&format!(
             "READY=1\nMAINPID={}\nSTATUS={status}",
             std::process::id()

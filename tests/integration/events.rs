@@ -88,3 +88,39 @@ fn a_bad_on_event_is_named() {
     host.wait_log("giving up on this job", LIMIT);
     assert!(common::host::alive(host.pid()));
 }
+
+/// Found by a trial: commands still running when the host stopped lived on, re-parented to
+/// init, with whatever they started.
+#[test]
+fn a_command_still_running_when_the_host_stops_goes_with_it() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let (dir, config) = common::host::config_dir(
+        &[server.addr().to_string()],
+        "restart_delay = 0.05\non_event = [\"sh\", \"-c\", \"echo $$ >> pids; sleep 100 & echo $! >> pids; wait\"]",
+        "[[jobs]]\nname = \"reverse\"\nworker = \"reverse\"\nmin_processes = 1\n",
+    );
+    let pids = dir.path().join("pids");
+    let mut host = Host::start_with(dir, config);
+    let worker = host.wait_workers("reverse", 1, LIMIT)[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let read = || -> Vec<u32> {
+        std::fs::read_to_string(&pids)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    assert!(poll_until(LIMIT, || read().len() == 2), "{:?}", read());
+    let started = read();
+    assert!(started.iter().all(|&p| common::host::alive(p)));
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(host.wait_exit(LIMIT).success());
+    assert!(
+        poll_until(LIMIT, || started.iter().all(|&p| !common::host::alive(p))),
+        "still running after the host: {started:?}"
+    );
+}

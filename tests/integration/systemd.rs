@@ -86,6 +86,11 @@ fn the_host_tells_systemd_it_is_ready_alive_reloading_and_stopping() {
     host.signal(nix::sys::signal::Signal::SIGTERM);
     expect(&socket, "STOPPING=1", LIMIT);
     assert!(host.wait_exit(LIMIT).success());
+    assert!(
+        !host.log().contains("stopped ticking"),
+        "a stop is not a stuck supervisor: {}",
+        host.log()
+    );
 }
 
 #[test]

@@ -81,6 +81,7 @@ mod tests {
                     cpu_permille: Some(45),
                     function: Some("resize".into()),
                     handle: "H:box:42".into(),
+                    job_started_ms: 1_700_000_000_500,
                     ..ProcessView::default()
                 },
                 ProcessView {

@@ -33,7 +33,13 @@ pub fn lines(snapshot: &Snapshot, job: Option<&str>, extended: bool, now_ms: i64
             return pid.to_string();
         };
         let doing = match p.current_job(now_ms) {
-            Some((function, handle, took)) => format!("busy {function} {handle} for {took}"),
+            Some((function, handle, took)) => {
+                let state = match p.state {
+                    crate::stats::ProcessState::Stopping => "stopping, finishing",
+                    _ => "busy",
+                };
+                format!("{state} {function} {handle} for {took}")
+            }
             None => match p.state {
                 crate::stats::ProcessState::Idle => "idle".to_string(),
                 crate::stats::ProcessState::Stopping => "stopping".to_string(),

@@ -37,22 +37,23 @@ pub fn extended_lines(jobs: &[JobView]) -> Vec<String> {
     let rw = jobs.iter().map(|j| queue(j).1.len()).max().unwrap_or(1);
     jobs.iter()
         .map(|job| {
-            let base = line(job, w);
-            // Split after `current`: name, min, max and current are the first four columns.
-            let cut = [w[0], w[1], w[2], w[3]].iter().sum::<usize>() + 3 * 2;
-            let (head, tail) = base.split_at(cut.min(base.len()));
             let (queued, running) = queue(job);
-            format!("{head}  {queued:>qw$}  {running:>rw$}{tail}")
+            format!(
+                "{}  {queued:>qw$}  {running:>rw$}  {}",
+                head(job, w),
+                tail(job)
+            )
         })
         .collect()
 }
 
-/// Column widths: the longest name, and the widest min, max and current (at least 1).
+/// Column widths, in characters: the longest name, and the widest min, max and current (at
+/// least 1).
 pub fn widths(jobs: &[JobView]) -> [usize; 4] {
     let digits = |n: usize| n.to_string().len();
     let mut w = [0, 1, 1, 1];
     for job in jobs {
-        w[0] = w[0].max(job.name.len());
+        w[0] = w[0].max(job.name.chars().count());
         w[1] = w[1].max(digits(job.min as usize));
         w[2] = w[2].max(digits(job.max as usize));
         w[3] = w[3].max(digits(job.pids.len()));
@@ -67,22 +68,29 @@ pub fn lines(jobs: &[JobView]) -> Vec<String> {
 
 /// One job's line. With no error the last column is empty, so the line ends in two spaces,
 /// as Gearman::Driver's does.
-pub fn line(job: &JobView, [w0, w1, w2, w3]: [usize; 4]) -> String {
+pub fn line(job: &JobView, w: [usize; 4]) -> String {
+    format!("{}  {}", head(job, w), tail(job))
+}
+
+/// Name, min, max and current, aligned.
+fn head(job: &JobView, [w0, w1, w2, w3]: [usize; 4]) -> String {
+    format!(
+        "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}",
+        job.name,
+        job.min,
+        job.max,
+        job.pids.len()
+    )
+}
+
+/// Last run, last error and the message (or the reason the driver gave up).
+fn tail(job: &JobView) -> String {
     let last = match (&job.failed, job.lasterror_msg.trim()) {
         (Some(reason), _) => format!("FAILED: {}", one_line(reason)),
         (None, "") => String::new(),
         (None, message) => format!("ERROR: {}", one_line(message)),
     };
-    format!(
-        "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}  {}  {}",
-        job.name,
-        job.min,
-        job.max,
-        job.pids.len(),
-        utc(job.lastrun),
-        utc(job.lasterror),
-        last
-    )
+    format!("{}  {}  {}", utc(job.lastrun), utc(job.lasterror), last)
 }
 
 /// A message on one line, whatever it holds.
@@ -158,6 +166,24 @@ mod tests {
                 "mail    0   2  0    -  -  1970-01-01T00:00:00  1970-01-01T00:00:00  ",
                 "resize  1  10  3  120  3  1970-01-01T00:00:00  1970-01-01T00:00:00  ",
             ]
+        );
+    }
+
+    #[test]
+    fn names_beyond_ascii_align_by_characters() {
+        // Found by a trial: widths in bytes put `status extended`'s numbers in the wrong
+        // columns.
+        let mut a = job("ääää", 0, 0, 1);
+        a.queue = Some((1, 1));
+        let b = job("über_größe", 1, 1, 0);
+        let lines = extended_lines(&[a, b]);
+        assert_eq!(
+            lines[0],
+            "ääää        0  0  1  1  1  1970-01-01T00:00:00  1970-01-01T00:00:00  "
+        );
+        assert_eq!(
+            lines[1],
+            "über_größe  1  1  0  -  -  1970-01-01T00:00:00  1970-01-01T00:00:00  "
         );
     }
 }

@@ -326,15 +326,8 @@ impl Supervisor {
                 if p.stop_requested.is_some() {
                     continue;
                 }
-                // One that starts over the limit would be replaced by another over it, and
-                // so on: a process is judged once it has taken a job (or run a while, when
-                // it does not say).
-                let judged = p.started.elapsed() >= UNTESTED_GRACE
-                    || self
-                        .stats
-                        .read(p.slot)
-                        .is_some_and(|s| s.pid == pid && (s.holds_job() || s.has_served()));
-                if !judged {
+                let slot = self.stats.read(p.slot).filter(|s| s.pid == pid);
+                if !judged_by_memory(slot.as_ref(), p.started.elapsed()) {
                     continue;
                 }
                 let rss = p.usage.map_or(0, |(_, u)| u.rss_bytes);
@@ -730,6 +723,16 @@ impl Supervisor {
     }
 }
 
+/// Whether a process's memory may get it replaced. One that starts over the limit would be
+/// replaced by another over it, and so on: a process is judged once it has taken a job, or,
+/// when it does not say what it does, once it has run [`UNTESTED_GRACE`].
+fn judged_by_memory(slot: Option<&stats::SlotSnapshot>, up: Duration) -> bool {
+    match slot {
+        Some(s) if s.reports => s.holds_job() || s.has_served(),
+        _ => up >= UNTESTED_GRACE,
+    }
+}
+
 /// Folds the slot of a process that exited into the per-job records (the console reads
 /// live processes' slots itself, by the same rule).
 fn fold(table: &ProcessTable, pool: &str, jobs: &[JobConfig], snapshot: &stats::SlotSnapshot) {
@@ -750,4 +753,33 @@ fn with_splay(lifetime: Duration) -> Duration {
         .unwrap_or(0);
     let fraction = f64::from(nanos % 10_000) / 100_000.0;
     lifetime + lifetime.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_judges_a_process_once_it_has_worked() {
+        let table = StatsTable::create(1).unwrap();
+        let w = table.writer(0).unwrap();
+        w.assign(7, 1_000);
+        w.set_state(ProcessState::Idle, 1_000);
+        let idle = table.read(0).unwrap();
+        let long = UNTESTED_GRACE * 10;
+        // Found by a trial: a plugin worker that says it is idle was judged after 30 s
+        // anyway, and replaced every 30 s when it starts over the limit.
+        assert!(!judged_by_memory(Some(&idle), long));
+        w.job_started(0, 2_000, "H:x:1");
+        assert!(judged_by_memory(table.read(0).as_ref(), Duration::ZERO));
+        w.job_finished(3_000, None);
+        assert!(judged_by_memory(table.read(0).as_ref(), Duration::ZERO));
+        // One that never says: after a while.
+        w.assign(8, 1_000);
+        let silent = table.read(0).unwrap();
+        assert!(!silent.reports);
+        assert!(!judged_by_memory(Some(&silent), Duration::from_secs(1)));
+        assert!(judged_by_memory(Some(&silent), long));
+        assert!(judged_by_memory(None, long));
+    }
 }
