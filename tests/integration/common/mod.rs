@@ -81,6 +81,39 @@ macro_rules! require_gearmand {
     };
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // local_address is HEX_IP:HEX_PORT, st 0A is LISTEN, the inode is the tenth field.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            (u16::from_str_radix(local_port, 16).ok()? == port && *f.get(3)? == "0A")
+                .then(|| f.get(9).map(|i| i.to_string()))
+                .flatten()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|link| {
+            let link = link.to_string_lossy();
+            inodes
+                .iter()
+                .any(|inode| link == format!("socket:[{inode}]").as_str())
+        })
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -172,10 +205,11 @@ impl JobServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn the job server");
+        let pid = child.id();
         self.child = Some(child);
-        let ready = poll_until(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
+        // Ours listening, not just anyone: two tests may be handed the same free port, and
+        // the loser would otherwise share the winner's server.
+        let ready = poll_until(Duration::from_secs(10), || listens_on(pid, self.port));
         if !ready
             || self
                 .child
