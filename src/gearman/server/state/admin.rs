@@ -53,6 +53,7 @@ impl State {
                         functions: c
                             .abilities
                             .iter()
+                            .rev()
                             .map(|a| String::from_utf8_lossy(&a.function).into_owned())
                             .collect(),
                     })

@@ -4,8 +4,7 @@
 
 use super::scheduled::now_epoch;
 use super::{
-    ConnId, Effect, Job, JobId, MAX_UNIQUE, NotFound, PRIORITIES, State, StoredJob, error,
-    not_found, slot,
+    ConnId, Effect, Job, JobId, MAX_UNIQUE, NotFound, State, StoredJob, error, not_found, slot,
 };
 use crate::gearman::codec::ServerOutbound;
 use crate::gearman::packet::{Packet, Priority};
@@ -182,61 +181,57 @@ impl State {
     }
 
     /// Hands the connection the best job it can do: highest priority first, then the oldest,
-    /// across all its functions. Cancelled jobs met at a queue's head are dropped.
+    /// across all its functions. Cancelled jobs met at a queue's head are dropped. One pass
+    /// over the worker's functions: each offers the head of its highest non-empty priority.
     pub(super) fn take(&mut self, id: ConnId, effects: &mut Vec<Effect>) -> Option<JobId> {
         self.release_due();
-        let conn = self.conns.get(&id)?;
-        let abilities: Vec<(Bytes, Option<Duration>)> = conn
-            .abilities
-            .iter()
-            .map(|a| (a.function.clone(), a.timeout))
-            .collect();
-        for priority in PRIORITIES {
-            let p = slot(priority);
-            loop {
-                let mut best: Option<(u64, &Bytes, Option<Duration>)> = None;
-                for (function, timeout) in &abilities {
-                    if let Some(&head) = self
-                        .functions
-                        .get(function)
-                        .and_then(|f| f.queues[p].front())
-                    {
-                        let seq = self.jobs[&head].seq;
-                        if best.is_none_or(|(s, _, _)| seq < s) {
-                            best = Some((seq, function, *timeout));
-                        }
-                    }
-                }
-                let Some((_, function, timeout)) = best else {
-                    break; // nothing at this priority: try the next one
-                };
-                let function = function.clone();
-                let f = self.functions.get_mut(&function).expect("has a queue");
-                let job_id = f.queues[p].pop_front().expect("has a head");
-                if self.jobs[&job_id].cancelled {
-                    self.remove(job_id);
+        loop {
+            let conn = self.conns.get(&id)?;
+            // (priority slot, arrival, function, timeout): the smallest wins.
+            let mut best: Option<(usize, u64, &Bytes, Option<Duration>)> = None;
+            for ability in &conn.abilities {
+                let Some(f) = self.functions.get(&ability.function) else {
                     continue;
+                };
+                let Some((p, &head)) = f
+                    .queues
+                    .iter()
+                    .enumerate()
+                    .find_map(|(p, q)| q.front().map(|h| (p, h)))
+                else {
+                    continue;
+                };
+                let seq = self.jobs[&head].seq;
+                if best.is_none_or(|(bp, bs, _, _)| (p, seq) < (bp, bs)) {
+                    best = Some((p, seq, &ability.function, ability.timeout));
                 }
-                f.running += 1;
-                let job = self.jobs.get_mut(&job_id).expect("queued");
-                job.worker = Some(id);
-                job.assignment += 1;
-                if let Some(after) = timeout {
-                    effects.push(Effect::Timeout {
-                        job: job_id,
-                        assignment: job.assignment,
-                        after,
-                    });
-                }
-                self.conns
-                    .get_mut(&id)
-                    .expect("exists")
-                    .running
-                    .push(job_id);
-                return Some(job_id);
             }
+            let (p, _, function, timeout) = best?;
+            let function = function.clone();
+            let f = self.functions.get_mut(&function).expect("has a queue");
+            let job_id = f.queues[p].pop_front().expect("has a head");
+            if self.jobs[&job_id].cancelled {
+                self.remove(job_id);
+                continue;
+            }
+            f.running += 1;
+            let job = self.jobs.get_mut(&job_id).expect("queued");
+            job.worker = Some(id);
+            job.assignment += 1;
+            if let Some(after) = timeout {
+                effects.push(Effect::Timeout {
+                    job: job_id,
+                    assignment: job.assignment,
+                    after,
+                });
+            }
+            self.conns
+                .get_mut(&id)
+                .expect("exists")
+                .running
+                .push(job_id);
+            return Some(job_id);
         }
-        None
     }
 
     /// Sends `make(exceptions)` to every client waiting for the job.

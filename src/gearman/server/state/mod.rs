@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 pub type ConnId = u64;
 type JobId = u64;
 
-const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 /// Longest unique id accepted, as gearmand (which truncates 64 to 63 bytes; this server
 /// keeps all 64).
 const MAX_UNIQUE: usize = 64;
@@ -157,8 +156,9 @@ pub struct Conn {
     /// Cancelled to drop a connection from outside its task (its queue overflowed).
     kill: CancellationToken,
     client_id: Option<Bytes>,
-    /// Newest first, as gearmand lists them.
+    /// Oldest first (listed newest first, as gearmand does), and the same as a set.
     abilities: Vec<Ability>,
+    can: std::collections::HashSet<Bytes>,
     sleeping: bool,
     exceptions: bool,
     /// Jobs this connection runs, as a worker.
@@ -302,6 +302,7 @@ impl State {
                 kill,
                 client_id: None,
                 abilities: Vec::new(),
+                can: Default::default(),
                 sleeping: false,
                 exceptions: false,
                 running: Vec::new(),
@@ -336,7 +337,7 @@ impl State {
         let sleepers: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.sleeping && c.abilities.iter().any(|a| a.function == function))
+            .filter(|(_, c)| c.sleeping && c.can.contains(function))
             .map(|(&id, _)| id)
             .collect();
         for id in sleepers {
@@ -369,13 +370,14 @@ impl State {
             }
             Packet::CantDo { function } => self.cant_do(id, &function),
             Packet::ResetAbilities => {
-                let functions: Vec<Bytes> = self.conns[&id]
-                    .abilities
-                    .iter()
-                    .map(|a| a.function.clone())
-                    .collect();
-                for f in functions {
-                    self.cant_do(id, &f);
+                let Some(conn) = self.conns.get_mut(&id) else {
+                    return;
+                };
+                conn.can.clear();
+                for ability in std::mem::take(&mut conn.abilities) {
+                    if let Some(f) = self.functions.get_mut(&ability.function) {
+                        f.workers = f.workers.saturating_sub(1);
+                    }
                 }
             }
             Packet::SetClientId { id: client_id } => {
@@ -569,17 +571,17 @@ impl State {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if let Some(ability) = conn.abilities.iter_mut().find(|a| a.function == function) {
-            ability.timeout = timeout;
+        if conn.can.contains(&function) {
+            if let Some(ability) = conn.abilities.iter_mut().find(|a| a.function == function) {
+                ability.timeout = timeout;
+            }
             return;
         }
-        conn.abilities.insert(
-            0,
-            Ability {
-                function: function.clone(),
-                timeout,
-            },
-        );
+        conn.can.insert(function.clone());
+        conn.abilities.push(Ability {
+            function: function.clone(),
+            timeout,
+        });
         self.functions.entry(function).or_default().workers += 1;
     }
 
@@ -587,9 +589,8 @@ impl State {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let before = conn.abilities.len();
-        conn.abilities.retain(|a| a.function != function);
-        if conn.abilities.len() < before {
+        if conn.can.remove(function) {
+            conn.abilities.retain(|a| a.function != function);
             if let Some(f) = self.functions.get_mut(function) {
                 f.workers = f.workers.saturating_sub(1);
             }
