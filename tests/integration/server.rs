@@ -669,3 +669,74 @@ async fn a_client_that_does_not_read_is_dropped_past_a_byte_budget() {
     assert!(chunks < 300, "{chunks}");
     shutdown.cancel();
 }
+
+// A worker that can do many functions, when few have jobs, and one that can do few when many
+// have jobs (the two ways GRAB_JOB looks for work, issue 16): both get the highest priority
+// first, then the oldest, and nothing is handed out twice or lost — through gearmand too.
+both_servers! {
+    async fn grab_job_finds_the_best_job_whichever_way_it_looks(server) {
+        let port = server.port;
+        let mut client = raw(port).await;
+        let submit = |function: &str, data: &str, priority: Priority| Packet::Submit {
+            priority,
+            background: true,
+            function: Bytes::from(function.to_string()),
+            unique: Bytes::new(),
+            data: Bytes::from(data.to_string()),
+        };
+        // Jobs for 3 of 200 functions, and for 40 more the small worker cannot do.
+        for (function, data, priority) in [
+            ("f7", "f7-normal", Priority::Normal),
+            ("f3", "f3-low", Priority::Low),
+            ("f150", "f150-high", Priority::High),
+            ("f7", "f7-high", Priority::High),
+            ("f3", "f3-normal", Priority::Normal),
+        ] {
+            client.send(submit(function, data, priority)).await.unwrap();
+            assert!(matches!(client.next().await, Some(Ok(Packet::JobCreated { .. }))));
+        }
+        for i in 0..40 {
+            client.send(submit(&format!("other{i}"), "x", Priority::High)).await.unwrap();
+            assert!(matches!(client.next().await, Some(Ok(Packet::JobCreated { .. }))));
+        }
+        // Many functions, few with jobs of its own.
+        let mut many = raw(port).await;
+        for i in 0..200 {
+            many.send(Packet::CanDo { function: Bytes::from(format!("f{i}")) }).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while let Some(data) = grab_and_complete(&mut many).await {
+            got.push(data);
+        }
+        assert_eq!(got, ["f150-high", "f7-high", "f7-normal", "f3-normal", "f3-low"]);
+        // Few functions, many with jobs.
+        let mut few = raw(port).await;
+        for i in [39, 2] {
+            few.send(Packet::CanDo { function: Bytes::from(format!("other{i}")) }).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while let Some(data) = grab_and_complete(&mut few).await {
+            got.push(data);
+        }
+        assert_eq!(got, ["x", "x"]);
+    }
+}
+
+/// GRAB_JOB; a job is completed at once and its data returned; `None` for NO_JOB.
+async fn grab_and_complete(worker: &mut Framed<TcpStream, ClientCodec>) -> Option<String> {
+    worker.send(Packet::GrabJob).await.unwrap();
+    match worker.next().await {
+        Some(Ok(Packet::JobAssign { handle, data, .. })) => {
+            worker
+                .send(Packet::WorkComplete {
+                    handle,
+                    data: Bytes::new(),
+                })
+                .await
+                .unwrap();
+            Some(String::from_utf8_lossy(&data).into_owned())
+        }
+        Some(Ok(Packet::NoJob)) => None,
+        other => panic!("{other:?}"),
+    }
+}

@@ -121,6 +121,7 @@ impl State {
             self.jobs.insert(job_id, job);
         } else {
             f.queues[slot(job.priority)].push_back(job_id);
+            self.ready.insert(function.clone());
             self.jobs.insert(job_id, job);
             self.wake(&function);
         }
@@ -189,27 +190,25 @@ impl State {
             let conn = self.conns.get(&id)?;
             // (priority slot, arrival, function, timeout): the smallest wins.
             let mut best: Option<(usize, u64, &Bytes, Option<Duration>)> = None;
-            for ability in &conn.abilities {
-                let Some(f) = self.functions.get(&ability.function) else {
-                    continue;
-                };
-                let Some((p, &head)) = f
-                    .queues
-                    .iter()
-                    .enumerate()
-                    .find_map(|(p, q)| q.front().map(|h| (p, h)))
-                else {
-                    continue;
-                };
-                let seq = self.jobs[&head].seq;
-                if best.is_none_or(|(bp, bs, _, _)| (p, seq) < (bp, bs)) {
-                    best = Some((p, seq, &ability.function, ability.timeout));
+            // Whichever is fewer: the functions with queued jobs, or the worker's.
+            if self.ready.len() < conn.abilities.len() {
+                for function in &self.ready {
+                    if let Some((function, &timeout)) = conn.can.get_key_value(function) {
+                        offer(self, function, timeout, &mut best);
+                    }
+                }
+            } else {
+                for ability in &conn.abilities {
+                    offer(self, &ability.function, ability.timeout, &mut best);
                 }
             }
             let (p, _, function, timeout) = best?;
             let function = function.clone();
             let f = self.functions.get_mut(&function).expect("has a queue");
             let job_id = f.queues[p].pop_front().expect("has a head");
+            if f.queues.iter().all(std::collections::VecDeque::is_empty) {
+                self.ready.remove(&function);
+            }
             if self.jobs[&job_id].cancelled {
                 self.remove(job_id);
                 continue;
@@ -327,6 +326,9 @@ impl State {
                 f.running = f.running.saturating_sub(1);
             } else {
                 f.queues[slot(job.priority)].retain(|&j| j != job_id);
+                if f.queues.iter().all(std::collections::VecDeque::is_empty) {
+                    self.ready.remove(&job.function);
+                }
             }
         }
         if let Some(worker) = job.worker.and_then(|w| self.conns.get_mut(&w)) {
@@ -363,5 +365,30 @@ impl State {
             handle: handle.clone(),
         });
         self.remove(job);
+    }
+}
+
+/// The best job `function` offers a worker (the head of its highest non-empty priority),
+/// kept in `best` when it beats what is there: (priority slot, arrival, function, timeout).
+fn offer<'a>(
+    state: &State,
+    function: &'a Bytes,
+    timeout: Option<Duration>,
+    best: &mut Option<(usize, u64, &'a Bytes, Option<Duration>)>,
+) {
+    let Some(f) = state.functions.get(function) else {
+        return;
+    };
+    let Some((p, &head)) = f
+        .queues
+        .iter()
+        .enumerate()
+        .find_map(|(p, q)| q.front().map(|h| (p, h)))
+    else {
+        return;
+    };
+    let seq = state.jobs[&head].seq;
+    if best.is_none_or(|(bp, bs, _, _)| (p, seq) < (bp, bs)) {
+        *best = Some((p, seq, function, timeout));
     }
 }

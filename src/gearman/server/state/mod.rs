@@ -156,9 +156,9 @@ pub struct Conn {
     /// Cancelled to drop a connection from outside its task (its queue overflowed).
     kill: CancellationToken,
     client_id: Option<Bytes>,
-    /// Oldest first (listed newest first, as gearmand does), and the same as a set.
+    /// Oldest first (listed newest first, as gearmand does), and the same by name.
     abilities: Vec<Ability>,
-    can: std::collections::HashSet<Bytes>,
+    can: HashMap<Bytes, Option<Duration>>,
     sleeping: bool,
     exceptions: bool,
     /// Jobs this connection runs, as a worker.
@@ -200,6 +200,8 @@ pub struct State {
     queue: Option<Queue>,
     /// Jobs whose time has not come, by time.
     scheduled: BTreeSet<(i64, JobId)>,
+    /// Functions with a job in a queue: what GRAB_JOB looks at when a worker can do more.
+    ready: std::collections::HashSet<Bytes>,
     /// Made-up unique ids for stored jobs that have none: this run's start, then a count.
     key_prefix: String,
     next_key: u64,
@@ -228,6 +230,7 @@ impl State {
             max_queued_bytes,
             queue: None,
             scheduled: BTreeSet::new(),
+            ready: Default::default(),
             key_prefix: format!(
                 "{:x}",
                 std::time::SystemTime::now()
@@ -337,7 +340,7 @@ impl State {
         let sleepers: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.sleeping && c.can.contains(function))
+            .filter(|(_, c)| c.sleeping && c.can.contains_key(function))
             .map(|(&id, _)| id)
             .collect();
         for id in sleepers {
@@ -571,13 +574,14 @@ impl State {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if conn.can.contains(&function) {
+        if let Some(known) = conn.can.get_mut(&function) {
+            *known = timeout;
             if let Some(ability) = conn.abilities.iter_mut().find(|a| a.function == function) {
                 ability.timeout = timeout;
             }
             return;
         }
-        conn.can.insert(function.clone());
+        conn.can.insert(function.clone(), timeout);
         conn.abilities.push(Ability {
             function: function.clone(),
             timeout,
@@ -589,7 +593,7 @@ impl State {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if conn.can.remove(function) {
+        if conn.can.remove(function).is_some() {
             conn.abilities.retain(|a| a.function != function);
             if let Some(f) = self.functions.get_mut(function) {
                 f.workers = f.workers.saturating_sub(1);
@@ -657,6 +661,7 @@ impl State {
                 self.remove(job_id);
             } else {
                 f.queues[slot(priority)].push_front(job_id);
+                self.ready.insert(function.clone());
                 requeued.push(function);
             }
         }

@@ -28,6 +28,7 @@ impl State {
             let f = self.functions.entry(function.clone()).or_default();
             f.scheduled = f.scheduled.saturating_sub(1);
             f.queues[slot(priority)].push_back(job_id);
+            self.ready.insert(function.clone());
             self.wake(&function);
         }
     }
