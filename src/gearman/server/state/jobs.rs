@@ -174,11 +174,19 @@ impl State {
         let Some(conn) = self.conns.get(&id) else {
             return false;
         };
-        conn.abilities.iter().any(|a| {
+        let waits = |function: &Bytes| {
             self.functions
-                .get(&a.function)
+                .get(function)
                 .is_some_and(|f| f.queues.iter().flatten().any(|j| !self.jobs[j].cancelled))
-        })
+        };
+        // Whichever is fewer: the functions with queued jobs, or the worker's.
+        if self.ready.len() < conn.abilities.len() {
+            self.ready
+                .iter()
+                .any(|f| conn.can.contains_key(f) && waits(f))
+        } else {
+            conn.abilities.iter().any(|a| waits(&a.function))
+        }
     }
 
     /// Hands the connection the best job it can do: highest priority first, then the oldest,
