@@ -38,6 +38,32 @@ pub fn server_connections(
     usize::try_from(cap).unwrap_or(usize::MAX).min(wanted)
 }
 
+/// The next connection on `listener`, or `None` once `shutdown` is cancelled. A failed
+/// accept (out of file descriptors, say) is logged as `errors` allows, naming `who`, and
+/// retried after a moment rather than in a spin.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+    errors: &mut crate::logging::Throttle,
+    who: &'static str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => return Some(accepted),
+            Err(e) => {
+                if let Some(held_back) = errors.allow() {
+                    tracing::warn!(error = %e, held_back, "{who}: accept failed");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

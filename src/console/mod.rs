@@ -124,20 +124,9 @@ pub async fn run(
     let unauthenticated_cap = (settings.max_connections - settings.max_connections / 4).max(1);
     let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (mut stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, say: wait a moment rather than spin.
-                if let Some(held_back) = accept_errors.allow() {
-                    tracing::warn!(error = %e, held_back, "console: accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let accepted = crate::limits::accept(&listener, &shutdown, &mut accept_errors, "console");
+        let Some((mut stream, peer)) = accepted.await else {
+            return;
         };
         let pending = match settings.secret {
             None => Ok(None),

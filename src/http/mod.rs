@@ -194,19 +194,9 @@ pub async fn run(listener: TcpListener, context: Context, shutdown: Cancellation
     let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
     let mut refusals = crate::logging::Throttle::new(Duration::from_secs(10));
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                if let Some(held_back) = accept_errors.allow() {
-                    tracing::warn!(error = %e, held_back, "http: accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let accepted = crate::limits::accept(&listener, &shutdown, &mut accept_errors, "http");
+        let Some((stream, peer)) = accepted.await else {
+            return;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             if let Some(held_back) = refusals.allow() {

@@ -200,19 +200,10 @@ async fn serve_all(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
     let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
     let mut refusals = crate::logging::Throttle::new(Duration::from_secs(10));
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                if let Some(held_back) = accept_errors.allow() {
-                    tracing::warn!(error = %e, held_back, "job server: accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let accepted =
+            crate::limits::accept(&listener, &shutdown, &mut accept_errors, "job server");
+        let Some((stream, peer)) = accepted.await else {
+            break;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             if let Some(held_back) = refusals.allow() {
