@@ -2,7 +2,9 @@
 """Drain benchmark: N background echo jobs drained by one worker process, per contender.
 
 Every contender runs against the same gearmand in the same run, in alternating rounds:
-  ours   - `geardriver worker` (one connection, the worker loop every worker process runs)
+  ours   - `geardriver worker` (the worker loop every worker process runs; prefetch on, as
+           by default)
+  ours-np - the same with --no-prefetch (one connection)
   host1  - `geardriver run` with one echo job, min = max = 1 process
   host4  - `geardriver run` with min = max = 4 processes
   c, c4  - 1 or 4 `gearman -w -f FUNC` from gearman-tools (libgearman's C worker; with no
@@ -173,8 +175,9 @@ max_processes = {processes}
 def worker_commands(kind, port, function, tmp, geardriver):
     """The commands to start for a contender (several for the 4-process ones)."""
     server = f"127.0.0.1:{port}"
-    if kind == "ours":
-        return [[geardriver, "worker", "--server", server, "--function", f"{function}=echo"]]
+    if kind in ("ours", "ours-np"):
+        flags = ["--no-prefetch"] if kind == "ours-np" else []
+        return [[geardriver, "worker", "--server", server, "--function", f"{function}=echo", *flags]]
     if kind in ("host1", "host4"):
         return [[geardriver, "run", "--config", host_config(tmp, port, function, int(kind[-1]))]]
     if kind in ("c", "c4"):
@@ -312,7 +315,7 @@ def main():
     for kind in kinds:
         print(f"| {kind} | {medians[kind]:.0f} | {min(rates[kind]):.0f} – {max(rates[kind]):.0f} |")
     print()
-    pairs = [("ours", "c"), ("host1", "c"), ("host4", "c4"), ("host1", "perl"), ("ours", "perl")]
+    pairs = [("ours", "c"), ("ours-np", "c"), ("ours", "ours-np"), ("host1", "c"), ("host4", "c4"), ("host1", "perl"), ("ours", "perl")]
     paired = {}
     for a, b in pairs:
         if a in medians and b in medians:

@@ -142,6 +142,9 @@ pub struct WorkerArgs {
     /// Client id shown by the job server's `workers` command
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
+    /// Without a spec from the host: do not fetch the next job while a short one runs
+    #[arg(long)]
+    pub no_prefetch: bool,
 }
 
 #[derive(Debug, clap::Args)]

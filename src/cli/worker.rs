@@ -40,6 +40,7 @@ fn spec_from_flags(args: WorkerArgs) -> Result<WorkerSpec, String> {
                 decode: "raw".into(),
                 encode: "raw".into(),
                 timeout_ms: None,
+                prefetch: !args.no_prefetch,
                 env: Default::default(),
             }
         })

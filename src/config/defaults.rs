@@ -21,3 +21,5 @@ pub const MIN_SPARE: u32 = 0;
 pub fn max_processes(min_processes: u32) -> u32 {
     min_processes.max(1)
 }
+/// Prefetch for plugin workers (command workers: off, their jobs cost a process each).
+pub const PREFETCH: bool = true;

@@ -195,6 +195,8 @@ pub struct JobConfig {
     pub decode: String,
     pub encode: String,
     pub timeout: Option<Duration>,
+    /// Fetch the next job while a short one runs (plugin and command workers).
+    pub prefetch: bool,
     pub group: Option<String>,
     pub env: BTreeMap<String, String>,
 }
@@ -290,6 +292,7 @@ struct RawJob {
     decode: Option<String>,
     encode: Option<String>,
     timeout: Option<f64>,
+    prefetch: Option<bool>,
     group: Option<String>,
     max_jobs: Option<u64>,
     max_lifetime: Option<f64>,

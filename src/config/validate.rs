@@ -330,6 +330,7 @@ fn validate_job(
             (raw.encode.is_some(), "encode"),
             (raw.timeout.is_some(), "timeout"),
             (raw.max_jobs.is_some(), "max_jobs"),
+            (raw.prefetch.is_some(), "prefetch"),
         ] {
             if set {
                 return Err(format!(
@@ -346,12 +347,16 @@ fn validate_job(
             ));
         }
     }
+    let prefetch = raw
+        .prefetch
+        .unwrap_or(matches!(worker, WorkerKind::Plugin(_)) && defaults::PREFETCH);
     Ok(JobConfig {
         worker,
         limits,
         decode,
         encode,
         timeout: optional_seconds(&key("timeout"), raw.timeout)?,
+        prefetch,
         group,
         env: raw.env.clone().unwrap_or_default(),
         name,

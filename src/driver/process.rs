@@ -93,6 +93,7 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
                     decode: job.decode.clone(),
                     encode: job.encode.clone(),
                     timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
+                    prefetch: job.prefetch,
                     env: job.env.clone(),
                 })
                 .collect(),

@@ -81,6 +81,9 @@ pub struct FunctionSpec {
     pub decode: String,
     pub encode: String,
     pub timeout_ms: Option<u64>,
+    /// Fetch the next job while a short one of this function runs.
+    #[serde(default)]
+    pub prefetch: bool,
     /// Extra environment for a command.
     pub env: BTreeMap<String, String>,
 }
@@ -279,7 +282,9 @@ pub fn prepare(
         };
         let timeout = f.timeout_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
         abilities.push(
-            Ability::new(f.name.clone()).with_timeout(timeout.map(|t| t + SERVER_TIMEOUT_MARGIN)),
+            Ability::new(f.name.clone())
+                .with_timeout(timeout.map(|t| t + SERVER_TIMEOUT_MARGIN))
+                .with_prefetch(f.prefetch),
         );
         functions.push(Function {
             index: index as u32,

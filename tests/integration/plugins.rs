@@ -79,6 +79,7 @@ fn function(name: &str, plugin: &str, decode: &str, encode: &str) -> FunctionSpe
         decode: decode.into(),
         encode: encode.into(),
         timeout_ms: None,
+        prefetch: true,
         env: Default::default(),
     }
 }

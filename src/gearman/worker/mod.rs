@@ -13,18 +13,29 @@
 //! server waiting for the permit) the next GRAB_JOB_UNIQ goes out in the same write as the
 //! WORK_COMPLETE, which saves a system call and a round trip per job.
 //!
+//! With prefetch (an ability's `prefetch`, see [`prefetch`]) a connection loop keeps a
+//! second connection to its job server and asks for the next job on it while a short job
+//! runs; the two connections then take turns, each with a GRAB_JOB_UNIQ out while the other's
+//! job runs.
+//!
 //! Stopping is cooperative: once `shutdown` is cancelled no new job is grabbed; a job in
-//! progress finishes and its result is sent first.
+//! progress finishes and its result is sent first; a prefetched job is given back.
 //!
 //! A failed job is reported as WORK_WARNING with the message, then WORK_FAIL (see
 //! [`JobFailure`]): the one form every client library understands through gearmand and the
 //! built-in server alike.
+
+mod prefetch;
+
+pub use prefetch::{RECENT, SHORT_RUN};
 
 use super::addr::ServerAddr;
 use super::codec::{ClientCodec, DEFAULT_MAX_FRAME, ProtocolError};
 use super::packet::Packet;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use prefetch::{Recent, Releaser};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +50,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Ability {
     pub function: Bytes,
     pub timeout: Option<Duration>,
+    /// Whether the next job may be fetched while one of this function's runs (when its
+    /// recent runs were short; see [`prefetch`]).
+    pub prefetch: bool,
 }
 
 impl Ability {
@@ -46,7 +60,13 @@ impl Ability {
         Ability {
             function: function.into(),
             timeout: None,
+            prefetch: false,
         }
+    }
+
+    pub fn with_prefetch(mut self, prefetch: bool) -> Self {
+        self.prefetch = prefetch;
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -109,6 +129,29 @@ pub struct AssignedJob {
     pub abort: JobAbort,
 }
 
+impl AssignedJob {
+    fn new(
+        handle: Bytes,
+        function: Bytes,
+        unique: Bytes,
+        data: Bytes,
+        server: &Arc<ServerAddr>,
+        socket: &Option<Arc<OwnedFd>>,
+    ) -> Self {
+        AssignedJob {
+            abort: JobAbort {
+                handle: handle.clone(),
+                socket: socket.clone(),
+            },
+            handle,
+            function,
+            unique,
+            data,
+            server: server.clone(),
+        }
+    }
+}
+
 /// How a job that did not complete is reported.
 ///
 /// Never WORK_EXCEPTION: gearmand 1.1 relays it to a client that did not ask for exceptions
@@ -144,7 +187,7 @@ impl JobFailure {
 #[derive(Clone, Debug)]
 pub struct JobAbort {
     handle: Bytes,
-    socket: Option<Arc<std::os::fd::OwnedFd>>,
+    socket: Option<Arc<OwnedFd>>,
 }
 
 impl JobAbort {
@@ -234,13 +277,25 @@ struct Shared {
     turn: Semaphore,
     /// Connections waiting for the turn; when none is, the holder keeps it between jobs.
     waiting: AtomicUsize,
+    /// Gives prefetched jobs back; present when some ability prefetches.
+    releaser: Option<Releaser>,
 }
 
 /// Runs the worker until `shutdown` is cancelled, then returns once no job is in progress.
 pub async fn run<H: JobHandler>(config: &WorkerConfig, handler: &H, shutdown: &CancellationToken) {
+    let releaser = if config.abilities.iter().any(|a| a.prefetch) {
+        Releaser::start(shutdown)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "cannot start the prefetch thread; not prefetching"),
+            )
+            .ok()
+    } else {
+        None
+    };
     let shared = Shared {
         turn: Semaphore::new(1),
         waiting: AtomicUsize::new(0),
+        releaser,
     };
     if let [addr] = &config.servers[..] {
         // The common case, without join_all polling every loop on every wake-up.
@@ -280,7 +335,7 @@ async fn serve_server<H: JobHandler>(
             Ok(framed) => {
                 tracing::debug!(server = %addr, "worker connected");
                 let since = Instant::now();
-                match serve_connection(addr, framed, shared, handler, shutdown).await {
+                match serve_connection(addr, config, framed, shared, handler, shutdown).await {
                     ConnectionEnd::Shutdown => return,
                     ConnectionEnd::Lost(reason) => {
                         tracing::warn!(server = %addr, %reason, "lost job server connection; reconnecting");
@@ -339,27 +394,58 @@ async fn connect(addr: &ServerAddr, config: &WorkerConfig) -> Result<Connection,
     Ok(framed)
 }
 
-/// Serves jobs on one live connection until it fails or the worker stops.
+/// One connection to a job server.
+struct Lane {
+    conn: Connection,
+    /// A duplicate of the socket: to fail a stuck job from outside, and to give a prefetched
+    /// job back. Without it a stuck job cannot be failed from outside (it still runs), and
+    /// nothing is prefetched on this connection.
+    socket: Option<Arc<OwnedFd>>,
+    /// A GRAB_JOB_UNIQ is out and its answer not read yet.
+    grabbing: bool,
+}
+
+impl Lane {
+    fn new(conn: Connection) -> Lane {
+        use std::os::fd::AsFd;
+        let socket = conn
+            .get_ref()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(Arc::new);
+        Lane {
+            conn,
+            socket,
+            grabbing: false,
+        }
+    }
+
+    async fn grab(&mut self) -> Result<(), ProtocolError> {
+        self.conn.send(Packet::GrabJobUniq).await?;
+        self.grabbing = true;
+        Ok(())
+    }
+}
+
+/// Serves jobs on one live connection (and, with prefetch, a second one to the same job
+/// server) until it fails or the worker stops.
 async fn serve_connection<H: JobHandler>(
     addr: &ServerAddr,
-    mut conn: Connection,
+    config: &WorkerConfig,
+    first: Connection,
     shared: &Shared,
     handler: &H,
     shutdown: &CancellationToken,
 ) -> ConnectionEnd {
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
     let server = Arc::new(addr.clone());
-    // Without a duplicate a stuck job cannot be failed from outside; the job still runs.
-    let socket = {
-        use std::os::fd::AsFd;
-        conn.get_ref()
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(Arc::new)
-    };
+    // The connection the next job comes on is `lanes[cur]`; the other one, once prefetch
+    // opened it, takes turns with it.
+    let mut lanes: [Option<Lane>; 2] = [Some(Lane::new(first)), None];
+    let mut cur = 0;
+    let mut recent = vec![Recent::default(); config.abilities.len()];
     let mut turn: Option<SemaphorePermit<'_>> = None;
-    let mut grab_sent = false;
     loop {
         if turn.is_none() {
             shared.waiting.fetch_add(1, Ordering::SeqCst);
@@ -373,20 +459,27 @@ async fn serve_connection<H: JobHandler>(
                 None => return ConnectionEnd::Shutdown,
             }
         }
-        if !grab_sent {
+        let other_grabbing = lanes[1 - cur].as_ref().is_some_and(|l| l.grabbing);
+        let lane = lanes[cur].as_mut().expect("the current connection is open");
+        if !lane.grabbing {
             if shutdown.is_cancelled() {
                 return ConnectionEnd::Shutdown;
             }
-            if let Err(e) = conn.send(Packet::GrabJobUniq).await {
+            if let Err(e) = lane.grab().await {
                 return ConnectionEnd::Lost(e.to_string());
             }
         }
-        grab_sent = false;
-        let job = match next_reply(&mut conn, &server, &socket).await {
+        lane.grabbing = false;
+        let job = match next_reply(&mut lane.conn, &server, &lane.socket).await {
             Ok(Grabbed::Job(job)) => job,
             Ok(Grabbed::Nothing) => {
+                if other_grabbing {
+                    // The other connection may still bring a job.
+                    cur = 1 - cur;
+                    continue;
+                }
                 turn = None;
-                match sleep_until_woken(&mut conn, addr, shutdown).await {
+                match sleep_until_woken(&mut lane.conn, addr, shutdown).await {
                     Ok(true) => continue,
                     Ok(false) => return ConnectionEnd::Shutdown,
                     Err(reason) => return ConnectionEnd::Lost(reason),
@@ -394,47 +487,115 @@ async fn serve_connection<H: JobHandler>(
             }
             Err(reason) => return ConnectionEnd::Lost(reason),
         };
+        let other = 1 - cur;
+        let ability = config
+            .abilities
+            .iter()
+            .position(|a| a.function == job.function);
+        let prefetching = |recent: &[Recent]| {
+            shared.releaser.is_some()
+                && !shutdown.is_cancelled()
+                && shared.waiting.load(Ordering::SeqCst) == 0
+                && ability.is_some_and(|i| config.abilities[i].prefetch && recent[i].short())
+        };
+        // Ask for the next job on the other connection while this one runs.
+        if prefetching(&recent) && !lanes[other].as_ref().is_some_and(|l| l.grabbing) {
+            if lanes[other].is_none() {
+                lanes[other] = match connect(addr, config).await {
+                    Ok(conn) => Some(Lane::new(conn)),
+                    Err(reason) => {
+                        tracing::debug!(server = %addr, %reason, "cannot open the prefetch connection");
+                        None
+                    }
+                };
+            }
+            if let Some(lane) = lanes[other].as_mut().filter(|l| l.socket.is_some()) {
+                if let Err(e) = lane.grab().await {
+                    tracing::debug!(server = %addr, error = %e, "prefetch connection lost");
+                    lanes[other] = None;
+                }
+            }
+        }
+        let started = Instant::now();
+        // A job held on the other connection is given back if this one overruns.
+        let hold = match (&shared.releaser, &lanes[other]) {
+            (
+                Some(releaser),
+                Some(Lane {
+                    socket: Some(socket),
+                    grabbing: true,
+                    ..
+                }),
+            ) => {
+                let limit = ability.map_or(Duration::ZERO, |i| recent[i].hold_limit());
+                Some((releaser, releaser.hold(socket.clone(), started + limit)))
+            }
+            _ => None,
+        };
         let handle = job.handle.clone();
         let updates = WorkUpdates {
             handle: handle.clone(),
             tx: updates_tx.clone(),
         };
-        let result = run_job(handler, job, updates, &mut conn, &mut updates_rx).await;
+        let conn = &mut lanes[cur].as_mut().expect("open").conn;
+        let result = run_job(handler, job, updates, conn, &mut updates_rx).await;
+        if let Some(i) = ability {
+            recent[i].record(started.elapsed());
+        }
+        if let Some((releaser, hold)) = hold {
+            if !releaser.keep(hold) {
+                // Given back: the job server queued it again when the connection ended.
+                lanes[other] = None;
+            }
+        }
         let result = match result {
             Ok(result) => result,
             Err(e) => return ConnectionEnd::Lost(e.to_string()),
         };
+        let next_is_fetched = lanes[other].as_ref().is_some_and(|l| l.grabbing);
+        let lane = lanes[cur].as_mut().expect("the current connection is open");
         // Updates the handler sent just before returning go out before its result.
         while let Ok(update) = updates_rx.try_recv() {
             if update.work_handle() == Some(&handle) {
-                if let Err(e) = conn.feed(update).await {
+                if let Err(e) = lane.conn.feed(update).await {
                     return ConnectionEnd::Lost(e.to_string());
                 }
             }
         }
         let fed = match result {
-            Ok(data) => conn.feed(Packet::WorkComplete { handle, data }).await,
-            Err(failure) => feed_all(&mut conn, failure.packets(handle)).await,
+            Ok(data) => lane.conn.feed(Packet::WorkComplete { handle, data }).await,
+            Err(failure) => feed_all(&mut lane.conn, failure.packets(handle)).await,
         };
         if let Err(e) = fed {
             return ConnectionEnd::Lost(e.to_string());
         }
-        // Keep the turn and ask for the next job in the same write, unless stopping or
-        // another server's connection is waiting for its turn.
         let stopping = shutdown.is_cancelled();
-        if !stopping && shared.waiting.load(Ordering::SeqCst) == 0 {
-            if let Err(e) = conn.feed(Packet::GrabJobUniq).await {
+        // Ask for another job in the same write: the one after the prefetched one while
+        // jobs are short, or the next one while no other server's connection waits for the
+        // turn. Otherwise hand the turn over.
+        let grab = !stopping
+            && if next_is_fetched {
+                prefetching(&recent)
+            } else {
+                shared.waiting.load(Ordering::SeqCst) == 0
+            };
+        if grab {
+            if let Err(e) = lane.conn.feed(Packet::GrabJobUniq).await {
                 return ConnectionEnd::Lost(e.to_string());
             }
-            grab_sent = true;
-        } else {
+            lane.grabbing = true;
+        } else if !next_is_fetched {
             turn = None;
         }
-        if let Err(e) = conn.flush().await {
+        if let Err(e) = lane.conn.flush().await {
             return ConnectionEnd::Lost(e.to_string());
         }
         if stopping {
+            // A prefetched job goes back with its connection.
             return ConnectionEnd::Shutdown;
+        }
+        if next_is_fetched {
+            cur = other;
         }
     }
 }
@@ -461,9 +622,8 @@ enum Grabbed {
 async fn next_reply(
     conn: &mut Connection,
     server: &Arc<ServerAddr>,
-    socket: &Option<Arc<std::os::fd::OwnedFd>>,
+    socket: &Option<Arc<OwnedFd>>,
 ) -> Result<Grabbed, String> {
-    let addr = server.as_ref();
     loop {
         let packet = match conn.next().await {
             None => return Err("the job server closed the connection".into()),
@@ -477,39 +637,21 @@ async fn next_reply(
                 unique,
                 data,
             } => {
-                return Ok(Grabbed::Job(AssignedJob {
-                    abort: JobAbort {
-                        handle: handle.clone(),
-                        socket: socket.clone(),
-                    },
-                    handle,
-                    function,
-                    unique,
-                    data,
-                    server: server.clone(),
-                }));
+                let job = AssignedJob::new(handle, function, unique, data, server, socket);
+                return Ok(Grabbed::Job(job));
             }
             Packet::JobAssign {
                 handle,
                 function,
                 data,
             } => {
-                return Ok(Grabbed::Job(AssignedJob {
-                    abort: JobAbort {
-                        handle: handle.clone(),
-                        socket: socket.clone(),
-                    },
-                    handle,
-                    function,
-                    unique: Bytes::new(),
-                    data,
-                    server: server.clone(),
-                }));
+                let job = AssignedJob::new(handle, function, Bytes::new(), data, server, socket);
+                return Ok(Grabbed::Job(job));
             }
             Packet::NoJob => return Ok(Grabbed::Nothing),
             // A NOOP from an earlier PRE_SLEEP that crossed our GRAB: harmless.
             Packet::Noop => {}
-            other => note_unexpected(addr, &other),
+            other => note_unexpected(server, &other),
         }
     }
 }
