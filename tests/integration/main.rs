@@ -21,6 +21,7 @@ mod gearmand_protocol;
 mod http;
 mod interop;
 mod plugins;
+mod prefetch;
 mod process_titles;
 mod queue;
 mod server;

@@ -4,12 +4,13 @@
 //! for it across restarts. Jobs go in through the `gearman` CLI (the C client).
 
 use crate::common::host::Host;
-use crate::common::{self, JobServer, ServerKind, handler, poll_until, start_worker, wait_until};
+use crate::common::{
+    self, JobServer, ServerKind, handler, poll_until, start_worker, submit_lines, wait_until,
+};
 use bytes::Bytes;
 use geardriver::gearman::{AdminClient, ServerAddr};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,46 +22,6 @@ fn listening(port: u16) -> bool {
     poll_until(LIMIT, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
-}
-
-/// Submits one background job per line with the gearman CLI (`-b -N`); `false` (after a
-/// notice) when the CLI is missing outside CI.
-fn submit_lines(port: u16, function: &str, flags: &[&str], lines: &[String]) -> bool {
-    let Some(mut cli) = common::gearman_cli() else {
-        return false;
-    };
-    let mut child = cli
-        .args([
-            "-b",
-            "-N",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-f",
-            function,
-        ])
-        .args(flags)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = lines.join("\n");
-    input.push('\n');
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "gearman -b: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    true
 }
 
 /// The job server's count of `function`'s jobs (queued and running), `None` if it does not

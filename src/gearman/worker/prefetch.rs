@@ -171,7 +171,12 @@ impl Releaser {
                     // the job again; the worker's reads on it fail and it reconnects.
                     let _ = socket2::SockRef::from(armed.socket.as_ref())
                         .shutdown(std::net::Shutdown::Both);
-                    tracing::debug!("gave a prefetched job back");
+                    let why = if state.stopping {
+                        "the worker is stopping"
+                    } else {
+                        "the job ahead of it ran long"
+                    };
+                    tracing::debug!("gave a prefetched job back to the job server: {why}");
                     state
                 }
                 Some(armed) => {

@@ -17,6 +17,7 @@ use geardriver::gearman::worker::{
 };
 use geardriver::gearman::{Ability, ServerAddr};
 use std::future::Future;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -459,6 +460,46 @@ pub fn gearman_cli() -> Option<Command> {
         return None;
     }
     Some(Command::new("gearman"))
+}
+
+/// Submits one background job per line with the gearman CLI (`-b -N`); `false` (after a
+/// notice) when the CLI is missing outside CI.
+pub fn submit_lines(port: u16, function: &str, flags: &[&str], lines: &[String]) -> bool {
+    let Some(mut cli) = gearman_cli() else {
+        return false;
+    };
+    let mut child = cli
+        .args([
+            "-b",
+            "-N",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-f",
+            function,
+        ])
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = lines.join("\n");
+    input.push('\n');
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "gearman -b: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
 
 /// A child process killed when dropped.
