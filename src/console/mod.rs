@@ -4,21 +4,22 @@
 //!
 //! - `line`: input lines, whatever bytes arrive; `command`: the command enum, `help`'s table
 //!   and the reply type; `commands/`: one file per command; `snapshot`: what the read-only
-//!   commands show.
+//!   commands show; `slots`: who holds the `max_connections` slots, and who gives one up.
 //!
 //! Every connection is bounded: a line cap, an idle timeout, a write timeout and a cap on
 //! connections at once. A bad client gets an `ERR` line or is disconnected; the host does not
 //! notice.
 //!
-//! With a secret, a client that has not authenticated is held to more: it must `auth` within
-//! `auth_timeout` (5 s by default); each address may have [`UNAUTHENTICATED_PER_ADDRESS`] such connections at
-//! once, and all of them together leave a quarter of the slots to authenticated clients; a
+//! A connection must do something useful within `auth_timeout` (5 s by default) — with a
+//! secret, authenticate; without one, send a command the console knows — or it is closed;
+//! and until it has, a newcomer that finds every slot taken takes its place (`slots`). A
 //! wrong secret is answered after [`AUTH_FAILURE_DELAY`], logged with the peer's address, and
 //! the [`AUTH_ATTEMPTS`]th closes the connection.
 
 pub mod command;
 pub mod commands;
 pub mod line;
+pub mod slots;
 pub mod snapshot;
 
 use crate::driver::HostHandle;
@@ -26,77 +27,22 @@ use command::{Command, Reply};
 use commands::*;
 use futures_util::StreamExt;
 use line::{Line, LineCodec};
+use slots::{Admitted, Full, Place, Slots};
 use snapshot::Snapshot;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 /// Longest accepted line, in bytes.
 pub const MAX_LINE: usize = 4096;
-/// Unauthenticated connections one address may hold at once.
-pub const UNAUTHENTICATED_PER_ADDRESS: usize = 4;
 /// The wait before a wrong secret is answered: guessing goes at one try a second.
 pub const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// Wrong secrets one connection may send; the last closes it.
 pub const AUTH_ATTEMPTS: u32 = 3;
-
-/// Who has not authenticated yet, per address (only when a secret is set).
-#[derive(Default)]
-struct Unauthenticated {
-    by_address: HashMap<IpAddr, usize>,
-    total: usize,
-}
-
-/// An unauthenticated connection's place; given back when it authenticates or goes.
-struct Pending {
-    ip: IpAddr,
-    gate: Arc<Mutex<Unauthenticated>>,
-}
-
-impl Pending {
-    /// A place for a new connection from `ip`, or why there is none.
-    fn admit(
-        gate: &Arc<Mutex<Unauthenticated>>,
-        ip: IpAddr,
-        cap: usize,
-    ) -> Result<Pending, String> {
-        let mut g = gate.lock().unwrap_or_else(|p| p.into_inner());
-        let from_ip = g.by_address.get(&ip).copied().unwrap_or(0);
-        if from_ip >= UNAUTHENTICATED_PER_ADDRESS {
-            return Err(format!(
-                "at most {UNAUTHENTICATED_PER_ADDRESS} unauthenticated connections from one address"
-            ));
-        }
-        if g.total >= cap {
-            return Err(format!("at most {cap} unauthenticated connections at once"));
-        }
-        *g.by_address.entry(ip).or_default() += 1;
-        g.total += 1;
-        Ok(Pending {
-            ip,
-            gate: gate.clone(),
-        })
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        g.total = g.total.saturating_sub(1);
-        if let Some(n) = g.by_address.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                g.by_address.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// How the console treats its clients.
 #[derive(Clone, Debug)]
@@ -105,7 +51,8 @@ pub struct Settings {
     pub secret: Option<String>,
     /// A client silent this long is disconnected.
     pub idle_timeout: Duration,
-    /// With a secret, a client must authenticate this soon after connecting.
+    /// A client must do something useful this soon after connecting: authenticate, with a
+    /// secret; else send a command the console knows.
     pub auth_timeout: Duration,
     pub max_connections: usize,
 }
@@ -118,32 +65,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let gate = Arc::new(Mutex::new(Unauthenticated::default()));
-    // Unauthenticated clients never hold the last quarter of the slots.
-    let unauthenticated_cap = (settings.max_connections - settings.max_connections / 4).max(1);
+    let slots = Slots::new(settings.max_connections);
     let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
+    // A flood of connections is logged at a bounded rate too.
+    let mut full = crate::logging::Throttle::new(Duration::from_secs(10));
     loop {
         let accepted = crate::limits::accept(&listener, &shutdown, &mut accept_errors, "console");
         let Some((mut stream, peer)) = accepted.await else {
             return;
         };
-        let pending = match settings.secret {
-            None => Ok(None),
-            Some(_) => Pending::admit(&gate, peer.ip(), unauthenticated_cap).map(Some),
-        };
-        let admitted = match pending {
-            Err(why) => Err(why),
-            Ok(pending) => match slots.clone().try_acquire_owned() {
-                Ok(permit) => Ok((permit, pending)),
-                Err(_) => Err(format!("at most {} at once", settings.max_connections)),
-            },
-        };
-        let (permit, pending) = match admitted {
-            Ok(admitted) => admitted,
-            Err(why) => {
-                tracing::warn!(%peer, reason = %why, "console: connection refused");
-                let refusal = Reply::error("too_many_connections", why);
+        let place = match slots.admit(peer) {
+            Ok(Admitted { place, displaced }) => {
+                if let Some(displaced) = displaced {
+                    if let Some(held_back) = full.allow() {
+                        tracing::warn!(%peer, %displaced, held_back, "console: every slot taken; closing the oldest connection that has done nothing yet for a new one");
+                    }
+                }
+                place
+            }
+            Err(Full { max }) => {
+                if let Some(held_back) = full.allow() {
+                    tracing::warn!(%peer, held_back, "console: connection refused: every slot is held by a session");
+                }
+                let refusal =
+                    Reply::error("too_many_connections", format!("at most {max} at once"));
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(
                         Duration::from_secs(1),
@@ -160,57 +105,68 @@ pub async fn run(
         tokio::spawn(async move {
             tracing::debug!(%peer, "console: client connected");
             tokio::select! {
-                _ = serve(stream, peer, pending, &host, &settings) => {}
+                _ = serve(stream, peer, &place, &host, &settings) => {}
                 _ = shutdown.cancelled() => {}
             }
-            drop(permit);
+            drop(place);
             tracing::debug!(%peer, "console: client gone");
         });
     }
 }
 
-/// One client, until it quits, goes quiet for too long or stops reading. `pending` holds its
-/// place among the unauthenticated until it authenticates.
+/// One client, until it quits, goes quiet for too long, stops reading, or loses its `place`
+/// to a newcomer before it did anything useful.
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    mut pending: Option<Pending>,
+    place: &Place,
     host: &HostHandle,
     settings: &Settings,
 ) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = FramedRead::new(reader, LineCodec::new(MAX_LINE));
     let mut authenticated = settings.secret.is_none();
-    let auth_deadline = tokio::time::Instant::now() + settings.auth_timeout;
+    let mut proven = false;
+    let deadline = tokio::time::Instant::now() + settings.auth_timeout;
+    let unproven = if settings.secret.is_some() {
+        "has not authenticated"
+    } else {
+        "has sent no command"
+    };
+    let evicted = Reply::error(
+        "too_many_connections",
+        format!("every slot is taken and this connection {unproven}; closing it for a new one"),
+    );
     let mut failures = 0;
     loop {
-        let wait = if authenticated {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = if proven {
             settings.idle_timeout
         } else {
-            auth_deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .min(settings.idle_timeout)
+            left.min(settings.idle_timeout)
         };
-        let line = match tokio::time::timeout(wait, lines.next()).await {
+        let next = tokio::select! {
+            biased;
+            _ = place.evicted().cancelled() => return goodbye(&mut writer, &evicted).await,
+            next = tokio::time::timeout(wait, lines.next()) => next,
+        };
+        let line = match next {
             Err(_) => {
-                let bye = if authenticated {
-                    Reply::error(
-                        "timeout",
-                        format!("no command for {}; closing", seconds(settings.idle_timeout)),
-                    )
-                } else {
-                    Reply::error(
-                        "timeout",
-                        format!(
+                let why = if !proven && left <= settings.idle_timeout {
+                    match settings.secret {
+                        Some(_) => format!(
                             "not authenticated within {}; closing",
                             seconds(settings.auth_timeout)
                         ),
-                    )
+                        None => format!(
+                            "no command within {} of connecting; closing",
+                            seconds(settings.auth_timeout)
+                        ),
+                    }
+                } else {
+                    format!("no command for {}; closing", seconds(settings.idle_timeout))
                 };
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), writer.write_all(&bye.render()))
-                        .await;
-                return;
+                return goodbye(&mut writer, &Reply::error("timeout", why)).await;
             }
             Ok(None) | Ok(Some(Err(_))) => return,
             Ok(Some(Ok(line))) => line,
@@ -226,28 +182,38 @@ async fn serve(
                     let (reply, ok) = auth::run(settings.secret.as_deref(), secret.as_deref());
                     if ok {
                         authenticated = true;
-                        drop(pending.take()); // its place among the unauthenticated
+                        proven = true;
+                        place.prove();
                         reply
                     } else {
                         failures += 1;
                         tracing::warn!(%peer, attempt = failures, "console: failed auth");
-                        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                        tokio::select! {
+                            biased;
+                            _ = place.evicted().cancelled() => return goodbye(&mut writer, &evicted).await,
+                            _ = tokio::time::sleep(AUTH_FAILURE_DELAY) => {}
+                        }
                         if failures >= AUTH_ATTEMPTS {
                             let bye = Reply::error(
                                 "auth_failed",
                                 format!("wrong secret {AUTH_ATTEMPTS} times; closing"),
                             );
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(1),
-                                writer.write_all(&bye.render()),
-                            )
-                            .await;
-                            return;
+                            return goodbye(&mut writer, &bye).await;
                         }
                         reply
                     }
                 }
-                command => dispatch(command, host, settings, &mut authenticated).await,
+                command => {
+                    let known = !matches!(command, Command::Unknown(_));
+                    let reply = dispatch(command, host, settings, &mut authenticated).await;
+                    // Without a secret, a command the console knows is what makes a
+                    // connection worth its slot.
+                    if known && authenticated && !proven {
+                        proven = true;
+                        place.prove();
+                    }
+                    reply
+                }
             },
         };
         if reply == Reply::Close {
@@ -258,6 +224,11 @@ async fn serve(
             _ => return,
         }
     }
+}
+
+/// A last `ERR` line before the connection closes, if the client takes it within a second.
+async fn goodbye(writer: &mut tokio::net::tcp::OwnedWriteHalf, reply: &Reply) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&reply.render())).await;
 }
 
 /// Runs one command for a client.
