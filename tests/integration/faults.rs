@@ -298,22 +298,7 @@ async fn idle_connections_cannot_starve_the_host_of_descriptors() {
         ),
     );
     // A hard limit of 300 descriptors for the host.
-    let child = std::process::Command::new("sh")
-        .args(["-c", "ulimit -n 300 && exec \"$0\" run --config \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_geardriver"))
-        .arg(&config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("host.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let log = dir.path().join("host.log");
-    let host = Host {
-        child,
-        dir,
-        config,
-        log,
-    };
+    let host = start_under_ulimit("-n 300", dir, config);
     let workers = host.wait_workers("e", 2, LIMIT);
     host.wait_log("max_connections=", LIMIT);
     let mut idle = Vec::new();
@@ -358,6 +343,77 @@ async fn idle_connections_cannot_starve_the_host_of_descriptors() {
         "refusals are logged at a bounded rate: {refusals}"
     );
     drop(idle);
+}
+
+/// A host started by a shell that first runs `ulimit ARGS`.
+fn start_under_ulimit(args: &str, dir: tempfile::TempDir, config: std::path::PathBuf) -> Host {
+    let child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit {args} && exec \"$0\" run --config \"$1\""),
+        ])
+        .arg(env!("CARGO_BIN_EXE_geardriver"))
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("host.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("host.log");
+    Host {
+        child,
+        dir,
+        config,
+        log,
+    }
+}
+
+/// The soft and hard limits on open files of `pid`, from /proc/PID/limits.
+fn open_files_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+// Issue 12, finding 9: the host raises its soft open-files limit to the hard one at start.
+// (The test above sets both with `ulimit -n`, so it never saw the raise.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_raises_its_soft_open_files_limit_to_the_hard_one() {
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if hard <= 300 {
+        common::notice("skipped: the hard open-files limit is 300 or less, no room below it");
+        return;
+    }
+    let server_port = free_port();
+    let (dir, config) = common::host::config_dir(
+        &[format!("127.0.0.1:{server_port}")],
+        "interval = 0",
+        &format!(
+            "[server]\nenabled = true\nlisten = \"127.0.0.1:{server_port}\"\n\
+             [[jobs]]\nname = \"e\"\nworker = \"echo\"\n"
+        ),
+    );
+    let host = start_under_ulimit("-Sn 300", dir, config);
+    host.wait_log("max_connections=", LIMIT);
+    assert_eq!(
+        open_files_limits(host.pid()),
+        (hard, hard),
+        "the soft limit was raised to the hard one\n{}",
+        host.log()
+    );
+    assert!(
+        host.log().contains(&format!("open_files={hard}")),
+        "{}",
+        host.log()
+    );
 }
 
 /// The host's stats table, as another process of the same user can open it: the memfd among
