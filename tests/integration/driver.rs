@@ -632,6 +632,58 @@ both_servers! {
     }
 }
 
+// Issue 12, item 3: a console `kill` and a lowered max end what a worker process started
+// (a command's `sleep 1000 &`), not only the process: nothing is left in its group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_kill_or_a_lowered_max_ends_what_a_worker_started() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let port = common::free_port();
+    let host = Host::start(
+        &[server.addr().to_string()],
+        "interval = 0",
+        &format!(
+            "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[jobs]]\nname = \"cmd\"\ncommand = [\"sh\", \"-c\", \"sleep 1000 >/dev/null 2>&1 & sleep 0.3; cat\"]\n\
+             min_processes = 2\nmax_processes = 2\n"
+        ),
+    );
+    let workers = host.wait_workers("cmd", 2, LIMIT);
+    assert!(common::wait_for_status(&server.addr(), "cmd", |s| s.available_workers == 2).await);
+    // Two jobs at once, one for each process: each leaves a `sleep 1000` in its group.
+    tokio::join!(
+        expect_result(server.addr(), "cmd", "a", "a"),
+        expect_result(server.addr(), "cmd", "b", "b")
+    );
+    let groups = groups_of(&workers);
+    assert_eq!(groups, workers, "every worker process leads its own group");
+    assert!(
+        poll_until(LIMIT, || groups
+            .iter()
+            .all(|&g| members_of(&[g]).len() >= 2)),
+        "each process and its sleep: {:?}",
+        members_of(&groups)
+    );
+    let mut console = common::console::Console::connect(port);
+    assert_eq!(console.cmd(&format!("kill {}", workers[0])), "OK\r\n.\r\n");
+    assert!(
+        poll_until(LIMIT, || members_of(&[groups[0]]).is_empty()),
+        "left behind after `kill`: {:?}",
+        members_of(&[groups[0]])
+    );
+    assert_eq!(
+        members_of(&[groups[1]]).len(),
+        2,
+        "the other process is untouched"
+    );
+    assert_eq!(console.cmd("set_processes cmd 0 0"), "OK\r\n.\r\n");
+    assert!(
+        poll_until(LIMIT, || members_of(&[groups[1]]).is_empty()),
+        "left behind after a lowered max: {:?}",
+        members_of(&[groups[1]])
+    );
+    host.wait_workers("cmd", 0, LIMIT);
+}
+
 // Found trying issue 12: with `[server] enabled = false` (the setup for gearmand) every stop
 // waited 5 s for a built-in job server that did not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
