@@ -268,6 +268,98 @@ both_servers! {
     }
 }
 
+// Issue 12, item 4: a job removed by a reload lets its busy process finish the job (the
+// client gets the result; shutdown_timeout, which bounds only idle processes that do not
+// go, does not cut it short), and the process goes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_jobs_busy_process_finishes_its_job() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let servers = [server.addr().to_string()];
+    let jobs = |extra: &str| format!("[[jobs]]\nname = \"stay\"\nworker = \"echo\"\n{extra}");
+    let host = Host::start(
+        &servers,
+        "interval = 0\nshutdown_timeout = 1",
+        &jobs("[[jobs]]\nname = \"gone\"\nworker = \"sleep\"\ntimeout = 10\n"),
+    );
+    let busy = host.wait_workers("gone", 1, LIMIT)[0];
+    let job = client(server.addr())
+        .submit(JobRequest::new("gone", "2500"))
+        .await
+        .unwrap();
+    assert!(common::wait_for_status(&server.addr(), "gone", |s| s.running == 1).await);
+    host.rewrite_config(&servers, "interval = 0\nshutdown_timeout = 1", &jobs(""));
+    host.signal(Signal::SIGHUP);
+    host.wait_log("config reloaded", LIMIT);
+    let outcome = tokio::time::timeout(LIMIT, job.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        JobOutcome::Complete(Bytes::from("slept 2500")),
+        "{}",
+        host.log()
+    );
+    assert!(
+        poll_until(LIMIT, || !alive(busy)),
+        "the removed job's process went"
+    );
+    let log = host.log();
+    assert!(
+        !log.contains("killing it") && !log.contains("was killed"),
+        "{log}"
+    );
+    expect_result(server.addr(), "stay", "x", "x").await;
+}
+
+// Issue 12, item 10: the overrun backstop read the pool's current config, so a reload that
+// lowered a job's timeout had the host kill a process started with the old one at the new
+// timeout (plus the backstop's 2 s), in the middle of a job its own timeout allowed. The
+// process's job keeps the timeout it was started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_shorten_the_timeout_of_a_job_in_hand() {
+    let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
+    let servers = [server.addr().to_string()];
+    let jobs = |timeout: u32| {
+        format!("[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\ntimeout = {timeout}\n")
+    };
+    let host = Host::start(&servers, "interval = 0", &jobs(30));
+    let old = host.wait_workers("nap", 1, LIMIT)[0];
+    let job = client(server.addr())
+        .submit(JobRequest::new("nap", "4500"))
+        .await
+        .unwrap();
+    assert!(common::wait_for_status(&server.addr(), "nap", |s| s.running == 1).await);
+    host.rewrite_config(&servers, "interval = 0", &jobs(1));
+    host.signal(Signal::SIGHUP);
+    host.wait_log("config reloaded", LIMIT);
+    let outcome = tokio::time::timeout(LIMIT, job.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        JobOutcome::Complete(Bytes::from("slept 4500")),
+        "{}",
+        host.log()
+    );
+    assert!(
+        poll_until(LIMIT, || !alive(old)),
+        "the old process was replaced after its job"
+    );
+    // The new timeout holds for the new process.
+    let outcome = client(server.addr())
+        .run(JobRequest::new("nap", "3000"))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        JobOutcome::failed_with("timeout: the job ran longer than 1s"),
+        "{}",
+        host.log()
+    );
+}
+
 // Issue 12, finding 7: after `mv host.log host.log.1` the host wrote to `.1` for ever, and the
 // log did not say why processes started or stopped.
 both_servers! {

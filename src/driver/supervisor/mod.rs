@@ -61,6 +61,10 @@ struct Process {
     /// Its last usage sample, and its CPU share since the one before (‰ of one core).
     usage: Option<(Instant, crate::procinfo::Usage)>,
     cpu_permille: Option<u32>,
+    /// The jobs it serves, as its stats slot numbers them: those it was started with. A
+    /// reload may have changed the pool's since (a timeout, a group's members) while it
+    /// finishes its job.
+    jobs: Arc<[JobConfig]>,
 }
 
 struct Pool {
@@ -345,8 +349,8 @@ impl Supervisor {
         }
     }
 
-    /// A process still busy [`OVERRUN_BACKSTOP`] after its job's `timeout` is killed (with
-    /// what it started) and replaced; the overrun becomes the job's last error. The process
+    /// A process still busy [`OVERRUN_BACKSTOP`] after its job's `timeout` (as the process
+    /// was started with it) is killed (with what it started) and replaced; the overrun becomes the job's last error. The process
     /// normally ends such a job itself and tells the job server first; a kill makes gearmand
     /// hand the job out again (up to its `--job-retries`).
     fn kill_overruns(&mut self) {
@@ -363,7 +367,7 @@ impl Supervisor {
                 if !slot.holds_job() {
                     continue;
                 }
-                let Some(job) = slot.function.and_then(|f| pool.config.jobs.get(f as usize)) else {
+                let Some(job) = slot.function.and_then(|f| p.jobs.get(f as usize)) else {
                     continue;
                 };
                 if let Some(timeout) = job.timeout {
@@ -550,6 +554,7 @@ impl Supervisor {
                         operator_stopped: false,
                         usage: None,
                         cpu_permille: None,
+                        jobs: Arc::from(pool.config.jobs.as_slice()),
                     },
                 );
                 true
@@ -600,7 +605,7 @@ impl Supervisor {
         };
         let final_stats = self.stats.read(process.slot).filter(|s| s.pid == pid);
         if let Some(snapshot) = &final_stats {
-            fold(&self.table, name, &pool.config.jobs, snapshot);
+            fold(&self.table, name, &process.jobs, snapshot);
             pool.exited.add_slot(snapshot);
         }
         if let Ok(writer) = self.stats.writer(process.slot) {
@@ -627,7 +632,7 @@ impl Supervisor {
             if let Some(s) = final_stats.as_ref().filter(|s| s.holds_job()) {
                 let job = s
                     .function
-                    .and_then(|f| pool.config.jobs.get(f as usize))
+                    .and_then(|f| process.jobs.get(f as usize))
                     .map(|j| j.name.clone());
                 tracing::warn!(pid, job = %name, function = job.as_deref().unwrap_or("?"), "died holding a job; the job server hands it to another process");
                 // The job's last error, so that a poison payload shows in `status`.
