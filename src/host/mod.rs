@@ -272,6 +272,8 @@ type ServerStart = (
 
 /// Binds the built-in job server's port, with a connection cap that leaves descriptors for
 /// the console and the worker processes, and opens its persistent queue.
+/// The cap is worked out once, from the config's `max_processes` at start: a later raise (the
+/// console, a reload) does not lower it, as the README's "Descriptors" says.
 async fn bind_server(config: &Config, open_files: u64) -> Result<ServerStart, HostError> {
     let queue = match &config.server.queue {
         Some(path) => Some(crate::gearman::server::queue::Queue::open(
