@@ -131,8 +131,8 @@ pub struct ConsoleConfig {
     pub secret: Option<String>,
     /// A client silent this long is disconnected.
     pub idle_timeout: Duration,
-    /// A client that has not authenticated (without a secret: sent a command the console
-    /// knows) this long after connecting is disconnected.
+    /// With a secret, a client that has not authenticated this long after connecting is
+    /// disconnected.
     pub auth_timeout: Duration,
     /// Clients connected at once.
     pub max_connections: usize,

@@ -10,9 +10,11 @@
 //! connections at once. A bad client gets an `ERR` line or is disconnected; the host does not
 //! notice.
 //!
-//! A connection must do something useful within `auth_timeout` (5 s by default) — with a
-//! secret, authenticate; without one, send a command the console knows — or it is closed;
-//! and until it has, a newcomer that finds every slot taken takes its place (`slots`). A
+//! With a secret, a connection must authenticate within `auth_timeout` (5 s by default) or
+//! it is closed. Until it has done something useful (with a secret, authenticate; without
+//! one, send a command the console knows), a newcomer that finds every slot taken takes its
+//! place (`slots`): idle sockets cannot lock the operator out, and a person typing at a
+//! telnet prompt without a secret is not hurried. A
 //! wrong secret is answered after [`AUTH_FAILURE_DELAY`], logged with the peer's address, and
 //! the [`AUTH_ATTEMPTS`]th closes the connection.
 
@@ -140,7 +142,7 @@ async fn serve(
     let mut failures = 0;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let wait = if proven {
+        let wait = if proven || settings.secret.is_none() {
             settings.idle_timeout
         } else {
             left.min(settings.idle_timeout)
@@ -152,17 +154,11 @@ async fn serve(
         };
         let line = match next {
             Err(_) => {
-                let why = if !proven && left <= settings.idle_timeout {
-                    match settings.secret {
-                        Some(_) => format!(
-                            "not authenticated within {}; closing",
-                            seconds(settings.auth_timeout)
-                        ),
-                        None => format!(
-                            "no command within {} of connecting; closing",
-                            seconds(settings.auth_timeout)
-                        ),
-                    }
+                let why = if !proven && settings.secret.is_some() && left <= settings.idle_timeout {
+                    format!(
+                        "not authenticated within {}; closing",
+                        seconds(settings.auth_timeout)
+                    )
                 } else {
                     format!("no command for {}; closing", seconds(settings.idle_timeout))
                 };

@@ -749,9 +749,10 @@ fn read_to_close(mut socket: std::net::TcpStream) -> String {
 
 // Issue 12, finding 8, without a secret (the loopback default): every connection counted as
 // authenticated, so idle sockets from a local script held every slot for idle_timeout
-// (300 s) and the operator's `ctl` got `ERR too_many_connections`. Now a connection must send
-// a command within auth_timeout, and until it has, a newcomer finding every slot taken takes
-// its place: the oldest of the address holding the most such connections.
+// (300 s) and the operator's `ctl` got `ERR too_many_connections`. Now, until a connection
+// has sent a command, a newcomer finding every slot taken takes its place: the oldest of the
+// address holding the most such connections. Without a secret nobody is hurried: a socket
+// that sends nothing stays until it is needed (or idle_timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_never_keep_the_operator_out() {
     let server = common::JobServer::start(common::ServerKind::Builtin).expect("built-in server");
@@ -795,13 +796,14 @@ async fn idle_sockets_never_keep_the_operator_out() {
         "ERR too_many_connections: every slot is taken and this connection has sent no \
          command; closing it for a new one\r\n.\r\n"
     );
-    // What is left of the script's sockets goes after auth_timeout.
-    let started = std::time::Instant::now();
-    assert_eq!(
-        read_to_close(flood.next_back().unwrap()),
-        "ERR timeout: no command within 2 s of connecting; closing\r\n.\r\n"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // A person at a telnet prompt is not hurried: past auth_timeout, a socket that sent
+    // nothing is still served.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut last = flood.next_back().unwrap();
+    std::io::Write::write_all(&mut last, b"version\r\n").unwrap();
+    let mut reply = [0u8; 11];
+    std::io::Read::read_exact(&mut last, &mut reply).unwrap();
+    assert_eq!(&reply, b"geardriver ");
     host.wait_log(
         "console: every slot taken; closing the oldest connection",
         LIMIT,
