@@ -2,7 +2,9 @@
 """One worker connection registering many functions, on the built-in server and on gearmand
 in the same run (issue 16's load-test findings): N CAN_DO packets then an ECHO (the time until
 the echo comes back: registration), one GRAB_JOB with nothing queued (the scan of the worker's
-functions), and RESET_ABILITIES then an ECHO.
+functions), and RESET_ABILITIES then an ECHO. Then, with --jobs background jobs queued (each
+with a unique id), GET_STATUS_UNIQUE for the newest one (gearmand and the built-in server find a
+job by unique id across functions).
 
 Usage: cargo build --release && scripts/bench_abilities.py [--functions 10000] [--rounds 3]
        [--geardriver target/release/geardriver]
@@ -28,6 +30,25 @@ def reply(sock):
     body = b""
     while len(body) < length:
         body += sock.recv(length - len(body))
+
+
+def measure_unique(port, jobs, lookups=20):
+    """Queues `jobs` background jobs with unique ids, then times GET_STATUS_UNIQUE (ms each)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    batch = 5000
+    for start in range(0, jobs, batch):
+        count = min(batch, jobs - start)
+        sock.sendall(b"".join(packet(18, b"queued\0u%d\0x" % i) for i in range(start, start + count)))
+        for _ in range(count):
+            reply(sock)
+    started = time.perf_counter()
+    for _ in range(lookups):
+        sock.sendall(packet(41, b"u%d" % (jobs - 1)))
+        reply(sock)
+    took = (time.perf_counter() - started) / lookups
+    sock.close()
+    return took * 1000
 
 
 def measure(port, n):
@@ -69,6 +90,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=100000)
     parser.add_argument("--geardriver", default="target/release/geardriver")
     args = parser.parse_args()
     servers = {
@@ -84,16 +106,17 @@ def main():
                                       stderr=subprocess.DEVNULL)
             try:
                 wait_listening(port)
-                results[name].append(measure(port, args.functions))
+                results[name].append(measure(port, args.functions) + (measure_unique(port, args.jobs),))
             finally:
                 server.terminate()
                 server.wait()
     print(f"One worker, {args.functions} functions; median of {args.rounds} rounds, ms\n")
-    print("| server | CAN_DO × N, then ECHO | GRAB_JOB (nothing queued) | RESET_ABILITIES, then ECHO |")
-    print("|---|---:|---:|---:|")
+    print(f"| server | CAN_DO × N, then ECHO | GRAB_JOB (nothing queued) | RESET_ABILITIES, then ECHO "
+          f"| GET_STATUS_UNIQUE, {args.jobs} jobs queued |")
+    print("|---|---:|---:|---:|---:|")
     for name, rows in results.items():
-        cells = [statistics.median(r[i] for r in rows) for i in range(3)]
-        print(f"| {name} | {cells[0]:.1f} | {cells[1]:.2f} | {cells[2]:.1f} |")
+        cells = [statistics.median(r[i] for r in rows) for i in range(4)]
+        print(f"| {name} | {cells[0]:.1f} | {cells[1]:.2f} | {cells[2]:.1f} | {cells[3]:.3f} |")
 
 
 if __name__ == "__main__":

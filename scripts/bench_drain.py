@@ -23,7 +23,13 @@ adds no load) and `status` shows nothing left (other processes may hold a last j
 contender (N + 1 jobs over the time), the spread, and the ratios: of the medians, and the
 median of each round's ratio (the two ran minutes apart at most, so it moves less).
 
+With --server builtin the job server is geardriver's built-in one instead of gearmand. With
+--pin the job server runs on CPU 0 and every worker process on CPU 1 (this VM's unpinned runs
+swing by several times from one minute to the next; pinned, the job server and the worker
+still run side by side, which is what prefetch overlaps).
+
 Usage: scripts/bench_drain.py [--jobs 20000] [--rounds 5] [--contenders ours,c,perl]
+                              [--server gearmand|builtin] [--pin]
 """
 
 import argparse
@@ -88,10 +94,26 @@ class Admin:
         return self.status().get(function, (0, 0, 0))[0]
 
 
+PIN = {"server": [], "workers": []}
+
+
+def pin(cpus):
+    """Sets --pin's CPU lists (taskset prefixes)."""
+    PIN["server"], PIN["workers"] = (["taskset", "-c", c] for c in cpus)
+
+
+def start_builtin(geardriver):
+    port = free_port()
+    proc = subprocess.Popen([*PIN["server"], geardriver, "server", "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, GEARDRIVER_LOG="warn"))
+    return wait_for_port(proc, port, "the built-in server")
+
+
 def start_gearmand(tmp):
     port = free_port()
     proc = subprocess.Popen(
-        [gearmand_binary(), "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
+        [*PIN["server"], gearmand_binary(), "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
          f"--pid-file={tmp}/gearmand.pid", f"--threads={THREADS}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_for_port(proc, port, "gearmand")
@@ -251,7 +273,7 @@ def drain(kind, port, jobs, tmp, geardriver, round_no, gearmand_pid=None):
     sentinel = submit_sentinel(port, function)
     gearmand_before = cpu_us(gearmand_pid) if gearmand_pid else 0.0
     start = time.perf_counter()
-    workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen([*PIN["workers"], *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for cmd in worker_commands(kind, port, function, tmp, geardriver)]
     try:
         sentinel.settimeout(600)
@@ -292,12 +314,19 @@ def main():
     parser.add_argument("--contenders", default="ours,c,host1,host4,c4,perl")
     parser.add_argument("--geardriver", default=os.path.join(ROOT, "target", "release", "geardriver"))
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--server", choices=["gearmand", "builtin"], default="gearmand")
+    parser.add_argument("--pin", action="store_true", help="job server on CPU 0, workers on CPU 1")
     args = parser.parse_args()
+    if args.pin:
+        pin(["0", "1"])
     kinds = args.contenders.split(",")
     if any(k in kinds for k in ("ours", "host1", "host4")) and not os.path.exists(args.geardriver):
         sys.exit(f"{args.geardriver} not found: run `cargo build --release` first")
     with tempfile.TemporaryDirectory() as tmp:
-        gearmand, port = start_gearmand(tmp)
+        if args.server == "builtin":
+            gearmand, port = start_builtin(args.geardriver)
+        else:
+            gearmand, port = start_gearmand(tmp)
         try:
             rates = {k: [] for k in kinds}
             for r in range(args.rounds):

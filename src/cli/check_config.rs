@@ -126,10 +126,10 @@ fn render(config: &Config) -> String {
         }
     );
     let header = [
-        "job", "min", "max", "idle", "spare", "decode", "encode", "timeout", "group", "max_jobs",
-        "lifetime", "memory", "worker",
+        "job", "min", "max", "idle", "spare", "decode", "encode", "timeout", "prefetch", "group",
+        "max_jobs", "lifetime", "memory", "worker",
     ];
-    let rows: Vec<[String; 13]> = config
+    let rows: Vec<[String; 14]> = config
         .jobs
         .iter()
         .map(|j| {
@@ -142,6 +142,10 @@ fn render(config: &Config) -> String {
                 j.decode.clone(),
                 j.encode.clone(),
                 secs(j.timeout),
+                match (&j.worker, j.prefetch) {
+                    (crate::config::WorkerKind::Program(_), _) => "-".into(),
+                    (_, on) => if on { "on" } else { "off" }.into(),
+                },
                 j.group.clone().unwrap_or_else(|| "-".into()),
                 j.limits.max_jobs.map_or("-".into(), |n| n.to_string()),
                 secs(j.limits.max_lifetime),

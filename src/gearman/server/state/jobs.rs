@@ -111,6 +111,10 @@ impl State {
         if !job.unique.is_empty() {
             self.uniques
                 .insert((job.function.clone(), job.unique.clone()), job_id);
+            self.by_unique
+                .entry(job.unique.clone())
+                .or_default()
+                .push(job_id);
         }
         self.handles.insert(job.handle.clone(), job_id);
         let function = job.function.clone();
@@ -327,6 +331,12 @@ impl State {
             let key = (job.function.clone(), job.unique.clone());
             if self.uniques.get(&key) == Some(&job_id) {
                 self.uniques.remove(&key);
+            }
+            if let Some(ids) = self.by_unique.get_mut(&job.unique) {
+                ids.retain(|&id| id != job_id);
+                if ids.is_empty() {
+                    self.by_unique.remove(&job.unique);
+                }
             }
         }
         if let Some(f) = self.functions.get_mut(&job.function) {

@@ -186,6 +186,8 @@ pub struct State {
     handles: HashMap<Bytes, JobId>,
     /// Foreground and background jobs with a unique id, per function.
     uniques: HashMap<(Bytes, Bytes), JobId>,
+    /// The same jobs by unique id alone, oldest first (GET_STATUS_UNIQUE names no function).
+    by_unique: HashMap<Bytes, Vec<JobId>>,
     functions: BTreeMap<Bytes, Function>,
     conns: BTreeMap<ConnId, Conn>,
     next_job: JobId,
@@ -220,6 +222,7 @@ impl State {
             jobs: HashMap::new(),
             handles: HashMap::new(),
             uniques: HashMap::new(),
+            by_unique: HashMap::new(),
             functions: BTreeMap::new(),
             conns: BTreeMap::new(),
             next_job: 1,
@@ -470,10 +473,10 @@ impl State {
             }
             Packet::GetStatusUnique { unique } => {
                 let job = self
-                    .uniques
-                    .iter()
-                    .find(|((_, u), _)| *u == unique)
-                    .map(|(_, id)| &self.jobs[id]);
+                    .by_unique
+                    .get(&unique)
+                    .and_then(|ids| ids.first())
+                    .map(|id| &self.jobs[id]);
                 reply(Packet::StatusResUnique {
                     known: job.is_some(),
                     running: job.is_some_and(|j| j.worker.is_some()),
