@@ -123,7 +123,7 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
                 .writer(slot.slot)
                 .map_err(|e| e.to_string())?
                 .assign(std::process::id(), now_ms());
-            let stats = Arc::new((table, slot.slot));
+            let stats = Arc::new((Arc::new(table), slot.slot));
             let pool = std::env::var(crate::driver::PROGRAM_JOB_VAR)
                 .unwrap_or_else(|_| spec.functions.join(","));
             crate::title::keep(stats.clone(), pool, spec.functions.clone());

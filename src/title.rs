@@ -120,7 +120,7 @@ pub fn text(
 }
 
 /// Starts the thread that keeps this process's title (and `comm`) up to date from its slot.
-pub fn keep(stats: Arc<(StatsTable, usize)>, pool: String, functions: Vec<String>) {
+pub fn keep(stats: Arc<(Arc<StatsTable>, usize)>, pool: String, functions: Vec<String>) {
     let Some(mut title) = Title::own() else {
         return;
     };

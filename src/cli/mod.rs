@@ -145,6 +145,9 @@ pub struct WorkerArgs {
     /// Without a spec from the host: do not fetch the next job while a short one runs
     #[arg(long)]
     pub no_prefetch: bool,
+    /// Without a spec from the host: jobs run at once, each by its own worker loop
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub concurrency: u32,
 }
 
 #[derive(Debug, clap::Args)]

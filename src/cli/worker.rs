@@ -57,6 +57,7 @@ fn spec_from_flags(args: WorkerArgs) -> Result<WorkerSpec, String> {
         max_lifetime_ms: None,
         parent_pid: None,
         shutdown_timeout_ms: 0,
+        concurrency: args.concurrency.max(1),
     })
 }
 
@@ -65,10 +66,11 @@ pub fn launch(args: LaunchArgs) -> Outcome {
     let spec = KeeperSpec {
         host_pid: args.parent_pid,
         functions: args.functions,
-        stats: args
-            .stats_fd
-            .zip(args.slot)
-            .map(|(fd, slot)| StatsSlot { fd, slot }),
+        stats: args.stats_fd.zip(args.slot).map(|(fd, slot)| StatsSlot {
+            fd,
+            slot,
+            more: Vec::new(),
+        }),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         max_lifetime: args.max_lifetime_ms.map(Duration::from_millis),
         argv: args.argv,

@@ -7,6 +7,9 @@ use super::validate::{optional_seconds, seconds};
 use super::{ProcessLimits, RawJob, RawSize, defaults};
 use std::time::Duration;
 
+/// The most jobs one process may run at once.
+pub const MAX_CONCURRENCY: u32 = 1000;
+
 /// The six process settings as a job entry gives them (each optional).
 #[derive(Clone, Debug, Default)]
 pub(super) struct RawLimits {
@@ -17,11 +20,12 @@ pub(super) struct RawLimits {
     max_jobs: Option<u64>,
     max_lifetime: Option<f64>,
     pub(super) max_memory: Option<RawSize>,
+    concurrency: Option<u32>,
 }
 
 impl RawLimits {
     /// Each setting by name, as written (for naming a conflict between group members).
-    pub(super) fn given(&self) -> [(&'static str, Option<String>); 7] {
+    pub(super) fn given(&self) -> [(&'static str, Option<String>); 8] {
         fn text<T: ToString>(value: Option<T>) -> Option<String> {
             value.map(|v| v.to_string())
         }
@@ -39,6 +43,7 @@ impl RawLimits {
                     RawSize::Text(t) => t.clone(),
                 }),
             ),
+            ("concurrency", text(self.concurrency)),
         ]
     }
 
@@ -52,6 +57,7 @@ impl RawLimits {
             max_jobs: self.max_jobs.or(other.max_jobs),
             max_lifetime: self.max_lifetime.or(other.max_lifetime),
             max_memory: self.max_memory.or(other.max_memory.clone()),
+            concurrency: self.concurrency.or(other.concurrency),
         }
     }
 
@@ -77,7 +83,14 @@ impl RawLimits {
                 "{at}: min_spare ({min_spare}) cannot exceed max_processes ({max_processes})"
             ));
         }
+        let concurrency = self.concurrency.unwrap_or(1);
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(format!(
+                "{at}: concurrency = {concurrency}: give 1 (one job at a time, the default) up to {MAX_CONCURRENCY} jobs per process"
+            ));
+        }
         Ok(ProcessLimits {
+            concurrency,
             min_processes,
             max_processes,
             max_idle_time: match self.max_idle_time {
@@ -105,6 +118,7 @@ impl RawJob {
             max_jobs: self.max_jobs,
             max_lifetime: self.max_lifetime,
             max_memory: self.max_memory.clone(),
+            concurrency: self.concurrency,
         }
     }
 }

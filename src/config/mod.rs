@@ -185,6 +185,16 @@ pub struct ProcessLimits {
     /// A process whose resident memory (with its children's) passes this many bytes is
     /// replaced after its current job.
     pub max_memory: Option<u64>,
+    /// Jobs one process runs at once (async plugins, commands), each with its own stats
+    /// slot; autoscaling counts these slots.
+    pub concurrency: u32,
+}
+
+impl ProcessLimits {
+    /// Stats slots the pool's processes need at most: one per job each runs at once.
+    pub fn slots(&self) -> u64 {
+        u64::from(self.max_processes) * u64::from(self.concurrency)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -289,6 +299,7 @@ struct RawJob {
     max_processes: Option<u32>,
     max_idle_time: Option<f64>,
     min_spare: Option<u32>,
+    concurrency: Option<u32>,
     decode: Option<String>,
     encode: Option<String>,
     timeout: Option<f64>,

@@ -263,15 +263,11 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
         server: server_config,
         jobs,
     };
-    let most: u64 = config
-        .pools()
-        .iter()
-        .map(|p| u64::from(p.limits.max_processes))
-        .sum();
+    let most: u64 = config.pools().iter().map(|p| p.limits.slots()).sum();
     if most > MAX_PROCESSES as u64 {
         return Err(format!(
-            "the jobs' max_processes add up to {most}, more than the {MAX_PROCESSES} processes one host can run \
-             (one stats slot each)"
+            "the jobs' max_processes add up to {most}, more than the {MAX_PROCESSES} processes one \
+             host can run (one stats slot each; a process with concurrency N counts N)"
         ));
     }
     Ok(config)
@@ -331,6 +327,7 @@ fn validate_job(
             (raw.timeout.is_some(), "timeout"),
             (raw.max_jobs.is_some(), "max_jobs"),
             (raw.prefetch.is_some(), "prefetch"),
+            (raw.concurrency.is_some(), "concurrency"),
         ] {
             if set {
                 return Err(format!(

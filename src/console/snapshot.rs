@@ -3,7 +3,7 @@
 //! scoreboard state. Commands format a [`Snapshot`], so they are tested without a host.
 
 use crate::driver::HostHandle;
-use crate::driver::table::Totals;
+use crate::driver::table::{ProcessEntry, Totals};
 use crate::stats::{Durations, ProcessState, SlotSnapshot};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub struct JobView {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessView {
     pub pid: u32,
+    /// Which of its slots this row is (0..concurrency): a process that runs several jobs
+    /// at once has a row for each.
+    pub lane: usize,
     /// The pool (group or job) it serves.
     pub job: String,
     pub state: ProcessState,
@@ -81,12 +84,18 @@ impl Snapshot {
                 failed: entry.failed.clone(),
                 exited: entry.exited.clone(),
             });
-            let slots: Vec<(u32, Option<SlotSnapshot>)> = entry
+            // A row per slot: one per job a process runs at once.
+            let slots: Vec<(&ProcessEntry, usize, Option<SlotSnapshot>)> = entry
                 .processes
                 .iter()
-                .map(|p| (p.pid, stats.read(p.slot).filter(|s| s.pid == p.pid)))
+                .flat_map(|p| {
+                    p.slots.iter().enumerate().map(move |(lane, &slot)| {
+                        (p, lane, stats.read(slot).filter(|s| s.pid == p.pid))
+                    })
+                })
                 .collect();
-            for (p, (pid, slot)) in entry.processes.iter().zip(&slots) {
+            for (p, lane, slot) in &slots {
+                let pid = &p.pid;
                 let (state, since_ms) = match slot {
                     Some(s) => {
                         let since = match s.state {
@@ -106,8 +115,10 @@ impl Snapshot {
                     } else {
                         state
                     },
-                    rss_bytes: p.rss_bytes,
-                    cpu_permille: p.cpu_permille,
+                    lane: *lane,
+                    // The process's own figures, on its first row only (so sums hold).
+                    rss_bytes: p.rss_bytes.filter(|_| *lane == 0),
+                    cpu_permille: p.cpu_permille.filter(|_| *lane == 0),
                     function: slot
                         .as_ref()
                         .and_then(|s| s.function)
@@ -127,7 +138,7 @@ impl Snapshot {
             for (index, name) in (0u32..).zip(&entry.jobs) {
                 // What exited processes left, then what live ones say: one rule for both.
                 let mut record = tables.job(name).cloned().unwrap_or_default();
-                for slot in slots.iter().filter_map(|(_, s)| s.as_ref()) {
+                for slot in slots.iter().filter_map(|(_, _, s)| s.as_ref()) {
                     record.merge_slot(index, slot);
                 }
                 jobs.push(JobView {

@@ -36,7 +36,8 @@ pub struct Launch<'a> {
     pub pool: &'a PoolConfig,
     pub servers: &'a [ServerAddr],
     pub stats: &'a StatsTable,
-    pub slot: usize,
+    /// Its slots: one per job it runs at once (the pool's concurrency).
+    pub slots: &'a [usize],
     pub host_pid: u32,
     pub shutdown_timeout: std::time::Duration,
     /// max_lifetime with its random splay already added.
@@ -50,7 +51,8 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
     let servers: Vec<String> = launch.servers.iter().map(ToString::to_string).collect();
     let stats = StatsSlot {
         fd: launch.stats.share_with(&mut command),
-        slot: launch.slot,
+        slot: launch.slots[0],
+        more: launch.slots[1..].to_vec(),
     };
     let shutdown_timeout_ms = launch.shutdown_timeout.as_millis() as u64;
     if let Some(argv) = pool.program() {
@@ -106,6 +108,7 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
             max_lifetime_ms: launch.lifetime_ms,
             parent_pid: Some(launch.host_pid),
             shutdown_timeout_ms,
+            concurrency: pool.limits.concurrency,
         };
         let json = serde_json::to_string(&spec).map_err(io::Error::other)?;
         // The pool name in argv makes `ps` readable; the spec is what the worker reads.

@@ -23,8 +23,11 @@ pub struct ProcessView {
 pub enum Activity {
     /// Started, not serving yet.
     Starting,
-    /// Holding a job.
+    /// Holding a job (with `concurrency`: as many jobs as it runs at once).
     Busy,
+    /// With `concurrency`: holding some jobs, with room for more. Neither busy (it takes
+    /// waiting jobs itself) nor idle (never stopped for idleness).
+    Partly,
     /// Waiting for a job, for this long.
     Idle(Duration),
 }
@@ -41,6 +44,8 @@ pub struct PoolView {
     /// Jobs waiting in the job servers' queues for this pool's functions; `None` when the
     /// queues are not being watched (autoscaling off) or could not be read.
     pub waiting: Option<u64>,
+    /// Jobs each process runs at once: a backlog of N needs N / concurrency processes.
+    pub concurrency: u32,
 }
 
 /// What to do, and why (for the log).
@@ -101,15 +106,15 @@ pub fn plan(view: &PoolView) -> Plan {
     if current > view.max {
         let surplus = (current - view.max) as usize;
         let mut stop: Vec<u32> = idle.iter().map(|(pid, _)| *pid).take(surplus).collect();
-        let starting = view
-            .processes
-            .iter()
-            .filter(|p| p.activity == Activity::Starting);
-        let busy_ones = view
-            .processes
-            .iter()
-            .filter(|p| p.activity == Activity::Busy);
-        for p in starting.chain(busy_ones) {
+        let by = |activity| {
+            view.processes
+                .iter()
+                .filter(move |p| p.activity == activity)
+        };
+        let others = by(Activity::Starting)
+            .chain(by(Activity::Partly))
+            .chain(by(Activity::Busy));
+        for p in others {
             if stop.len() == surplus {
                 break;
             }
@@ -126,7 +131,8 @@ pub fn plan(view: &PoolView) -> Plan {
     let mut want = view.min.saturating_sub(current);
     let mut why = Why::BelowMin;
     if let Some(waiting) = view.waiting {
-        let backlog = u32::try_from(waiting).unwrap_or(u32::MAX);
+        let backlog =
+            u32::try_from(waiting.div_ceil(u64::from(view.concurrency.max(1)))).unwrap_or(u32::MAX);
         if waiting > 0 && busy >= current && backlog > want {
             (want, why) = (backlog, Why::Backlog);
         }
@@ -134,7 +140,11 @@ pub fn plan(view: &PoolView) -> Plan {
     let idle_now = idle.len() as u32;
     if idle_now < view.min_spare {
         // Processes still starting will be spare soon: count them.
-        let starting = current - busy - idle_now;
+        let starting = view
+            .processes
+            .iter()
+            .filter(|p| p.activity == Activity::Starting)
+            .count() as u32;
         let spares = view.min_spare.saturating_sub(idle_now + starting);
         if spares > want {
             (want, why) = (spares, Why::MinSpare);
@@ -208,7 +218,38 @@ mod tests {
             max_idle_time: S * 30,
             processes,
             waiting,
+            concurrency: 1,
         }
+    }
+
+    fn partly(pid: u32) -> ProcessView {
+        ProcessView {
+            pid,
+            activity: Activity::Partly,
+        }
+    }
+
+    #[test]
+    fn with_concurrency_slots_are_counted_not_processes() {
+        let with = |concurrency, processes, waiting| PoolView {
+            concurrency,
+            ..view(1, 10, 0, processes, Some(waiting))
+        };
+        // 60 jobs wait, each process runs 25 at once and is full: 3 more, not 60.
+        assert_eq!(plan(&with(25, vec![busy(1)], 60)).start, 3);
+        assert_eq!(plan(&with(25, vec![busy(1)], 1)).start, 1);
+        // One with room takes waiting jobs itself.
+        assert_eq!(plan(&with(25, vec![partly(1)], 60)).start, 0);
+        // A process with jobs in hand is never stopped for idleness...
+        let quiet = with(25, vec![partly(1), idle(2, 60)], 0);
+        assert_eq!(plan(&quiet).stop, vec![2]);
+        // ...and above max it goes after the idle and starting ones.
+        let lowered = PoolView {
+            max: 1,
+            min: 0,
+            ..with(25, vec![busy(1), partly(2), starting(3)], 0)
+        };
+        assert_eq!(plan(&lowered).stop, vec![3, 2]);
     }
 
     fn start(n: u32) -> Plan {

@@ -51,8 +51,8 @@ impl Totals {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessEntry {
     pub pid: u32,
-    /// Its slot in the stats table.
-    pub slot: usize,
+    /// Its slots in the stats table: one per job it runs at once.
+    pub slots: Vec<usize>,
     pub started_ms: i64,
     /// Told to stop; finishing its job.
     pub stopping: bool,

@@ -67,6 +67,9 @@ pub struct JobStatus {
 #[derive(Serialize)]
 pub struct ProcessStatus {
     pub pid: u32,
+    /// Which of the process's slots this is: a process with `concurrency` N has N entries,
+    /// 0 to N - 1 (its memory and CPU on the first).
+    pub slot: usize,
     pub pool: String,
     /// `starting`, `idle`, `busy` or `stopping`.
     pub state: &'static str,
@@ -138,6 +141,7 @@ pub async fn processes(State(context): State<Context>) -> Json<Vec<ProcessStatus
             .iter()
             .map(|p| ProcessStatus {
                 pid: p.pid,
+                slot: p.lane,
                 pool: p.job.clone(),
                 state: state_name(p.state),
                 jobs_done: p.jobs_done,

@@ -72,6 +72,14 @@ pub struct WorkerSpec {
     /// group is ended.
     #[serde(default)]
     pub shutdown_timeout_ms: u64,
+    /// Jobs run at once, each by its own worker loop with its own connections and stats
+    /// slot (`stats.more` holds the slots past the first).
+    #[serde(default = "one")]
+    pub concurrency: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -99,7 +107,13 @@ pub struct StatsSlot {
     /// The descriptor the host's table is inherited at.
     pub fd: i32,
     pub slot: usize,
+    /// With `concurrency` N: the slots of the other N - 1 worker loops.
+    #[serde(default)]
+    pub more: Vec<usize>,
 }
+
+/// A worker loop's stats slot: the table and the slot's number.
+pub type Slot = Arc<(Arc<StatsTable>, usize)>;
 
 /// A function ready to run.
 struct Function {
@@ -120,14 +134,19 @@ enum Run {
 /// Runs jobs for the worker loop and keeps the stats slot current.
 pub struct ProcessHandler {
     /// A pool serves a few functions: a scan beats hashing the name.
-    functions: Vec<Function>,
-    /// This process's slot. Tasks of this single-threaded runtime share it; they never run at
-    /// the same time, so the slot keeps a single writer.
-    stats: Option<Arc<(StatsTable, usize)>>,
-    jobs_left: Option<AtomicU64>,
+    functions: Arc<[Function]>,
+    /// This worker loop's slot. Tasks of this single-threaded runtime share it; they never
+    /// run at the same time, so the slot keeps a single writer.
+    stats: Option<Slot>,
+    /// Shared by the process's worker loops.
+    jobs_left: Option<Arc<AtomicU64>>,
     shutdown: CancellationToken,
-    /// Present when a function has a timeout.
+    /// This loop's; present when a function has a timeout.
     watchdog: Option<Arc<Watchdog>>,
+    /// The process's only worker loop (concurrency 1): what a timed-out command started can
+    /// go with its whole process group at once. With several loops the other jobs' commands
+    /// are in that group too, so it goes when the process exits.
+    alone: bool,
 }
 
 impl ProcessHandler {
@@ -136,7 +155,7 @@ impl ProcessHandler {
     }
 }
 
-fn with_slot(stats: Option<&(StatsTable, usize)>, f: impl FnOnce(&stats::SlotWriter<'_>)) {
+fn with_slot(stats: Option<&(Arc<StatsTable>, usize)>, f: impl FnOnce(&stats::SlotWriter<'_>)) {
     if let Some((table, index)) = stats {
         if let Ok(writer) = table.writer(*index) {
             f(&writer);
@@ -166,7 +185,7 @@ impl JobHandler for ProcessHandler {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::warn!(function = %function.name, "{message}; exiting to be replaced");
-                        if matches!(function.run, Run::Command(_)) {
+                        if matches!(function.run, Run::Command(_)) && self.alone {
                             // Dropping the job killed the command, not what it started.
                             crate::process_group::kill_rest();
                         }
@@ -245,14 +264,14 @@ pub fn spec_from_env() -> Option<Result<WorkerSpec, SpawnError>> {
     Some(serde_json::from_str(&json).map_err(|e| SpawnError::Spec(e.to_string())))
 }
 
-/// The worker loop's settings and the job handler for a spec: everything a worker process
-/// runs, without the process around it (signals, parent watch, runtime), so it can also be
-/// served in-process.
+/// The worker loops' settings and job handlers for a spec (one each: `concurrency` of them):
+/// everything a worker process runs, without the process around it (signals, parent watch,
+/// runtime), so it can also be served in-process.
 pub fn prepare(
     spec: &WorkerSpec,
     registry: &Registry,
     shutdown: CancellationToken,
-) -> Result<(WorkerConfig, ProcessHandler), SpawnError> {
+) -> Result<Vec<(WorkerConfig, ProcessHandler)>, SpawnError> {
     let servers = spec
         .servers
         .iter()
@@ -261,6 +280,7 @@ pub fn prepare(
                 .map_err(|e| SpawnError::Spec(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let loops = spec.concurrency.max(1) as usize;
     let mut functions = Vec::new();
     let mut abilities = Vec::new();
     for (index, f) in spec.functions.iter().enumerate() {
@@ -281,10 +301,13 @@ pub fn prepare(
             Runner::Command(argv) => Run::Command(argv.clone()),
         };
         let timeout = f.timeout_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
+        // Several loops already overlap their round trips; a second connection each would
+        // only double them.
+        let prefetch = f.prefetch && loops == 1;
         abilities.push(
             Ability::new(f.name.clone())
                 .with_timeout(timeout.map(|t| t + SERVER_TIMEOUT_MARGIN))
-                .with_prefetch(f.prefetch),
+                .with_prefetch(prefetch),
         );
         functions.push(Function {
             index: index as u32,
@@ -296,37 +319,63 @@ pub fn prepare(
             timeout,
         });
     }
-    let stats = match &spec.stats {
-        None => None,
+    let functions: Arc<[Function]> = functions.into();
+    let slots: Vec<Option<Slot>> = match &spec.stats {
+        None => vec![None; loops],
         Some(slot) => {
-            let table = StatsTable::attach_inherited(slot.fd)?;
-            table
-                .writer(slot.slot)?
-                .assign(std::process::id(), stats::now_ms());
-            let stats = Arc::new((table, slot.slot));
-            crate::title::keep(
-                stats.clone(),
-                spec.pool.clone(),
-                spec.functions.iter().map(|f| f.name.clone()).collect(),
-            );
-            Some(stats)
+            let table = Arc::new(StatsTable::attach_inherited(slot.fd)?);
+            let numbers: Vec<usize> = std::iter::once(slot.slot)
+                .chain(slot.more.iter().copied())
+                .collect();
+            if numbers.len() != loops {
+                return Err(SpawnError::Spec(format!(
+                    "concurrency {loops} needs as many stats slots, got {}",
+                    numbers.len()
+                )));
+            }
+            let mut slots = Vec::with_capacity(loops);
+            for number in numbers {
+                let table = table.clone();
+                table
+                    .writer(number)?
+                    .assign(std::process::id(), stats::now_ms());
+                slots.push(Some(Arc::new((table, number))));
+            }
+            if let Some(first) = &slots[0] {
+                crate::title::keep(
+                    first.clone(),
+                    spec.pool.clone(),
+                    spec.functions.iter().map(|f| f.name.clone()).collect(),
+                );
+            }
+            slots
         }
     };
-    let watchdog = if functions.iter().any(|f| f.timeout.is_some()) {
-        Some(Watchdog::start(stats.clone()).map_err(SpawnError::Runtime)?)
-    } else {
-        None
-    };
-    let handler = ProcessHandler {
-        functions,
-        stats,
-        jobs_left: spec.max_jobs.map(AtomicU64::new),
-        shutdown,
-        watchdog,
-    };
-    let mut config = WorkerConfig::new(servers, abilities);
-    config.client_id = Some(Bytes::from(spec.client_id.clone()));
-    Ok((config, handler))
+    let jobs_left = spec.max_jobs.map(|n| Arc::new(AtomicU64::new(n)));
+    let timeouts = functions.iter().any(|f| f.timeout.is_some());
+    let mut prepared = Vec::with_capacity(loops);
+    for stats in slots {
+        let watchdog = if timeouts {
+            Some(Watchdog::start(stats.clone()).map_err(SpawnError::Runtime)?)
+        } else {
+            None
+        };
+        let mut config = WorkerConfig::new(servers.clone(), abilities.clone());
+        config.client_id = Some(Bytes::from(match &stats {
+            Some(slot) if loops > 1 => format!("{}:{}", spec.client_id, slot.1),
+            _ => spec.client_id.clone(),
+        }));
+        let handler = ProcessHandler {
+            functions: functions.clone(),
+            stats,
+            jobs_left: jobs_left.clone(),
+            shutdown: shutdown.clone(),
+            watchdog,
+            alone: loops == 1,
+        };
+        prepared.push((config, handler));
+    }
+    Ok(prepared)
 }
 
 /// Runs the worker process to completion.
@@ -348,7 +397,7 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
     }
-    let (config, handler) = prepare(&spec, registry, shutdown.clone())?;
+    let loops = prepare(&spec, registry, shutdown.clone())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -368,15 +417,22 @@ pub fn run(spec: WorkerSpec, registry: &Registry) -> Result<(), SpawnError> {
         // A task of its own marks the slot as stopping, so the hot loop does not poll the
         // cancellation token on every wake-up.
         let token = shutdown.clone();
-        let slot = handler.stats.clone();
+        let slots: Vec<_> = loops.iter().map(|(_, h)| h.stats.clone()).collect();
         tokio::spawn(async move {
             token.cancelled().await;
-            with_slot(slot.as_deref(), |w| {
-                w.set_state(ProcessState::Stopping, stats::now_ms())
-            });
+            for slot in &slots {
+                with_slot(slot.as_deref(), |w| {
+                    w.set_state(ProcessState::Stopping, stats::now_ms())
+                });
+            }
         });
-        handler.with_slot(|w| w.set_state(ProcessState::Idle, stats::now_ms()));
-        worker::run(&config, &handler, &shutdown).await;
+        for (_, handler) in &loops {
+            handler.with_slot(|w| w.set_state(ProcessState::Idle, stats::now_ms()));
+        }
+        let serving = loops
+            .iter()
+            .map(|(config, handler)| worker::run(config, handler, &shutdown));
+        futures_util::future::join_all(serving).await;
     });
     // Whatever a command left running (`sleep 1000 &`) goes with the process.
     crate::process_group::kill_rest();

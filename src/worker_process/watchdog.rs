@@ -2,7 +2,7 @@
 //! worker's runtime (a plugin stuck in a loop), then ends the process.
 
 use super::{EXIT_STUCK, with_slot};
-use crate::stats::{self, StatsTable};
+use crate::stats;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 pub(super) struct Watchdog {
     armed: std::sync::Mutex<Option<Armed>>,
     wake: std::sync::Condvar,
-    stats: Option<Arc<(StatsTable, usize)>>,
+    stats: Option<super::Slot>,
 }
 
 struct Armed {
@@ -29,7 +29,7 @@ impl Drop for ArmedGuard<'_> {
 }
 
 impl Watchdog {
-    pub(super) fn start(stats: Option<Arc<(StatsTable, usize)>>) -> std::io::Result<Arc<Watchdog>> {
+    pub(super) fn start(stats: Option<super::Slot>) -> std::io::Result<Arc<Watchdog>> {
         let watchdog = Arc::new(Watchdog {
             armed: std::sync::Mutex::new(None),
             wake: std::sync::Condvar::new(),

@@ -7,6 +7,7 @@ mod common;
 
 mod cli_submit_admin;
 mod codec;
+mod concurrency;
 mod config;
 mod conformance;
 mod console;

@@ -101,9 +101,12 @@ fn serve(
         max_lifetime_ms: None,
         parent_pid: None,
         shutdown_timeout_ms: 0,
+        concurrency: 1,
     };
     let shutdown = CancellationToken::new();
-    let (config, handler) = worker_process::prepare(&spec, registry, shutdown.clone()).unwrap();
+    let (config, handler) = worker_process::prepare(&spec, registry, shutdown.clone())
+        .unwrap()
+        .remove(0);
     RunningWorker::spawn(config, handler, shutdown)
 }
 
@@ -134,6 +137,7 @@ both_servers! {
             Some(StatsSlot {
                 fd: table.share_in_process().unwrap(),
                 slot: 1,
+                more: Vec::new(),
             }),
         );
         let c = client(&gearmand);

@@ -27,30 +27,48 @@ pub fn lines(snapshot: &Snapshot, job: Option<&str>, extended: bool, now_ms: i64
     };
     let mut lines: Vec<String> = jobs.iter().map(|j| status::line(j, [0, 0, 0, 0])).collect();
     // The jobs of a group share its processes.
-    lines.extend(first.pids.iter().map(|&pid| {
-        let found = snapshot.processes.iter().find(|p| p.pid == pid);
-        let Some(p) = found.filter(|_| extended) else {
-            return pid.to_string();
-        };
-        let doing = match p.current_job(now_ms) {
-            Some((function, handle, took)) => {
-                let state = match p.state {
-                    crate::stats::ProcessState::Stopping => "stopping, finishing",
-                    _ => "busy",
+    let rows = |pid: u32| -> Vec<Option<&crate::console::snapshot::ProcessView>> {
+        let rows: Vec<_> = snapshot
+            .processes
+            .iter()
+            .filter(|p| p.pid == pid)
+            .map(Some)
+            .collect();
+        if rows.is_empty() || !extended {
+            vec![None]
+        } else {
+            rows
+        }
+    };
+    lines.extend(
+        first
+            .pids
+            .iter()
+            .flat_map(|&pid| rows(pid).into_iter().map(move |p| (pid, p)))
+            .map(|(pid, p)| {
+                let Some(p) = p else {
+                    return pid.to_string();
                 };
-                format!("{state} {function} {handle} for {took}")
-            }
-            None => match p.state {
-                crate::stats::ProcessState::Idle => "idle".to_string(),
-                crate::stats::ProcessState::Stopping => "stopping".to_string(),
-                _ => "starting".to_string(),
-            },
-        };
-        format!(
-            "{pid}  rss {}  cpu {}  {doing}",
-            mib(p.rss_bytes),
-            percent(p.cpu_permille)
-        )
-    }));
+                let doing = match p.current_job(now_ms) {
+                    Some((function, handle, took)) => {
+                        let state = match p.state {
+                            crate::stats::ProcessState::Stopping => "stopping, finishing",
+                            _ => "busy",
+                        };
+                        format!("{state} {function} {handle} for {took}")
+                    }
+                    None => match p.state {
+                        crate::stats::ProcessState::Idle => "idle".to_string(),
+                        crate::stats::ProcessState::Stopping => "stopping".to_string(),
+                        _ => "starting".to_string(),
+                    },
+                };
+                format!(
+                    "{pid}  rss {}  cpu {}  {doing}",
+                    mib(p.rss_bytes),
+                    percent(p.cpu_permille)
+                )
+            }),
+    );
     Reply::Lines(lines)
 }

@@ -91,9 +91,10 @@ impl Supervisor {
             .pools
             .iter()
             .filter(|(n, p)| **n != name && !p.removed)
-            .map(|(_, p)| u64::from(p.max))
+            .map(|(_, p)| u64::from(p.max) * u64::from(p.config.limits.concurrency))
             .sum();
-        let total = others + u64::from(new_max);
+        let concurrency = self.pools[&name].config.limits.concurrency;
+        let total = others + u64::from(new_max) * u64::from(concurrency);
         if total > self.stats.capacity() as u64 {
             return Err(ControlError::TooManyProcesses {
                 total,

@@ -46,7 +46,9 @@ const OVERRUN_BACKSTOP: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
 struct Process {
-    slot: usize,
+    /// Its stats slots: one per job it runs at once (`concurrency`); the first also carries
+    /// what is the process's own (its state while it starts, its pid for the title).
+    slots: Vec<usize>,
     started: Instant,
     started_ms: i64,
     generation: u64,
@@ -256,10 +258,7 @@ impl Supervisor {
                     // timeout bounds it. Only an idle one that does not go is killed, and
                     // its shutdown_timeout counts from when it was last seen busy: one
                     // that has just finished its job is on its way out.
-                    let busy = self
-                        .stats
-                        .read(p.slot)
-                        .is_some_and(|s| s.pid == *pid && s.holds_job());
+                    let busy = read_slots(&self.stats, *pid, p).any(|s| s.holds_job());
                     if busy {
                         p.stop_requested = Some(now);
                     } else if !p.killed && now.duration_since(asked) >= timeout {
@@ -330,8 +329,10 @@ impl Supervisor {
                 if p.stop_requested.is_some() {
                     continue;
                 }
-                let slot = self.stats.read(p.slot).filter(|s| s.pid == pid);
-                if !judged_by_memory(slot.as_ref(), p.started.elapsed()) {
+                let slot = self.stats.read(p.slots[0]).filter(|s| s.pid == pid);
+                let worked =
+                    read_slots(&self.stats, pid, p).any(|s| s.holds_job() || s.has_served());
+                if !worked && !judged_by_memory(slot.as_ref(), p.started.elapsed()) {
                     continue;
                 }
                 let rss = p.usage.map_or(0, |(_, u)| u.rss_bytes);
@@ -361,21 +362,17 @@ impl Supervisor {
                 if p.killed {
                     continue;
                 }
-                let Some(slot) = self.stats.read(p.slot).filter(|s| s.pid == pid) else {
-                    continue;
-                };
-                if !slot.holds_job() {
-                    continue;
-                }
-                let Some(job) = slot.function.and_then(|f| p.jobs.get(f as usize)) else {
-                    continue;
-                };
-                if let Some(timeout) = job.timeout {
-                    if now_ms.saturating_sub(slot.job_started_ms)
-                        > (timeout + OVERRUN_BACKSTOP).as_millis() as i64
-                    {
-                        overruns.push((name.clone(), pid, job.name.clone(), timeout));
-                    }
+                let overrun = read_slots(&self.stats, pid, p)
+                    .filter(|slot| slot.holds_job())
+                    .find_map(|slot| {
+                        let job = slot.function.and_then(|f| p.jobs.get(f as usize))?;
+                        let timeout = job.timeout?;
+                        let late = now_ms.saturating_sub(slot.job_started_ms)
+                            > (timeout + OVERRUN_BACKSTOP).as_millis() as i64;
+                        late.then(|| (job.name.clone(), timeout))
+                    });
+                if let Some((job, timeout)) = overrun {
+                    overruns.push((name.clone(), pid, job, timeout));
                 }
             }
         }
@@ -472,10 +469,18 @@ impl Supervisor {
         let processes: Vec<ProcessView> = pool
             .live()
             .map(|(&pid, p)| {
-                let slot = self.stats.read(p.slot).filter(|s| s.pid == pid);
+                // A slot not claimed yet reads as starting.
+                let activities: Vec<Activity> = p
+                    .slots
+                    .iter()
+                    .map(|&slot| {
+                        let slot = self.stats.read(slot).filter(|s| s.pid == pid);
+                        pool.activity(slot, now_ms, &mut guessed_busy)
+                    })
+                    .collect();
                 ProcessView {
                     pid,
-                    activity: pool.activity(slot, now_ms, &mut guessed_busy),
+                    activity: combined(&activities),
                 }
             })
             .collect();
@@ -493,6 +498,7 @@ impl Supervisor {
             max_idle_time: pool.config.limits.max_idle_time,
             processes,
             waiting,
+            concurrency: pool.config.limits.concurrency,
         });
         if !plan.stop.is_empty() {
             tracing::info!(job = %name, stopping = ?plan.stop, processes = live, busy, waiting = %queued(), "scale down: {}", plan.why);
@@ -513,15 +519,20 @@ impl Supervisor {
 
     /// Starts one process of a pool; false when it could not.
     fn start_process(&mut self, name: &str) -> bool {
-        let Some(slot) = self.free_slots.pop() else {
+        let pool = &self.pools[name];
+        let wanted = pool.config.limits.concurrency.max(1) as usize;
+        if self.free_slots.len() < wanted {
             tracing::error!(job = %name, capacity = self.stats.capacity(), "no free stats slot: too many processes");
             return false;
-        };
-        // The process claims the slot itself (it knows its pid); until then it reads as free.
-        if let Ok(writer) = self.stats.writer(slot) {
-            writer.clear();
         }
-        let pool = &self.pools[name];
+        let slots = self.free_slots.split_off(self.free_slots.len() - wanted);
+        // The process claims its slots itself (it knows its pid); until then they read as
+        // free.
+        for &slot in &slots {
+            if let Ok(writer) = self.stats.writer(slot) {
+                writer.clear();
+            }
+        }
         let lifetime_ms = pool
             .config
             .limits
@@ -532,7 +543,7 @@ impl Supervisor {
             pool: &pool.config,
             servers: &self.config.driver.job_servers,
             stats: &self.stats,
-            slot,
+            slots: &slots,
             host_pid: self.host_pid,
             shutdown_timeout: self.config.driver.shutdown_timeout,
             lifetime_ms,
@@ -544,7 +555,7 @@ impl Supervisor {
                 pool.processes.insert(
                     pid,
                     Process {
-                        slot,
+                        slots,
                         started: Instant::now(),
                         started_ms: stats::now_ms(),
                         generation: pool.generation,
@@ -560,7 +571,7 @@ impl Supervisor {
                 true
             }
             Err(e) => {
-                self.free_slots.push(slot);
+                self.free_slots.extend(slots);
                 tracing::error!(job = %name, error = %e, "cannot start a process");
                 let pool = self.pools.get_mut(name).expect("exists");
                 pool.crash.on_exit(
@@ -603,15 +614,18 @@ impl Supervisor {
         let Some(process) = pool.processes.remove(&pid) else {
             return;
         };
-        let final_stats = self.stats.read(process.slot).filter(|s| s.pid == pid);
-        if let Some(snapshot) = &final_stats {
+        let final_stats: Vec<stats::SlotSnapshot> =
+            read_slots(&self.stats, pid, &process).collect();
+        for snapshot in &final_stats {
             fold(&self.table, name, &process.jobs, snapshot);
             pool.exited.add_slot(snapshot);
         }
-        if let Ok(writer) = self.stats.writer(process.slot) {
-            writer.clear();
+        for &slot in &process.slots {
+            if let Ok(writer) = self.stats.writer(slot) {
+                writer.clear();
+            }
         }
-        self.free_slots.push(process.slot);
+        self.free_slots.extend(&process.slots);
         let requested = process.stop_requested.is_some();
         let unasked = !requested && !process.operator_stopped;
         pool.exited.restarts += u64::from(unasked);
@@ -629,7 +643,7 @@ impl Supervisor {
         }
         if !requested && !success {
             // A job in hand when it died is lost to this process; the job server re-queues it.
-            if let Some(s) = final_stats.as_ref().filter(|s| s.holds_job()) {
+            for s in final_stats.iter().filter(|s| s.holds_job()) {
                 let job = s
                     .function
                     .and_then(|f| process.jobs.get(f as usize))
@@ -651,9 +665,7 @@ impl Supervisor {
         // Nor does a death after the process took a job: that is the job's doing (a poison
         // payload), not the function's, which keeps serving other payloads. The job server
         // stops handing such a job out after its retries.
-        let served = final_stats
-            .as_ref()
-            .is_some_and(|s| s.holds_job() || s.has_served());
+        let served = final_stats.iter().any(|s| s.holds_job() || s.has_served());
         pool.crash.on_exit(
             process.started.elapsed(),
             success,
@@ -714,7 +726,7 @@ impl Supervisor {
                     .iter()
                     .map(|(&pid, p)| ProcessEntry {
                         pid,
-                        slot: p.slot,
+                        slots: p.slots.clone(),
                         started_ms: p.started_ms,
                         stopping: p.stop_requested.is_some(),
                         rss_bytes: p.usage.map(|(_, u)| u.rss_bytes),
@@ -725,6 +737,40 @@ impl Supervisor {
                 exited: pool.exited.clone(),
             },
         );
+    }
+}
+
+/// What the process's slots say, those it has claimed (a slot is the process's once it
+/// wrote its pid there).
+fn read_slots<'a>(
+    stats: &'a StatsTable,
+    pid: u32,
+    process: &'a Process,
+) -> impl Iterator<Item = stats::SlotSnapshot> + 'a {
+    process
+        .slots
+        .iter()
+        .filter_map(move |&slot| stats.read(slot).filter(|s| s.pid == pid))
+}
+
+/// A process's activity from its slots': busy when all are, partly when some are, idle
+/// (for as long as the most recently busy one) when all are, else starting.
+fn combined(activities: &[Activity]) -> Activity {
+    let busy = activities.iter().filter(|a| **a == Activity::Busy).count();
+    if busy > 0 {
+        return if busy == activities.len() {
+            Activity::Busy
+        } else {
+            Activity::Partly
+        };
+    }
+    let idle = activities.iter().filter_map(|a| match a {
+        Activity::Idle(d) => Some(*d),
+        _ => None,
+    });
+    match idle.clone().count() == activities.len() {
+        true => idle.min().map_or(Activity::Starting, Activity::Idle),
+        false => Activity::Starting,
     }
 }
 
