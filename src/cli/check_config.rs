@@ -126,10 +126,10 @@ fn render(config: &Config) -> String {
         }
     );
     let header = [
-        "job", "min", "max", "idle", "spare", "decode", "encode", "timeout", "prefetch", "group",
-        "max_jobs", "lifetime", "memory", "worker",
+        "job", "min", "max", "idle", "spare", "at_once", "decode", "encode", "timeout", "prefetch",
+        "group", "max_jobs", "lifetime", "memory", "worker",
     ];
-    let rows: Vec<[String; 14]> = config
+    let rows: Vec<[String; 15]> = config
         .jobs
         .iter()
         .map(|j| {
@@ -139,12 +139,19 @@ fn render(config: &Config) -> String {
                 j.limits.max_processes.to_string(),
                 format!("{}s", j.limits.max_idle_time.as_secs_f64()),
                 j.limits.min_spare.to_string(),
+                j.limits.concurrency.to_string(),
                 j.decode.clone(),
                 j.encode.clone(),
                 secs(j.timeout),
                 match (&j.worker, j.prefetch) {
                     (crate::config::WorkerKind::Program(_), _) => "-".into(),
-                    (_, on) => if on { "on" } else { "off" }.into(),
+                    // Several jobs at once already overlap the round trips.
+                    (_, on) => if on && j.limits.concurrency == 1 {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                    .into(),
                 },
                 j.group.clone().unwrap_or_else(|| "-".into()),
                 j.limits.max_jobs.map_or("-".into(), |n| n.to_string()),

@@ -79,7 +79,7 @@ fn pools(out: &mut Page, inputs: &Inputs) {
     out.family(
         "geardriver_processes",
         "gauge",
-        "Worker processes of a pool, by state.",
+        "Worker processes of a pool, by state (with concurrency above 1: their slots, one per job a process runs at once).",
     );
     for pool in &snapshot.pools {
         for (state, name) in [

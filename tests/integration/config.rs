@@ -214,6 +214,35 @@ fn each_kind_of_mistake_names_the_key_and_the_job() {
             &["jobs[0] \"p\"", "decode does not apply to a program"],
         ),
         (
+            "no concurrency",
+            "[[jobs]]\nname = \"c\"\nworker = \"sleep\"\nconcurrency = 0\n",
+            &[
+                "jobs[0] \"c\"",
+                "concurrency = 0",
+                "up to 1000 jobs per process",
+            ],
+        ),
+        (
+            "too much concurrency",
+            "[[jobs]]\nname = \"c\"\nworker = \"sleep\"\nconcurrency = 5000\n",
+            &["jobs[0] \"c\"", "concurrency = 5000"],
+        ),
+        (
+            "concurrency times max_processes past the host's slots",
+            "[[jobs]]\nname = \"c\"\nworker = \"sleep\"\nconcurrency = 1000\nmax_processes = 5\n",
+            &["add up to 5000", "a process with concurrency N counts N"],
+        ),
+        (
+            "concurrency or prefetch on a program",
+            "[[jobs]]\nname = \"p\"\nprogram = [\"x\"]\nconcurrency = 4\n",
+            &["jobs[0] \"p\"", "concurrency does not apply to a program"],
+        ),
+        (
+            "prefetch not a boolean",
+            "[[jobs]]\nname = \"e\"\nworker = \"echo\"\nprefetch = \"maybe\"\n",
+            &["maybe", "boolean", "prefetch", "job \"e\""],
+        ),
+        (
             "a group named like another job",
             "[[jobs]]\nname = \"a\"\nworker = \"echo\"\n[[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"a\"\n",
             &["group \"a\" has the name of job \"a\""],
@@ -481,6 +510,7 @@ fn job_entries_take_overrides_from_the_environment() {
     let (code, stdout, stderr) = check(&[
         ("GEARDRIVER_JOB__RESIZE__MAX_PROCESSES", "8"),
         ("GEARDRIVER_JOB__resize__timeout", "2.5"),
+        ("GEARDRIVER_JOB__RESIZE__CONCURRENCY", "3"),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let row: Vec<&str> = stdout
@@ -489,7 +519,7 @@ fn job_entries_take_overrides_from_the_environment() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!((row[2], row[7]), ("8", "2.5s"), "{stdout}");
+    assert_eq!((row[2], row[5], row[8]), ("8", "3", "2.5s"), "{stdout}");
     for (vars, expected) in [
         (
             [("GEARDRIVER_JOB__NOPE__MAX_PROCESSES", "8")],
