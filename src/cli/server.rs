@@ -61,7 +61,10 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         }
     }
     let addr = listen.unwrap_or(addr);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // A thread per CPU: connections read, decode, encode and write in parallel; only the
+    // change to the server's state (microseconds a packet) is serialised by its lock.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("job-server")
         .enable_all()
         .build()
     {
