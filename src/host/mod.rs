@@ -62,6 +62,8 @@ pub enum HostError {
     },
     #[error("the {part} {how}; the workers were stopped")]
     PartEnded { part: &'static str, how: String },
+    #[error("cannot start the built-in job server's threads: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// The parts' tasks, by name.
@@ -75,7 +77,17 @@ type JoinHandleNamed =
 
 impl Parts {
     fn spawn(&mut self, part: &'static str, task: impl Future<Output = ()> + Send + 'static) {
-        let handle: JoinHandle<()> = tokio::spawn(fault::inject(part, task));
+        self.spawn_on(&tokio::runtime::Handle::current(), part, task);
+    }
+
+    /// [`Parts::spawn`] on another runtime (the built-in job server's threads).
+    fn spawn_on(
+        &mut self,
+        runtime: &tokio::runtime::Handle,
+        part: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let handle: JoinHandle<()> = runtime.spawn(fault::inject(part, task));
         self.running
             .push(Box::pin(async move { (part, handle.await) }));
     }
@@ -159,11 +171,21 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
     let server_stop = CancellationToken::new();
     let server_started = server.is_some();
     let mut probe = None;
+    // The built-in job server runs on threads of its own, one per CPU: the host's one thread
+    // (supervisor, console, observer) neither slows it nor waits for it.
+    let mut server_threads = None;
     if let Some((listener, settings, queue)) = server {
+        let runtime = ServerThreads::start()?;
+        let listener = {
+            let _on = runtime.runtime().enter();
+            let std = listener.into_std().map_err(HostError::Runtime)?;
+            tokio::net::TcpListener::from_std(std).map_err(HostError::Runtime)?
+        };
         let (server_probe, serving) =
             crate::gearman::server::start(listener, settings, queue, server_stop.clone());
         probe = Some(server_probe);
-        parts.spawn("built-in job server", serving);
+        parts.spawn_on(runtime.runtime().handle(), "built-in job server", serving);
+        server_threads = Some(runtime);
     }
     if let Some(listener) = http {
         if let Ok(addr) = listener.local_addr() {
@@ -252,10 +274,39 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         })
         .await;
     }
+    // Its connections are closed by now (or were given 5 s); nothing to wait for.
+    drop(server_threads);
     tracing::info!("stopped");
     match failure {
         None => Ok(()),
         Some((part, how)) => Err(HostError::PartEnded { part, how }),
+    }
+}
+
+/// The built-in job server's runtime: a thread per CPU. Dropped without waiting (a runtime
+/// may not block the host's async thread as it goes).
+struct ServerThreads(Option<tokio::runtime::Runtime>);
+
+impl ServerThreads {
+    fn start() -> Result<ServerThreads, HostError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("job-server")
+            .enable_all()
+            .build()
+            .map(|runtime| ServerThreads(Some(runtime)))
+            .map_err(HostError::Runtime)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for ServerThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
