@@ -397,7 +397,8 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
                 ));
             }
         }
-        for setting in 0..6 {
+        // Every process setting, whatever their number.
+        for setting in 0..RawLimits::default().given().len() {
             let mut given: Option<(usize, String)> = None;
             for &i in members {
                 let (key, value) = raw[i].limits().given()[setting].clone();

@@ -204,6 +204,20 @@ fn each_kind_of_mistake_names_the_key_and_the_job() {
             ],
         ),
         (
+            "group members disagree on concurrency",
+            "[[jobs]]\nname = \"a\"\nworker = \"sleep\"\ngroup = \"g\"\nconcurrency = 10\n[[jobs]]\nname = \"b\"\nworker = \"sleep\"\ngroup = \"g\"\nconcurrency = 5\n",
+            &[
+                "jobs[1] \"b\"",
+                "concurrency = 5 differs from 10",
+                "group \"g\"",
+            ],
+        ),
+        (
+            "group members disagree on max_memory",
+            "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\nmax_memory = \"1G\"\n[[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"g\"\nmax_memory = \"5M\"\n",
+            &["jobs[1] \"b\"", "max_memory = 5M differs from 1G"],
+        ),
+        (
             "a program in a group",
             "[[jobs]]\nname = \"a\"\nworker = \"echo\"\ngroup = \"g\"\n[[jobs]]\nname = \"p\"\nprogram = [\"x\"]\ngroup = \"g\"\n",
             &["jobs[1] \"p\"", "program cannot share group \"g\""],
