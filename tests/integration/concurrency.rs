@@ -131,3 +131,42 @@ both_servers! {
         );
     }
 }
+
+// Found trying issue 16: a process that stops on its own (here max_jobs; a job past its
+// timeout and max_lifetime do the same) while other jobs of its still run took no new job,
+// yet counted as capacity, so nothing replaced it until its last job ended: jobs waited
+// seconds with room under max_processes.
+both_servers! {
+    async fn a_process_that_stops_on_its_own_is_replaced_while_it_finishes(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nconcurrency = 4\nmax_jobs = 1\nmin_processes = 1\nmax_processes = 2\n",
+        );
+        let first = host.wait_workers("nap", 1, LIMIT);
+        let port = server.port;
+        // A long job, and a short one whose end makes the process stop (max_jobs = 1).
+        let long = std::thread::spawn(move || run_at_once(port, "nap", &["4000"]));
+        if run_at_once(port, "nap", &["100"]).is_none() {
+            return;
+        }
+        let started = Instant::now();
+        let Some(outs) = run_at_once(port, "nap", &["100", "100", "100"]) else {
+            return;
+        };
+        let took = started.elapsed();
+        for out in &outs {
+            assert_eq!(said(out).trim(), "slept 100");
+        }
+        assert!(
+            took < Duration::from_millis(2500),
+            "short jobs waited {took:?} for the stopping process's long job"
+        );
+        assert!(
+            crate::common::host::alive(first[0]),
+            "the stopping process was still finishing its long job"
+        );
+        let long = long.join().unwrap().unwrap();
+        assert_eq!(said(&long[0]).trim(), "slept 4000");
+    }
+}

@@ -468,6 +468,11 @@ impl Supervisor {
         let mut guessed_busy = 0;
         let processes: Vec<ProcessView> = pool
             .live()
+            // One that stops on its own (max_jobs, max_lifetime, a job past its timeout)
+            // takes no new job: it is no capacity, and is replaced while it finishes.
+            .filter(|&(&pid, p)| {
+                !read_slots(&self.stats, pid, p).any(|s| s.state == ProcessState::Stopping)
+            })
             .map(|(&pid, p)| {
                 // A slot not claimed yet reads as starting.
                 let activities: Vec<Activity> = p
