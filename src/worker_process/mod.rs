@@ -164,6 +164,12 @@ fn with_slot(stats: Option<&(Arc<StatsTable>, usize)>, f: impl FnOnce(&stats::Sl
 }
 
 impl JobHandler for ProcessHandler {
+    fn remaining(&self) -> Option<u64> {
+        self.jobs_left
+            .as_ref()
+            .map(|left| left.load(Ordering::Relaxed))
+    }
+
     async fn handle(&self, job: AssignedJob, updates: WorkUpdates) -> Result<Bytes, JobFailure> {
         let Some(function) = self
             .functions

@@ -27,7 +27,7 @@
 
 mod prefetch;
 
-pub use prefetch::{RECENT, SHORT_RUN};
+pub use prefetch::{GIVE_BACK, RECENT, SHORT_RUN};
 
 use super::addr::ServerAddr;
 use super::codec::{ClientCodec, DEFAULT_MAX_FRAME, ProtocolError};
@@ -269,6 +269,12 @@ pub trait JobHandler: Send + Sync {
         job: AssignedJob,
         updates: WorkUpdates,
     ) -> impl std::future::Future<Output = Result<Bytes, JobFailure>> + Send;
+
+    /// Jobs it will still take, the one in hand included (`max_jobs`); `None`: no limit.
+    /// Nothing is prefetched that it would not run.
+    fn remaining(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// State the per-server loops share.
@@ -284,7 +290,7 @@ struct Shared {
 /// Runs the worker until `shutdown` is cancelled, then returns once no job is in progress.
 pub async fn run<H: JobHandler>(config: &WorkerConfig, handler: &H, shutdown: &CancellationToken) {
     let releaser = if config.abilities.iter().any(|a| a.prefetch) {
-        Releaser::start(shutdown)
+        Releaser::start()
             .inspect_err(
                 |e| tracing::warn!(error = %e, "cannot start the prefetch thread; not prefetching"),
             )
@@ -445,6 +451,8 @@ async fn serve_connection<H: JobHandler>(
     let mut lanes: [Option<Lane>; 2] = [Some(Lane::new(first)), None];
     let mut cur = 0;
     let mut recent = vec![Recent::default(); config.abilities.len()];
+    // Grabs in a row that found a job.
+    let mut found_in_a_row = 0;
     let mut turn: Option<SemaphorePermit<'_>> = None;
     loop {
         if turn.is_none() {
@@ -471,8 +479,12 @@ async fn serve_connection<H: JobHandler>(
         }
         lane.grabbing = false;
         let job = match next_reply(&mut lane.conn, &server, &lane.socket).await {
-            Ok(Grabbed::Job(job)) => job,
+            Ok(Grabbed::Job(job)) => {
+                found_in_a_row += 1;
+                job
+            }
             Ok(Grabbed::Nothing) => {
+                found_in_a_row = 0;
                 if other_grabbing {
                     // The other connection may still bring a job.
                     cur = 1 - cur;
@@ -492,10 +504,15 @@ async fn serve_connection<H: JobHandler>(
             .abilities
             .iter()
             .position(|a| a.function == job.function);
+        // Prefetch while jobs queue up (the last grabs all found one: an idle process of the
+        // pool would otherwise take the next at once), this function's jobs are short, no
+        // other server waits for the turn, and the job would be run (max_jobs).
         let prefetching = |recent: &[Recent]| {
             shared.releaser.is_some()
                 && !shutdown.is_cancelled()
+                && found_in_a_row >= prefetch::RECENT
                 && shared.waiting.load(Ordering::SeqCst) == 0
+                && handler.remaining().is_none_or(|n| n > 1)
                 && ability.is_some_and(|i| config.abilities[i].prefetch && recent[i].short())
         };
         // Ask for the next job on the other connection while this one runs.
@@ -590,10 +607,11 @@ async fn serve_connection<H: JobHandler>(
         if let Err(e) = lane.conn.flush().await {
             return ConnectionEnd::Lost(e.to_string());
         }
-        if stopping {
-            // A prefetched job goes back with its connection.
+        if stopping && !next_is_fetched {
             return ConnectionEnd::Shutdown;
         }
+        // A prefetched job is run next, also when stopping (the process then exits): it is
+        // short, and giving it back would count against its job_retries on gearmand.
         if next_is_fetched {
             cur = other;
         }

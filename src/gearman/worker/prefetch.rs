@@ -16,16 +16,23 @@
 //! - [`Recent`]: a function is prefetched behind only while its last [`RECENT`] runs each
 //!   took at most [`SHORT_RUN`];
 //! - [`Releaser`]: a job held while the running one takes longer than [`Recent::hold_limit`]
-//!   is given back, by a thread of its own (so also while a job blocks the runtime), and at
-//!   once when the worker is told to stop. A process that dies gives it back through the
-//!   kernel closing its sockets. So a held job is held for tens of milliseconds at most:
-//!   far below the [`CAN_DO_TIMEOUT`](crate::gearman::Packet::CanDoTimeout) margin the
-//!   worker registers, and the job's own timeout counts from when it starts.
+//!   is given back, by a thread of its own (so also while a job blocks the runtime). A
+//!   process told to stop runs the held job (it is short) before it exits; one that dies
+//!   gives it back through the kernel closing its sockets. So a held job is held for tens of
+//!   milliseconds at most: far below the
+//!   [`CAN_DO_TIMEOUT`](crate::gearman::Packet::CanDoTimeout) margin the worker registers,
+//!   and the job's own timeout counts from when it starts.
+//! - Before shutting a connection down to give its job back, the worker sends
+//!   ECHO_REQ [`GIVE_BACK`]: the built-in server then queues the job again without counting
+//!   a retry against it (`job_retries`); gearmand echoes it and counts one.
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+
+/// The ECHO_REQ payload a worker sends on a connection it is about to close to give its job
+/// back: not a failure of that job.
+pub const GIVE_BACK: &[u8] = b"geardriver:give-back";
 
 /// A function's runs that decide whether to prefetch behind it.
 pub const RECENT: usize = 8;
@@ -69,8 +76,8 @@ impl Recent {
     }
 }
 
-/// Gives a held job back to its job server when the job running ahead of it overruns, or at
-/// once when the worker stops, by shutting down the socket it was assigned on.
+/// Gives a held job back to its job server when the job running ahead of it overruns, by
+/// shutting down the socket it was assigned on.
 #[derive(Clone)]
 pub struct Releaser {
     shared: Arc<(Mutex<Held>, Condvar)>,
@@ -79,7 +86,6 @@ pub struct Releaser {
 #[derive(Default)]
 struct Held {
     armed: Option<Armed>,
-    stopping: bool,
     /// Numbers the holds, so a hold disarmed late learns it was given back.
     count: u64,
     /// When the thread wakes up next on its own; `None`: only when told. A new hold wakes
@@ -101,9 +107,8 @@ pub struct Hold {
 }
 
 impl Releaser {
-    /// Starts the thread that gives jobs back, and one that wakes it when `shutdown` is
-    /// cancelled.
-    pub fn start(shutdown: &CancellationToken) -> std::io::Result<Releaser> {
+    /// Starts the thread that gives jobs back.
+    pub fn start() -> std::io::Result<Releaser> {
         let releaser = Releaser {
             shared: Arc::new((Mutex::new(Held::default()), Condvar::new())),
         };
@@ -111,21 +116,11 @@ impl Releaser {
         std::thread::Builder::new()
             .name("prefetch".into())
             .spawn(move || watcher.serve())?;
-        let stopper = releaser.clone();
-        let shutdown = shutdown.clone();
-        std::thread::Builder::new()
-            .name("prefetch-stop".into())
-            .spawn(move || {
-                block_on(shutdown.cancelled());
-                let (held, wake) = &*stopper.shared;
-                lock(held).stopping = true;
-                wake.notify_all();
-            })?;
         Ok(releaser)
     }
 
-    /// Holds a job assigned on `socket` until `deadline`: past it (or once the worker stops)
-    /// the socket is shut down and the job server queues the job again.
+    /// Holds a job assigned on `socket` until `deadline`: past it the socket is shut down
+    /// and the job server queues the job again.
     pub fn hold(&self, socket: Arc<OwnedFd>, deadline: Instant) -> Hold {
         let (held, wake) = &*self.shared;
         let mut held = lock(held);
@@ -165,18 +160,12 @@ impl Releaser {
                     state.sleeping_until = None;
                     wake.wait(state).unwrap_or_else(|e| e.into_inner())
                 }
-                Some(armed) if state.stopping || armed.deadline <= now => {
+                Some(armed) if armed.deadline <= now => {
                     let armed = state.armed.take().expect("armed");
-                    // Both directions: the job server sees the connection end and queues
-                    // the job again; the worker's reads on it fail and it reconnects.
-                    let _ = socket2::SockRef::from(armed.socket.as_ref())
-                        .shutdown(std::net::Shutdown::Both);
-                    let why = if state.stopping {
-                        "the worker is stopping"
-                    } else {
-                        "the job ahead of it ran long"
-                    };
-                    tracing::debug!("gave a prefetched job back to the job server: {why}");
+                    give_back(&armed.socket);
+                    tracing::debug!(
+                        "gave a prefetched job back to the job server: the job ahead of it ran long"
+                    );
                     state
                 }
                 Some(armed) => {
@@ -191,27 +180,28 @@ impl Releaser {
     }
 }
 
-fn lock(held: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
-    held.lock().unwrap_or_else(|e| e.into_inner())
+/// Says why, then shuts the connection down both ways: the job server sees it end and queues
+/// the job again; the worker's reads on it fail and it reconnects. Nothing else writes on a
+/// connection while it holds a prefetched job (its GRAB_JOB went out before the hold).
+fn give_back(socket: &OwnedFd) {
+    use tokio_util::codec::Encoder;
+    let mut wire = bytes::BytesMut::new();
+    let echo = crate::gearman::Packet::EchoReq {
+        data: bytes::Bytes::from_static(GIVE_BACK),
+    };
+    if super::super::codec::ClientCodec::new(super::super::codec::DEFAULT_MAX_FRAME)
+        .encode(echo, &mut wire)
+        .is_ok()
+    {
+        // A few bytes into an empty send buffer (the socket is non-blocking, SIGPIPE
+        // ignored); if they cannot go at once, the job server counts a retry, nothing worse.
+        let _ = socket2::SockRef::from(socket).send(&wire);
+    }
+    let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Both);
 }
 
-/// Runs a future to completion on this thread (for a thread that only waits).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
-    }
+fn lock(held: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -254,42 +244,36 @@ mod tests {
         (theirs, duplicate, ours)
     }
 
-    fn closed(mut theirs: &std::net::TcpStream) -> bool {
+    /// What the job server's end read before the connection ended, or `None` if it did not
+    /// end within 200 ms.
+    fn ended(mut theirs: &std::net::TcpStream) -> Option<Vec<u8>> {
         use std::io::Read;
         theirs
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        matches!(theirs.read(&mut [0; 1]), Ok(0))
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).ok().map(|_| got)
     }
 
     #[test]
     fn a_hold_kept_in_time_leaves_the_connection_alone() {
-        let shutdown = CancellationToken::new();
-        let releaser = Releaser::start(&shutdown).unwrap();
+        let releaser = Releaser::start().unwrap();
         let (theirs, socket, _ours) = pair();
         let hold = releaser.hold(socket, Instant::now() + Duration::from_secs(5));
         assert!(releaser.keep(hold));
-        assert!(!closed(&theirs));
+        assert_eq!(ended(&theirs), None);
     }
 
     #[test]
     fn a_hold_past_its_deadline_is_given_back() {
-        let shutdown = CancellationToken::new();
-        let releaser = Releaser::start(&shutdown).unwrap();
+        let releaser = Releaser::start().unwrap();
         let (theirs, socket, _ours) = pair();
         let hold = releaser.hold(socket, Instant::now() + Duration::from_millis(20));
-        assert!(closed(&theirs), "the job server sees the connection end");
-        assert!(!releaser.keep(hold));
-    }
-
-    #[test]
-    fn a_stop_gives_the_held_job_back_at_once() {
-        let shutdown = CancellationToken::new();
-        let releaser = Releaser::start(&shutdown).unwrap();
-        let (theirs, socket, _ours) = pair();
-        let hold = releaser.hold(socket, Instant::now() + Duration::from_secs(60));
-        shutdown.cancel();
-        assert!(closed(&theirs));
+        let said = ended(&theirs).expect("the job server sees the connection end");
+        // ECHO_REQ with the give-back marker, first.
+        assert_eq!(&said[..4], b"\0REQ");
+        assert_eq!(u32::from_be_bytes(said[4..8].try_into().unwrap()), 16);
+        assert_eq!(&said[12..], GIVE_BACK);
         assert!(!releaser.keep(hold));
     }
 }

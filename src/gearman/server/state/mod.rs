@@ -165,6 +165,9 @@ pub struct Conn {
     running: Vec<JobId>,
     /// Jobs this connection waits for, as a client.
     waiting: Vec<JobId>,
+    /// The worker said it closes this connection to give its jobs back (a geardriver worker
+    /// returning a prefetched job): they are queued again without counting a retry.
+    giving_back: bool,
 }
 
 /// Work the caller has to do outside the lock.
@@ -310,6 +313,7 @@ impl State {
                 abilities: Vec::new(),
                 can: Default::default(),
                 sleeping: false,
+                giving_back: false,
                 exceptions: false,
                 running: Vec::new(),
                 waiting: Vec::new(),
@@ -486,7 +490,14 @@ impl State {
                     unique,
                 });
             }
-            Packet::EchoReq { data } => reply(Packet::EchoRes { data }),
+            Packet::EchoReq { data } => {
+                if data == crate::gearman::worker::GIVE_BACK {
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.giving_back = true;
+                    }
+                }
+                reply(Packet::EchoRes { data })
+            }
             Packet::OptionReq { option } => {
                 if &option[..] == b"exceptions" {
                     if let Some(conn) = self.conns.get_mut(&id) {
@@ -635,7 +646,9 @@ impl State {
                 continue;
             };
             job.worker = None;
-            job.retries += 1;
+            if !conn.giving_back {
+                job.retries += 1;
+            }
             let (retries, background, waited_for, priority) = (
                 job.retries,
                 job.background,
