@@ -28,24 +28,8 @@ JOBS, MS = 1000, 100
 
 
 def config(tmp, port, processes, concurrency):
-    path = os.path.join(tmp, f"nap-{processes}.toml")
-    with open(path, "w") as f:
-        f.write(f"""[driver]
-job_servers = ["127.0.0.1:{port}"]
-interval = 0
-logfile = "{tmp}/nap.log"
-[console]
-listen = ""
-[http]
-listen = ""
-[[jobs]]
-name = "nap"
-worker = "sleep"
-min_processes = {processes}
-max_processes = {processes}
-concurrency = {concurrency}
-""")
-    return path
+    return drain.host_config(tmp, port, "nap", processes, worker="sleep", file=f"nap-{processes}",
+                             extra=f"concurrency = {concurrency}\n")
 
 
 def memory_kb(pid, field):

@@ -176,21 +176,24 @@ def wait_sentinel(sock):
             return
 
 
-def host_config(tmp, port, function, processes):
-    path = os.path.join(tmp, f"{function}.toml")
+def host_config(tmp, port, function, processes, worker="echo", extra="", file=None):
+    """A host config with one job of `processes` processes (min = max), its log in `tmp`."""
+    path = os.path.join(tmp, f"{file or function}.toml")
     with open(path, "w") as f:
         f.write(f"""[driver]
 job_servers = ["127.0.0.1:{port}"]
 interval = 0
-logfile = "{tmp}/{function}.log"
+logfile = "{tmp}/{file or function}.log"
 [console]
+listen = ""
+[http]
 listen = ""
 [[jobs]]
 name = "{function}"
-worker = "echo"
+worker = "{worker}"
 min_processes = {processes}
 max_processes = {processes}
-""")
+{extra}""")
     return path
 
 

@@ -36,24 +36,8 @@ LONG_MS, LONGS, SHORT_MS, SHORTS, WARM = 2000, 8, 1, 200, 200
 
 
 def host_config(tmp, port, worker, prefetch):
-    path = os.path.join(tmp, f"fair-{prefetch}.toml")
-    with open(path, "w") as f:
-        f.write(f"""[driver]
-job_servers = ["127.0.0.1:{port}"]
-interval = 0
-logfile = "{tmp}/fair-{prefetch}.log"
-[console]
-listen = ""
-[http]
-listen = ""
-[[jobs]]
-name = "mix"
-worker = "{worker}"
-min_processes = 4
-max_processes = 4
-prefetch = {"true" if prefetch else "false"}
-""")
-    return path
+    return drain.host_config(tmp, port, "mix", 4, worker=worker, file=f"fair-{prefetch}",
+                             extra=f"prefetch = {'true' if prefetch else 'false'}\n")
 
 
 def run_foreground(port, workloads):
