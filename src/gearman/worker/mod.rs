@@ -434,6 +434,9 @@ impl Lane {
     }
 }
 
+/// How long a worker that could not open its prefetch connection goes without prefetching.
+const PREFETCH_REOPEN: Duration = Duration::from_secs(10);
+
 /// Serves jobs on one live connection (and, with prefetch, a second one to the same job
 /// server) until it fails or the worker stops.
 async fn serve_connection<H: JobHandler>(
@@ -453,6 +456,9 @@ async fn serve_connection<H: JobHandler>(
     let mut recent = vec![Recent::default(); config.abilities.len()];
     // Grabs in a row that found a job.
     let mut found_in_a_row = 0;
+    // After the prefetch connection could not be opened, not before this: the job in hand
+    // must not wait for a connect that fails again.
+    let mut reopen_after: Option<Instant> = None;
     let mut turn: Option<SemaphorePermit<'_>> = None;
     loop {
         if turn.is_none() {
@@ -517,11 +523,12 @@ async fn serve_connection<H: JobHandler>(
         };
         // Ask for the next job on the other connection while this one runs.
         if prefetching(&recent) && !lanes[other].as_ref().is_some_and(|l| l.grabbing) {
-            if lanes[other].is_none() {
+            if lanes[other].is_none() && reopen_after.is_none_or(|t| Instant::now() >= t) {
                 lanes[other] = match connect(addr, config).await {
                     Ok(conn) => Some(Lane::new(conn)),
                     Err(reason) => {
-                        tracing::debug!(server = %addr, %reason, "cannot open the prefetch connection");
+                        tracing::debug!(server = %addr, %reason, "cannot open the prefetch connection; not prefetching for 10 s");
+                        reopen_after = Some(Instant::now() + PREFETCH_REOPEN);
                         None
                     }
                 };
