@@ -111,7 +111,7 @@ pub enum ControlError {
     #[error("the given PID(s) do not belong to us")]
     NotOurs,
     #[error(
-        "the jobs' max_processes would add up to {total}, more than the {limit} one host can run"
+        "the jobs' max_processes would add up to {total}, more than the {limit} one host can run (a process with concurrency N counts N)"
     )]
     TooManyProcesses { total: u64, limit: usize },
     #[error("the host is shutting down")]

@@ -156,11 +156,11 @@ both_servers! {
             // The other jobs may run 1 + 3 processes; the stats table has room for 4096.
             (
                 "set_max_processes reverse 4093",
-                "ERR invalid_value: the jobs' max_processes would add up to 4097, more than the 4096 one host can run",
+                "ERR invalid_value: the jobs' max_processes would add up to 4097, more than the 4096 one host can run (a process with concurrency N counts N)",
             ),
             (
                 "set_processes reverse 2 5000",
-                "ERR invalid_value: the jobs' max_processes would add up to 5004, more than the 4096 one host can run",
+                "ERR invalid_value: the jobs' max_processes would add up to 5004, more than the 4096 one host can run (a process with concurrency N counts N)",
             ),
             ("set_processes nosuch 1 2", "ERR invalid_job_name: nosuch"),
             (

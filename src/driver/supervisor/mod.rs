@@ -163,6 +163,9 @@ pub struct Supervisor {
     pools: BTreeMap<String, Pool>,
     stats: Arc<StatsTable>,
     free_slots: Vec<usize>,
+    /// "No free stats slot" is logged at most once per 10 s (a reload near the cap retries
+    /// every tick until old processes exit).
+    no_slot_logged: crate::logging::Throttle,
     events: mpsc::UnboundedSender<Event>,
     table: Arc<ProcessTable>,
     stopping: bool,
@@ -195,6 +198,7 @@ impl Supervisor {
             pools,
             stats,
             free_slots,
+            no_slot_logged: crate::logging::Throttle::new(Duration::from_secs(10)),
             events,
             table,
             stopping: false,
@@ -527,7 +531,9 @@ impl Supervisor {
         let pool = &self.pools[name];
         let wanted = pool.config.limits.concurrency.max(1) as usize;
         if self.free_slots.len() < wanted {
-            tracing::error!(job = %name, capacity = self.stats.capacity(), "no free stats slot: too many processes");
+            if let Some(held_back) = self.no_slot_logged.allow() {
+                tracing::error!(job = %name, capacity = self.stats.capacity(), free = self.free_slots.len(), wanted, held_back, "no free stats slot: too many processes (or stopping ones still hold theirs)");
+            }
             return false;
         }
         let slots = self.free_slots.split_off(self.free_slots.len() - wanted);
