@@ -168,6 +168,9 @@ async fn a_dead_workers_job_goes_back_to_the_head_of_its_queue() {
     };
     assert_eq!(data, Bytes::from("first"));
     drop(doomed);
+    // The server notices the closed connection on its own time (on another thread than the
+    // next worker's, maybe): wait until it took the job back.
+    assert!(common::wait_for_status(&server.addr(), "requeue", |r| r.running == 0).await);
     let mut next = raw(server.port).await;
     next.send(Packet::CanDo {
         function: Bytes::from("requeue"),
