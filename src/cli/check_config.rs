@@ -138,7 +138,10 @@ fn render(config: &Config) -> String {
                 j.limits.min_processes.to_string(),
                 j.limits.max_processes.to_string(),
                 format!("{}s", j.limits.max_idle_time.as_secs_f64()),
-                j.limits.min_spare.to_string(),
+                match j.limits.max_spare {
+                    Some(most) => format!("{}-{most}", j.limits.min_spare),
+                    None => j.limits.min_spare.to_string(),
+                },
                 j.limits.concurrency.to_string(),
                 j.decode.clone(),
                 j.encode.clone(),

@@ -55,6 +55,7 @@ pub(super) fn override_jobs(
             "min_processes" => entry.min_processes = Some(count()?),
             "max_processes" => entry.max_processes = Some(count()?),
             "min_spare" => entry.min_spare = Some(count()?),
+            "max_spare" => entry.max_spare = Some(count()?),
             "concurrency" => entry.concurrency = Some(count()?),
             "max_jobs" => {
                 entry.max_jobs = Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
@@ -75,7 +76,7 @@ pub(super) fn override_jobs(
             _ => {
                 return Err(format!(
                     "{var}: {key} cannot be set from the environment (these can: min_processes, \
-                     max_processes, min_spare, concurrency, max_jobs, max_idle_time, max_lifetime, max_memory, timeout, \
+                     max_processes, min_spare, max_spare, concurrency, max_jobs, max_idle_time, max_lifetime, max_memory, timeout, \
                      prefetch, decode, encode)"
                 ));
             }

@@ -17,6 +17,7 @@ pub(super) struct RawLimits {
     max_processes: Option<u32>,
     max_idle_time: Option<f64>,
     min_spare: Option<u32>,
+    max_spare: Option<u32>,
     max_jobs: Option<u64>,
     max_lifetime: Option<f64>,
     pub(super) max_memory: Option<RawSize>,
@@ -25,7 +26,7 @@ pub(super) struct RawLimits {
 
 impl RawLimits {
     /// Each setting by name, as written (for naming a conflict between group members).
-    pub(super) fn given(&self) -> [(&'static str, Option<String>); 8] {
+    pub(super) fn given(&self) -> [(&'static str, Option<String>); 9] {
         fn text<T: ToString>(value: Option<T>) -> Option<String> {
             value.map(|v| v.to_string())
         }
@@ -34,6 +35,7 @@ impl RawLimits {
             ("max_processes", text(self.max_processes)),
             ("max_idle_time", text(self.max_idle_time)),
             ("min_spare", text(self.min_spare)),
+            ("max_spare", text(self.max_spare)),
             ("max_jobs", text(self.max_jobs)),
             ("max_lifetime", text(self.max_lifetime)),
             (
@@ -54,6 +56,7 @@ impl RawLimits {
             max_processes: self.max_processes.or(other.max_processes),
             max_idle_time: self.max_idle_time.or(other.max_idle_time),
             min_spare: self.min_spare.or(other.min_spare),
+            max_spare: self.max_spare.or(other.max_spare),
             max_jobs: self.max_jobs.or(other.max_jobs),
             max_lifetime: self.max_lifetime.or(other.max_lifetime),
             max_memory: self.max_memory.or(other.max_memory.clone()),
@@ -83,6 +86,13 @@ impl RawLimits {
                 "{at}: min_spare ({min_spare}) cannot exceed max_processes ({max_processes})"
             ));
         }
+        if let Some(max_spare) = self.max_spare {
+            if max_spare < min_spare || max_spare > max_processes {
+                return Err(format!(
+                    "{at}: max_spare ({max_spare}) must be between min_spare ({min_spare}) and max_processes ({max_processes})"
+                ));
+            }
+        }
         let concurrency = self.concurrency.unwrap_or(1);
         if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
             return Err(format!(
@@ -98,6 +108,7 @@ impl RawLimits {
                 None => default_idle,
             },
             min_spare,
+            max_spare: self.max_spare,
             max_jobs: self.max_jobs.filter(|n| *n > 0),
             max_lifetime: optional_seconds(&key("max_lifetime"), self.max_lifetime)?,
             max_memory: match &self.max_memory {
@@ -115,6 +126,7 @@ impl RawJob {
             max_processes: self.max_processes,
             max_idle_time: self.max_idle_time,
             min_spare: self.min_spare,
+            max_spare: self.max_spare,
             max_jobs: self.max_jobs,
             max_lifetime: self.max_lifetime,
             max_memory: self.max_memory.clone(),

@@ -178,6 +178,9 @@ pub struct ProcessLimits {
     pub max_idle_time: Duration,
     /// Idle processes kept ready beyond the busy ones.
     pub min_spare: u32,
+    /// Idle processes past this many are stopped at once, not after `max_idle_time`
+    /// (Parallel::Prefork::SpareWorkers' `max_spare_workers`).
+    pub max_spare: Option<u32>,
     /// A process is replaced after this many jobs.
     pub max_jobs: Option<u64>,
     /// A process is replaced after this long (plus a random tenth).
@@ -299,6 +302,7 @@ struct RawJob {
     max_processes: Option<u32>,
     max_idle_time: Option<f64>,
     min_spare: Option<u32>,
+    max_spare: Option<u32>,
     concurrency: Option<u32>,
     decode: Option<String>,
     encode: Option<String>,

@@ -38,6 +38,8 @@ pub struct PoolView {
     pub min: u32,
     pub max: u32,
     pub min_spare: u32,
+    /// Idle processes past this many are stopped at once.
+    pub max_spare: Option<u32>,
     pub max_idle_time: Duration,
     /// Processes that are not already stopping.
     pub processes: Vec<ProcessView>,
@@ -66,6 +68,7 @@ pub enum Why {
     BelowMin,
     Backlog,
     MinSpare,
+    MaxSpare,
     Idle,
 }
 
@@ -77,6 +80,7 @@ impl std::fmt::Display for Why {
             Why::BelowMin => "fewer processes than min_processes",
             Why::Backlog => "jobs wait and every process is busy",
             Why::MinSpare => "fewer idle processes than min_spare",
+            Why::MaxSpare => "more idle processes than max_spare",
             Why::Idle => "idle for max_idle_time while nothing waits",
         })
     }
@@ -159,6 +163,26 @@ pub fn plan(view: &PoolView) -> Plan {
         };
     }
 
+    // An idle process takes any job that waits for it, so idle ones are spare whenever no
+    // queue report says jobs wait.
+    if let Some(max_spare) = view.max_spare {
+        let surplus = (idle_now.saturating_sub(max_spare)) as usize;
+        let removable = current.saturating_sub(view.min) as usize;
+        if surplus > 0 && view.waiting.is_none_or(|w| w == 0) {
+            let stop: Vec<u32> = idle
+                .iter()
+                .map(|(pid, _)| *pid)
+                .take(surplus.min(removable))
+                .collect();
+            if !stop.is_empty() {
+                return Plan {
+                    start: 0,
+                    stop,
+                    why: Why::MaxSpare,
+                };
+            }
+        }
+    }
     if view.waiting == Some(0) {
         let floor = view.min.max(busy + view.min_spare);
         let removable = current.saturating_sub(floor) as usize;
@@ -215,6 +239,7 @@ mod tests {
             min,
             max,
             min_spare: spare,
+            max_spare: None,
             max_idle_time: S * 30,
             processes,
             waiting,
@@ -227,6 +252,32 @@ mod tests {
             pid,
             activity: Activity::Partly,
         }
+    }
+
+    #[test]
+    fn idle_processes_past_max_spare_are_stopped_at_once() {
+        let with = |max_spare, processes, waiting| PoolView {
+            max_spare: Some(max_spare),
+            ..view(1, 10, 0, processes, waiting)
+        };
+        // Four idle for a second (far from max_idle_time): the two idle longest go.
+        let four = vec![busy(1), idle(2, 1), idle(3, 2), idle(4, 3), idle(5, 1)];
+        let plan = plan(&with(2, four.clone(), Some(0)));
+        assert_eq!((plan.stop, plan.why), (vec![4, 3], Why::MaxSpare));
+        // Queues not watched: idle ones are spare all the same.
+        assert_eq!(plan_stop(&with(2, four.clone(), None)), vec![4, 3]);
+        // Jobs wait: the idle ones are about to take them.
+        assert_eq!(plan_stop(&with(2, four, Some(3))), Vec::<u32>::new());
+        // Never below min.
+        let idle_only = PoolView {
+            min: 2,
+            ..with(0, vec![idle(1, 1), idle(2, 2), idle(3, 3)], Some(0))
+        };
+        assert_eq!(plan_stop(&idle_only), vec![3]);
+    }
+
+    fn plan_stop(view: &PoolView) -> Vec<u32> {
+        plan(view).stop
     }
 
     #[test]

@@ -204,6 +204,19 @@ fn each_kind_of_mistake_names_the_key_and_the_job() {
             ],
         ),
         (
+            "max_spare below min_spare",
+            "[[jobs]]\nname = \"s\"\nworker = \"echo\"\nmax_processes = 4\nmin_spare = 2\nmax_spare = 1\n",
+            &[
+                "jobs[0] \"s\"",
+                "max_spare (1) must be between min_spare (2) and max_processes (4)",
+            ],
+        ),
+        (
+            "max_spare above max_processes",
+            "[[jobs]]\nname = \"s\"\nworker = \"echo\"\nmax_processes = 4\nmax_spare = 5\n",
+            &["max_spare (5) must be between min_spare (0) and max_processes (4)"],
+        ),
+        (
             "group members disagree on concurrency",
             "[[jobs]]\nname = \"a\"\nworker = \"sleep\"\ngroup = \"g\"\nconcurrency = 10\n[[jobs]]\nname = \"b\"\nworker = \"sleep\"\ngroup = \"g\"\nconcurrency = 5\n",
             &[

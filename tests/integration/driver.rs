@@ -896,3 +896,34 @@ fn a_stop_as_soon_as_the_host_listens_is_a_graceful_one() {
         host.wait_log("stopped", LIMIT);
     }
 }
+
+// Issue 18, item 6: `max_spare` (Parallel::Prefork::SpareWorkers' max_spare_workers). Idle
+// processes past it are stopped at once, not after max_idle_time.
+both_servers! {
+    async fn idle_processes_past_max_spare_are_stopped_at_once(server) {
+        let host = Host::start(
+            &[server.addr().to_string()],
+            "interval = 1",
+            "[[jobs]]\nname = \"nap\"\nworker = \"sleep\"\nmin_processes = 1\nmax_processes = 4\nmax_spare = 1\nmax_idle_time = 300\n",
+        );
+        host.wait_workers("nap", 1, LIMIT);
+        let client = client(server.addr());
+        let mut jobs = Vec::new();
+        for _ in 0..4 {
+            jobs.push(client.submit(JobRequest::new("nap", "2500")).await.unwrap());
+        }
+        host.wait_workers("nap", 4, LIMIT);
+        for job in jobs {
+            let outcome = tokio::time::timeout(LIMIT, job.wait()).await.unwrap().unwrap();
+            assert_eq!(outcome, JobOutcome::Complete(Bytes::from("slept 2500")));
+        }
+        let done = Instant::now();
+        assert!(
+            poll_until(LIMIT, || host.workers("nap").len() == 1),
+            "max_spare = 1 (min 1): {:?}",
+            host.workers("nap")
+        );
+        assert!(done.elapsed() < Duration::from_secs(10), "long before max_idle_time");
+        host.wait_log("scale down: more idle processes than max_spare", LIMIT);
+    }
+}

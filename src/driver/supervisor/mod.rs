@@ -504,6 +504,7 @@ impl Supervisor {
             min: pool.min,
             max: pool.max,
             min_spare: pool.config.limits.min_spare,
+            max_spare: pool.config.limits.max_spare,
             max_idle_time: pool.config.limits.max_idle_time,
             processes,
             waiting,

@@ -106,6 +106,7 @@ fn shape(pool: &PoolConfig) -> (Vec<JobConfig>, Option<u64>, Option<Duration>) {
                 max_processes: 0,
                 max_idle_time: Duration::ZERO,
                 min_spare: 0,
+                max_spare: None,
                 ..j.limits.clone()
             },
             ..j.clone()
