@@ -47,11 +47,7 @@ def run(port, tmp, geardriver, processes, concurrency):
     host = subprocess.Popen([geardriver, "run", "--config", config(tmp, port, processes, concurrency)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 30
-        while len(drain.children(host.pid)) < processes:
-            if time.time() > deadline:
-                sys.exit(f"the host did not start {processes} processes")
-            time.sleep(0.05)
+        drain.wait_children(host.pid, processes, "the host")
         time.sleep(0.5)  # every worker loop registered
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -87,10 +83,7 @@ def main():
     shapes = [(4, 25)] + ([(100, 1)] if args.compare else [])
     results = {s: [] for s in shapes}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.server == "builtin":
-            server, port = drain.start_builtin(args.geardriver)
-        else:
-            server, port = drain.start_gearmand(tmp)
+        server, port = drain.start_server(args.server, tmp, args.geardriver)
         try:
             for r in range(args.rounds):
                 for shape in shapes:

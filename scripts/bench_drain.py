@@ -110,6 +110,20 @@ def start_builtin(geardriver):
     return wait_for_port(proc, port, "the built-in server")
 
 
+def start_server(kind, tmp, geardriver):
+    """The job server of `kind` ("gearmand" or "builtin"): (process, port)."""
+    return start_builtin(geardriver) if kind == "builtin" else start_gearmand(tmp)
+
+
+def wait_children(parent, count, what):
+    """Waits (30 s at most) until `parent` has `count` child processes."""
+    deadline = time.time() + 30
+    while len(children(parent)) < count:
+        if time.time() > deadline:
+            sys.exit(f"{what} did not start {count} processes")
+        time.sleep(0.05)
+
+
 def start_gearmand(tmp):
     port = free_port()
     proc = subprocess.Popen(
@@ -326,10 +340,7 @@ def main():
     if any(k in kinds for k in ("ours", "host1", "host4")) and not os.path.exists(args.geardriver):
         sys.exit(f"{args.geardriver} not found: run `cargo build --release` first")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.server == "builtin":
-            gearmand, port = start_builtin(args.geardriver)
-        else:
-            gearmand, port = start_gearmand(tmp)
+        gearmand, port = start_server(args.server, tmp, args.geardriver)
         try:
             rates = {k: [] for k in kinds}
             for r in range(args.rounds):

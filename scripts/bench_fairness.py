@@ -68,11 +68,7 @@ def one_run(port, worker, prefetch, order, tmp, geardriver):
     host = subprocess.Popen([geardriver, "run", "--config", config], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, GEARDRIVER_LOG="debug"))
     try:
-        deadline = time.time() + 15
-        while len(drain.children(host.pid)) < 4:
-            if time.time() > deadline:
-                sys.exit("the host did not start 4 processes")
-            time.sleep(0.05)
+        drain.wait_children(host.pid, 4, "the host")
         run_foreground(port, [str(SHORT_MS)] * WARM)
         times = run_foreground(port, order)
     finally:
@@ -97,10 +93,7 @@ def main():
     rng = random.Random(args.seed)
     results = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.server == "builtin":
-            server, port = drain.start_builtin(args.geardriver)
-        else:
-            server, port = drain.start_gearmand(tmp)
+        server, port = drain.start_server(args.server, tmp, args.geardriver)
         try:
             for r in range(args.rounds):
                 order = [str(LONG_MS)] * LONGS + [str(SHORT_MS)] * SHORTS

@@ -30,12 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_drain as drain  # noqa: E402
 
 
-def start_builtin(geardriver):
-    port = drain.free_port()
-    proc = subprocess.Popen([geardriver, "server", "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, GEARDRIVER_LOG="warn"))
-    return drain.wait_for_port(proc, port, "the built-in server")
+start_builtin = drain.start_builtin
 
 
 def children_cpu_us():

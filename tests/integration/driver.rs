@@ -268,6 +268,29 @@ both_servers! {
     }
 }
 
+/// Submits `function(workload)`, and once it runs rewrites the config (`driver_extra`,
+/// `jobs`) and reloads the host; returns the job's outcome.
+async fn reload_while_running(
+    host: &Host,
+    server: &common::JobServer,
+    (function, workload): (&str, &str),
+    driver_extra: &str,
+    jobs: &str,
+) -> JobOutcome {
+    let job = client(server.addr())
+        .submit(JobRequest::new(function.to_string(), workload.to_string()))
+        .await
+        .unwrap();
+    assert!(common::wait_for_status(&server.addr(), function, |s| s.running == 1).await);
+    host.rewrite_config(&[server.addr().to_string()], driver_extra, jobs);
+    host.signal(Signal::SIGHUP);
+    host.wait_log("config reloaded", LIMIT);
+    tokio::time::timeout(LIMIT, job.wait())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 // Issue 12, item 4: a job removed by a reload lets its busy process finish the job (the
 // client gets the result; shutdown_timeout, which bounds only idle processes that do not
 // go, does not cut it short), and the process goes after it.
@@ -282,18 +305,14 @@ async fn a_removed_jobs_busy_process_finishes_its_job() {
         &jobs("[[jobs]]\nname = \"gone\"\nworker = \"sleep\"\ntimeout = 10\n"),
     );
     let busy = host.wait_workers("gone", 1, LIMIT)[0];
-    let job = client(server.addr())
-        .submit(JobRequest::new("gone", "2500"))
-        .await
-        .unwrap();
-    assert!(common::wait_for_status(&server.addr(), "gone", |s| s.running == 1).await);
-    host.rewrite_config(&servers, "interval = 0\nshutdown_timeout = 1", &jobs(""));
-    host.signal(Signal::SIGHUP);
-    host.wait_log("config reloaded", LIMIT);
-    let outcome = tokio::time::timeout(LIMIT, job.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = reload_while_running(
+        &host,
+        &server,
+        ("gone", "2500"),
+        "interval = 0\nshutdown_timeout = 1",
+        &jobs(""),
+    )
+    .await;
     assert_eq!(
         outcome,
         JobOutcome::Complete(Bytes::from("slept 2500")),
@@ -325,18 +344,8 @@ async fn a_reload_does_not_shorten_the_timeout_of_a_job_in_hand() {
     };
     let host = Host::start(&servers, "interval = 0", &jobs(30));
     let old = host.wait_workers("nap", 1, LIMIT)[0];
-    let job = client(server.addr())
-        .submit(JobRequest::new("nap", "4500"))
-        .await
-        .unwrap();
-    assert!(common::wait_for_status(&server.addr(), "nap", |s| s.running == 1).await);
-    host.rewrite_config(&servers, "interval = 0", &jobs(1));
-    host.signal(Signal::SIGHUP);
-    host.wait_log("config reloaded", LIMIT);
-    let outcome = tokio::time::timeout(LIMIT, job.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome =
+        reload_while_running(&host, &server, ("nap", "4500"), "interval = 0", &jobs(1)).await;
     assert_eq!(
         outcome,
         JobOutcome::Complete(Bytes::from("slept 4500")),
