@@ -3,7 +3,7 @@
 //! loads but will not do what it seems to.
 
 use super::Outcome;
-use crate::config::{Config, LogFormat, LogTarget};
+use crate::config::{Config, JobConfig, LogFormat, LogTarget, WorkerKind};
 use crate::plugin::Registry;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,6 +125,18 @@ fn render(config: &Config) -> String {
             "off".into()
         }
     );
+    for dir in &config.worker_dirs {
+        out += &format!(
+            "worker_dir       {} ({}{}): {}\n",
+            dir.path.display(),
+            dir.files,
+            if dir.watch { ", watched" } else { "" },
+            match dir.jobs.is_empty() {
+                true => "no jobs".to_string(),
+                false => dir.jobs.join(", "),
+            }
+        );
+    }
     let header = [
         "job", "min", "max", "idle", "spare", "at_once", "decode", "encode", "timeout", "prefetch",
         "group", "max_jobs", "lifetime", "memory", "worker",
@@ -147,7 +159,7 @@ fn render(config: &Config) -> String {
                 j.encode.clone(),
                 secs(j.timeout),
                 match (&j.worker, j.prefetch) {
-                    (crate::config::WorkerKind::Program(_), _) => "-".into(),
+                    (WorkerKind::Program(_), _) => "-".into(),
                     // Several jobs at once already overlap the round trips.
                     (_, on) => if on && j.limits.concurrency == 1 {
                         "on"
@@ -162,7 +174,7 @@ fn render(config: &Config) -> String {
                 j.limits
                     .max_memory
                     .map_or("-".into(), |b| format!("{:.0}M", b as f64 / 1048576.0)),
-                j.worker.to_string(),
+                worker(j),
             ]
         })
         .collect();
@@ -189,4 +201,17 @@ fn render(config: &Config) -> String {
         out += &line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+/// What runs the job, with its file in place of `{file}`, and whether it is watched.
+fn worker(job: &JobConfig) -> String {
+    let what = match (&job.worker, job.argv()) {
+        (WorkerKind::Command(_), Some(argv)) => format!("command {}", argv.join(" ")),
+        (WorkerKind::Program(_), Some(argv)) => format!("program {}", argv.join(" ")),
+        (worker, _) => worker.to_string(),
+    };
+    match job.watch {
+        true => format!("{what} (watched)"),
+        false => what,
+    }
 }

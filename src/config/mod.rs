@@ -12,6 +12,7 @@
 //! process settings; `env`: job overrides from the environment; `defaults`: every default.
 
 pub mod defaults;
+pub mod dirs;
 mod env;
 mod limits;
 mod validate;
@@ -83,8 +84,24 @@ pub struct Config {
     pub console: ConsoleConfig,
     pub http: HttpConfig,
     pub server: ServerConfig,
-    /// Sorted by name.
+    /// Sorted by name: those written as `[[jobs]]` and those found in worker directories.
     pub jobs: Vec<JobConfig>,
+    pub worker_dirs: Vec<WorkerDir>,
+}
+
+/// A worker directory (GearmanManager's `worker_dir`): each file whose name matches
+/// `files` is a job, named after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerDir {
+    /// Absolute.
+    pub path: PathBuf,
+    /// The glob the file names are matched against.
+    pub files: String,
+    /// Files added or removed are picked up without a reload, and changed ones restart
+    /// their job.
+    pub watch: bool,
+    /// The jobs found in it, by name.
+    pub jobs: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -212,6 +229,43 @@ pub struct JobConfig {
     pub prefetch: bool,
     pub group: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// The file a worker directory gave the job: what `{file}` in its argv stands for.
+    pub file: Option<PathBuf>,
+    /// Its processes are replaced when its code changes on disk.
+    pub watch: bool,
+}
+
+/// What stands in a `command` or `program` for the job's file (a worker directory's).
+pub const FILE_PLACEHOLDER: &str = "{file}";
+
+impl JobConfig {
+    /// Its command line with `{file}` replaced by its file.
+    pub fn argv(&self) -> Option<Vec<String>> {
+        match &self.worker {
+            WorkerKind::Plugin(_) => None,
+            WorkerKind::Command(argv) | WorkerKind::Program(argv) => {
+                Some(expand_files(argv, self.file.as_slice()))
+            }
+        }
+    }
+}
+
+/// `argv` with an argument that is exactly `{file}` replaced by every file (one argument
+/// each), and `{file}` inside a longer argument by the first (validation allows that only
+/// where there is one).
+pub fn expand_files(argv: &[String], files: &[PathBuf]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len() + files.len());
+    for arg in argv {
+        if arg == FILE_PLACEHOLDER {
+            out.extend(files.iter().map(|f| f.display().to_string()));
+        } else if arg.contains(FILE_PLACEHOLDER) {
+            let file = files.first().map(|f| f.display().to_string());
+            out.push(arg.replace(FILE_PLACEHOLDER, file.as_deref().unwrap_or_default()));
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    out
 }
 
 /// A set of processes the driver keeps: a group of jobs, or one job.
@@ -225,15 +279,14 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// A pool of one long-running external program.
-    pub fn program(&self) -> Option<&[String]> {
-        match &self.jobs[..] {
-            [job] => match &job.worker {
-                WorkerKind::Program(argv) => Some(argv),
-                _ => None,
-            },
-            _ => None,
-        }
+    /// A pool of one long-running external program: its command line, with `{file}` given
+    /// every member's file (the members of a group of programs run the same one).
+    pub fn program(&self) -> Option<Vec<String>> {
+        let WorkerKind::Program(argv) = &self.jobs.first()?.worker else {
+            return None;
+        };
+        let files: Vec<PathBuf> = self.jobs.iter().filter_map(|j| j.file.clone()).collect();
+        Some(expand_files(argv, &files))
     }
 }
 
@@ -247,6 +300,7 @@ struct RawConfig {
     http: Option<RawHttp>,
     server: Option<RawServer>,
     jobs: Option<Vec<RawJob>>,
+    worker_dirs: Option<Vec<dirs::RawWorkerDir>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,6 +367,13 @@ struct RawJob {
     max_lifetime: Option<f64>,
     max_memory: Option<RawSize>,
     env: Option<BTreeMap<String, String>>,
+    watch: Option<bool>,
+    /// Set for the jobs a worker directory gave: their file, and the entry to name in
+    /// errors.
+    #[serde(skip)]
+    file: Option<PathBuf>,
+    #[serde(skip)]
+    origin: Option<String>,
 }
 
 /// A size as written: bytes, or text with a unit (`"512M"`).
@@ -397,8 +458,11 @@ impl Config {
             })
             .collect();
         let mut raw: RawConfig = built.try_deserialize().map_err(|e| shape(e, &job_names))?;
+        let worker_dirs = dirs::discover(&mut raw, path).map_err(invalid)?;
         env::override_jobs(&mut raw, std::env::vars()).map_err(invalid)?;
-        validate::validate(raw, path, registry).map_err(invalid)
+        let mut config = validate::validate(raw, path, registry).map_err(invalid)?;
+        config.worker_dirs = worker_dirs;
+        Ok(config)
     }
 
     /// The pools the driver supervises, sorted by name.

@@ -262,6 +262,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
         },
         server: server_config,
         jobs,
+        worker_dirs: Vec::new(),
     };
     let most: u64 = config.pools().iter().map(|p| p.limits.slots()).sum();
     if most > MAX_PROCESSES as u64 {
@@ -283,7 +284,7 @@ fn validate_job(
         None | Some("") => return Err(format!("jobs[{index}]: name is required")),
         Some(name) => name.to_string(),
     };
-    let at = format!("jobs[{index}] {name:?}");
+    let at = label(index, raw, &name);
     if name.contains(|c: char| c.is_whitespace() || c.is_control()) || name.len() > 255 {
         return Err(format!(
             "{at}: name must be at most 255 bytes without spaces or control characters"
@@ -325,7 +326,6 @@ fn validate_job(
             (raw.decode.is_some(), "decode"),
             (raw.encode.is_some(), "encode"),
             (raw.timeout.is_some(), "timeout"),
-            (raw.max_jobs.is_some(), "max_jobs"),
             (raw.prefetch.is_some(), "prefetch"),
             (raw.concurrency.is_some(), "concurrency"),
         ] {
@@ -344,6 +344,19 @@ fn validate_job(
             ));
         }
     }
+    if let WorkerKind::Command(argv) | WorkerKind::Program(argv) = &worker {
+        if raw.file.is_none() && argv.iter().any(|a| a.contains(super::FILE_PLACEHOLDER)) {
+            return Err(format!(
+                "{at}: {} stands for the file of a job found in a worker directory; this job has none",
+                super::FILE_PLACEHOLDER
+            ));
+        }
+    }
+    if raw.watch == Some(true) && matches!(worker, WorkerKind::Plugin(_)) {
+        return Err(format!(
+            "{at}: watch applies to a command or a program: a plugin's code is the host's own binary (restart the host to load a new one)"
+        ));
+    }
     let prefetch = raw
         .prefetch
         .unwrap_or(matches!(worker, WorkerKind::Plugin(_)) && defaults::PREFETCH);
@@ -356,8 +369,19 @@ fn validate_job(
         prefetch,
         group,
         env: raw.env.clone().unwrap_or_default(),
+        file: raw.file.clone(),
+        watch: raw.watch.unwrap_or(false),
         name,
     })
+}
+
+/// How errors name a job entry: `jobs[2] "resize"`, or the worker directory file that gave
+/// it.
+fn label(index: usize, raw: &RawJob, name: &str) -> String {
+    match &raw.origin {
+        Some(origin) => format!("{origin} (job {name:?})"),
+        None => format!("jobs[{index}] {name:?}"),
+    }
 }
 
 fn argv_of(at: &str, field: &str, argv: &[String]) -> Result<Vec<String>, String> {
@@ -387,15 +411,7 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
             ));
         }
         if members.len() > 1 {
-            if let Some(&i) = members
-                .iter()
-                .find(|&&i| matches!(jobs[i].worker, WorkerKind::Program(_)))
-            {
-                return Err(format!(
-                    "jobs[{i}] {:?}: a program cannot share group {group:?}: it registers its own functions",
-                    jobs[i].name
-                ));
-            }
+            check_programs_in_group(group, members, raw, jobs)?;
         }
         // Every process setting, whatever their number.
         for setting in 0..RawLimits::default().given().len() {
@@ -406,8 +422,9 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
                     match &given {
                         Some((first, v)) if *v != value => {
                             return Err(format!(
-                                "jobs[{i}] {:?}: {key} = {value} differs from {v} on job {:?}; jobs in group {group:?} share processes, so set it once",
-                                jobs[i].name, jobs[*first].name
+                                "{}: {key} = {value} differs from {v} on job {:?}; jobs in group {group:?} share processes, so set it once",
+                                label(i, &raw[i], &jobs[i].name),
+                                jobs[*first].name
                             ));
                         }
                         Some(_) => {}
@@ -415,6 +432,48 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
                     }
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// A process of a group runs one command line for all its jobs, so a program shares a group
+/// only with programs of the same command line (a worker directory's, whose `{file}` then
+/// stands for every member's file).
+fn check_programs_in_group(
+    group: &str,
+    members: &[usize],
+    raw: &[RawJob],
+    jobs: &[JobConfig],
+) -> Result<(), String> {
+    let Some(&first) = members
+        .iter()
+        .find(|&&i| matches!(jobs[i].worker, WorkerKind::Program(_)))
+    else {
+        return Ok(());
+    };
+    let argv = &jobs[first].worker;
+    for &i in members {
+        let at = label(i, &raw[i], &jobs[i].name);
+        if jobs[i].worker != *argv {
+            return Err(format!(
+                "{at}: it cannot share group {group:?} with program job {:?}: a group's processes \
+                 run one program for all its jobs, so every member must give the same program",
+                jobs[first].name
+            ));
+        }
+        let WorkerKind::Program(args) = &jobs[i].worker else {
+            unreachable!("the same as the first program");
+        };
+        if args
+            .iter()
+            .any(|a| a != super::FILE_PLACEHOLDER && a.contains(super::FILE_PLACEHOLDER))
+        {
+            return Err(format!(
+                "{at}: in group {group:?}, {} must be an argument of its own (it stands for \
+                 every member's file)",
+                super::FILE_PLACEHOLDER
+            ));
         }
     }
     Ok(())

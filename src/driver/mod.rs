@@ -85,6 +85,12 @@ pub enum Control {
         jobs: Vec<String>,
         reply: oneshot::Sender<Result<(), ControlError>>,
     },
+    /// Replace the processes of these jobs gracefully (each finishes its job first): their
+    /// code changed. Each job comes with what changed, for the log.
+    Replace {
+        jobs: Vec<(String, String)>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
 }
 
 impl Control {
@@ -93,7 +99,8 @@ impl Control {
             Control::Reload { reply, .. }
             | Control::SetLimits { reply, .. }
             | Control::Kill { reply, .. }
-            | Control::KillAll { reply, .. } => reply,
+            | Control::KillAll { reply, .. }
+            | Control::Replace { reply, .. } => reply,
         };
         let _ = reply.send(Err(error));
     }
@@ -200,6 +207,12 @@ impl HostHandle {
 
     pub async fn kill_all(&self, jobs: Vec<String>) -> Result<(), ControlError> {
         self.ask(|reply| Control::KillAll { jobs, reply }).await
+    }
+
+    /// Replaces the processes of `jobs` (job name, what changed) gracefully; a job the
+    /// config no longer has is passed over.
+    pub async fn replace(&self, jobs: Vec<(String, String)>) -> Result<(), ControlError> {
+        self.ask(|reply| Control::Replace { jobs, reply }).await
     }
 
     /// Re-reads the config file; an invalid config is refused and the old one stays.

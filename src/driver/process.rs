@@ -29,6 +29,10 @@ const MAX_LINE: usize = 4096;
 /// Environment a `program` finds its job servers and job name in.
 pub const PROGRAM_SERVERS_VAR: &str = "GEARDRIVER_JOB_SERVERS";
 pub const PROGRAM_JOB_VAR: &str = "GEARDRIVER_JOB";
+/// The functions it serves, comma-separated, sorted: in the order of its `{file}` arguments.
+pub const PROGRAM_FUNCTIONS_VAR: &str = "GEARDRIVER_FUNCTIONS";
+/// Set with `max_jobs`: the program exits after that many jobs, to be replaced.
+pub const PROGRAM_MAX_JOBS_VAR: &str = "GEARDRIVER_MAX_JOBS";
 
 /// What the supervisor knows when it starts a process.
 pub struct Launch<'a> {
@@ -76,7 +80,18 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
             .arg("--")
             .args(argv)
             .env(PROGRAM_SERVERS_VAR, servers.join(","))
-            .env(PROGRAM_JOB_VAR, &pool.name);
+            .env(PROGRAM_JOB_VAR, &pool.name)
+            .env(
+                PROGRAM_FUNCTIONS_VAR,
+                pool.jobs
+                    .iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        if let Some(n) = pool.limits.max_jobs {
+            command.env(PROGRAM_MAX_JOBS_VAR, n.to_string());
+        }
     } else {
         let spec = WorkerSpec {
             pool: pool.name.clone(),
@@ -86,11 +101,9 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
                 .iter()
                 .map(|job| FunctionSpec {
                     name: job.name.clone(),
-                    run: match &job.worker {
-                        WorkerKind::Plugin(name) => Runner::Plugin(name.clone()),
-                        WorkerKind::Command(argv) | WorkerKind::Program(argv) => {
-                            Runner::Command(argv.clone())
-                        }
+                    run: match (&job.worker, job.argv()) {
+                        (WorkerKind::Plugin(name), _) => Runner::Plugin(name.clone()),
+                        (_, argv) => Runner::Command(argv.unwrap_or_default()),
                     },
                     decode: job.decode.clone(),
                     encode: job.encode.clone(),

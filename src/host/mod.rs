@@ -14,6 +14,7 @@
 
 pub mod notify;
 mod pidfile;
+mod watch;
 
 use crate::config::Config;
 use crate::driver::{HostHandle, STATS_CAPACITY};
@@ -215,6 +216,7 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         );
     }
     parts.spawn("observer", observe(handle.clone(), shutdown.clone()));
+    parts.spawn("file watcher", watch::run(handle.clone(), shutdown.clone()));
     if let Some(notifier) = &notifier {
         notifier.ready(&format!("serving {} jobs", config.jobs.len()));
         if let Some(every) = notifier.watchdog() {
@@ -254,7 +256,7 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         while let Some((part, how)) = parts.next_ended().await {
             match part {
                 "supervisor" => break,
-                "console" | "observer" | "http endpoint" => {}
+                "console" | "observer" | "http endpoint" | "file watcher" => {}
                 _ => tracing::error!("the {part} {how} while the host was stopping"),
             }
         }

@@ -47,6 +47,41 @@ impl Supervisor {
             Control::KillAll { jobs, reply } => {
                 let _ = reply.send(self.kill_all(&jobs));
             }
+            Control::Replace { jobs, reply } => {
+                self.replace(&jobs);
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    /// A new generation for the pools of `jobs`: their processes stop once their job is
+    /// done, and new ones, started at once, take their place. A group is replaced once,
+    /// however many of its jobs changed.
+    fn replace(&mut self, jobs: &[(String, String)]) {
+        let mut done: Vec<String> = Vec::new();
+        for (job, why) in jobs {
+            let Some(name) = self.pool_of_job(job) else {
+                continue;
+            };
+            if done.contains(&name) {
+                continue;
+            }
+            let pool = self.pools.get_mut(&name).expect("found");
+            tracing::info!(job = %name, changed = %why, "code changed; replacing its processes");
+            pool.generation += 1;
+            pool.crash.reset();
+            let generation = pool.generation;
+            let old: Vec<u32> = pool
+                .processes
+                .iter()
+                .filter(|(_, p)| p.generation < generation)
+                .map(|(&pid, _)| pid)
+                .collect();
+            for pid in old {
+                self.request_stop(&name, pid);
+            }
+            self.reconcile(&name, None);
+            done.push(name);
         }
     }
 

@@ -1,0 +1,260 @@
+//! `watch = true`: code reload on deploy (GearmanManager's `auto_update`, Gearman::Starter's
+//! `Reload`). The files a watched job runs from are watched with inotify (the `notify`
+//! crate, no polling); when they change, the job's processes are replaced gracefully, each
+//! finishing its job first. Changes are gathered until the files have been quiet for
+//! [`QUIET`], so that a deploy of 200 files restarts each job once.
+//!
+//! What is watched, and what a change does:
+//! - a job's file (a worker directory's), or the files and directories its command line
+//!   names: a change replaces that job's processes;
+//! - a watched worker directory: a matching file added, removed or renamed reloads the
+//!   config (the directory is listed again, so jobs come and go); a file in a subdirectory
+//!   (a library the jobs share) replaces every job of the directory. Hidden files (editors'
+//!   swap files) and top-level files that do not match are left alone.
+//!
+//! Parents are watched rather than files: a deploy that renames a new file over the old one
+//! would end a watch on the file itself. The plan is made again whenever the config changes.
+
+use crate::config::{Config, WorkerDir, dirs};
+use crate::driver::HostHandle;
+use ::notify::event::{EventKind, ModifyKind};
+use ::notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long the files must be quiet before the changes are acted on.
+const QUIET: Duration = Duration::from_millis(500);
+/// The longest changes are held back while files keep changing.
+const MOST: Duration = Duration::from_secs(5);
+
+/// What to watch for one config, and what each change means.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// Directories to watch, and whether below them too.
+    watches: BTreeMap<PathBuf, bool>,
+    /// A file → the jobs it belongs to.
+    files: BTreeMap<PathBuf, Vec<String>>,
+    /// Anything under a directory → the jobs it belongs to.
+    trees: Vec<(PathBuf, Vec<String>)>,
+    /// Watched worker directories: their files come and go.
+    dirs: Vec<WorkerDir>,
+}
+
+impl Plan {
+    fn of(config: &Config) -> Plan {
+        let mut plan = Plan::default();
+        for job in config.jobs.iter().filter(|j| j.watch) {
+            let paths = match &job.file {
+                Some(file) => vec![file.clone()],
+                None => named_paths(job.argv().as_deref().unwrap_or_default()),
+            };
+            if paths.is_empty() {
+                tracing::warn!(job = %job.name, "watch = true, but its command line names no file that exists here: nothing to watch");
+            }
+            for path in paths {
+                if path.is_dir() {
+                    plan.watch(&path, true);
+                    plan.trees.push((path, vec![job.name.clone()]));
+                } else if let Some(parent) = path.parent() {
+                    plan.watch(parent, false);
+                    plan.files.entry(path).or_default().push(job.name.clone());
+                }
+            }
+        }
+        for dir in config.worker_dirs.iter().filter(|d| d.watch) {
+            plan.watch(&dir.path, true);
+            plan.dirs.push(dir.clone());
+        }
+        plan
+    }
+
+    fn watch(&mut self, dir: &Path, recursive: bool) {
+        let entry = self.watches.entry(dir.to_path_buf()).or_default();
+        *entry |= recursive;
+    }
+
+    /// What the changes to `paths` call for: whether to reload the config (files came or
+    /// went in a worker directory), and the jobs to replace with the path that changed.
+    fn actions(&self, changes: &BTreeMap<PathBuf, bool>) -> (bool, BTreeMap<String, PathBuf>) {
+        let mut reload = false;
+        let mut replace: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut add = |jobs: &[String], path: &Path| {
+            for job in jobs {
+                replace
+                    .entry(job.clone())
+                    .or_insert_with(|| path.to_path_buf());
+            }
+        };
+        for (path, came_or_went) in changes {
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_none_or(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if let Some(jobs) = self.files.get(path) {
+                add(jobs, path);
+            }
+            for (tree, jobs) in &self.trees {
+                if path.starts_with(tree) {
+                    add(jobs, path);
+                }
+            }
+            for dir in &self.dirs {
+                let Ok(rest) = path.strip_prefix(&dir.path) else {
+                    continue;
+                };
+                let name = rest.to_str().unwrap_or_default();
+                let top = rest.components().count() == 1;
+                if top && dirs::glob(&dir.files, name) {
+                    // A job's own file is in `files`, above.
+                    reload |= *came_or_went;
+                } else if !top && !hidden_below(rest) {
+                    add(&dir.jobs, path);
+                }
+            }
+        }
+        (reload, replace)
+    }
+}
+
+/// Whether any directory between a worker directory and the file is hidden (`.git`).
+fn hidden_below(rest: &Path) -> bool {
+    rest.components()
+        .any(|c| c.as_os_str().to_str().is_none_or(|n| n.starts_with('.')))
+}
+
+/// The paths a command line names that exist: its arguments, and the program itself when
+/// given as a path (a bare name is found through `PATH`, and is not the job's code).
+fn named_paths(argv: &[String]) -> Vec<PathBuf> {
+    argv.iter()
+        .enumerate()
+        .filter(|(i, arg)| *i > 0 || arg.contains('/'))
+        .map(|(_, arg)| PathBuf::from(arg))
+        .filter(|p| p.exists())
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+        .collect()
+}
+
+/// Watches what the config in force asks to, until `shutdown`.
+pub async fn run(handle: HostHandle, shutdown: CancellationToken) {
+    let mut configs = handle.config_changes();
+    loop {
+        let plan = Plan::of(&configs.borrow_and_update());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _watcher = match plan.watches.is_empty() {
+            true => None,
+            false => start(&plan, tx),
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = configs.changed() => match changed {
+                    Ok(()) if Plan::of(&configs.borrow()) != plan => break,
+                    Ok(()) => {}
+                    Err(_) => return,
+                },
+                Some(first) = rx.recv() => {
+                    let changes = gather(first, &mut rx).await;
+                    act(&handle, &plan, &changes).await;
+                }
+            }
+        }
+    }
+}
+
+/// A watcher for the plan's directories, sending each change's paths (and whether a file
+/// came or went) to `tx`. `None` (with the reason logged) when inotify refuses.
+fn start(
+    plan: &Plan,
+    tx: mpsc::UnboundedSender<Vec<(PathBuf, bool)>>,
+) -> Option<RecommendedWatcher> {
+    let handler = move |event: ::notify::Result<::notify::Event>| {
+        let Ok(event) = event else { return };
+        let came_or_went = match event.kind {
+            EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(_)) => true,
+            EventKind::Modify(_) | EventKind::Any | EventKind::Other => false,
+            // Reading the code (a worker starting) is no change.
+            EventKind::Access(_) => return,
+        };
+        let _ = tx.send(event.paths.into_iter().map(|p| (p, came_or_went)).collect());
+    };
+    let mut watcher = match RecommendedWatcher::new(handler, ::notify::Config::default()) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch files: watch = true has no effect");
+            return None;
+        }
+    };
+    for (dir, &recursive) in &plan.watches {
+        let mode = match recursive {
+            true => RecursiveMode::Recursive,
+            false => RecursiveMode::NonRecursive,
+        };
+        match watcher.watch(dir, mode) {
+            Ok(()) => tracing::debug!(dir = %dir.display(), recursive, "watching"),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot watch it: its jobs are not replaced when it changes")
+            }
+        }
+    }
+    Some(watcher)
+}
+
+/// The first change and those that follow until the files are quiet for [`QUIET`] (or
+/// [`MOST`] has passed): each path once, marked if a file came or went there.
+async fn gather(
+    first: Vec<(PathBuf, bool)>,
+    rx: &mut mpsc::UnboundedReceiver<Vec<(PathBuf, bool)>>,
+) -> BTreeMap<PathBuf, bool> {
+    let mut changes: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    let mut note = |batch: Vec<(PathBuf, bool)>| {
+        for (path, came_or_went) in batch {
+            *changes.entry(path).or_default() |= came_or_went;
+        }
+    };
+    note(first);
+    let until = tokio::time::Instant::now() + MOST;
+    loop {
+        let wait = QUIET.min(until.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(batch)) => note(batch),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    changes
+}
+
+async fn act(handle: &HostHandle, plan: &Plan, changes: &BTreeMap<PathBuf, bool>) {
+    let (reload, replace) = plan.actions(changes);
+    if reload {
+        tracing::info!(
+            changed = %list(changes.keys()),
+            "files came or went in a watched worker directory: reloading the config"
+        );
+        if let Err(e) = handle.reload().await {
+            tracing::error!(error = %e, "reload refused; keeping the old config");
+        }
+    }
+    if replace.is_empty() {
+        return;
+    }
+    let jobs = replace
+        .into_iter()
+        .map(|(job, path)| (job, path.display().to_string()))
+        .collect();
+    if let Err(e) = handle.replace(jobs).await {
+        tracing::warn!(error = %e, "cannot replace the processes of changed jobs");
+    }
+}
+
+fn list<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
+    let paths: BTreeSet<String> = paths.map(|p| p.display().to_string()).collect();
+    paths.into_iter().collect::<Vec<_>>().join(", ")
+}
