@@ -28,3 +28,4 @@ mod queue;
 mod server;
 mod stats_stress;
 mod systemd;
+mod worker_dirs;

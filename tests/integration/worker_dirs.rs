@@ -1,0 +1,300 @@
+//! Worker directories (issue 18, items 1 and 2): every matching file of a `[[worker_dirs]]`
+//! entry becomes a job named after it, `[[jobs]]` entries override their settings, and with
+//! `watch = true` a deploy replaces the changed jobs' processes (once each, gracefully) and
+//! files that come or go add and remove jobs, without a reload.
+
+use crate::common;
+
+use common::host::{Host, config_dir};
+use common::poll_until;
+use geardriver::config::{Config, WorkerKind};
+use geardriver::gearman::{Client, ClientOptions, JobOutcome, ServerAddr};
+use geardriver::plugin::Registry;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Writes an executable shell script.
+fn script(path: &Path, body: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    // Written aside and renamed in, as a deploy does (and so that a running `sh` never reads
+    // a half-written file).
+    let aside = path.with_extension("tmp~");
+    std::fs::write(&aside, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+fn load(dir: &Path, text: &str) -> Result<Config, String> {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path, &Registry::with_builtins()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_directorys_files_become_jobs_named_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let gm = dir.path().join("gm");
+    for name in [
+        "resize.sh",
+        "mail.sh",
+        "index.sh",
+        "notes.txt",
+        ".hidden.sh",
+        "sub/deep.sh",
+    ] {
+        script(&gm.join(name), "cat");
+    }
+    let config = load(
+        dir.path(),
+        "[[worker_dirs]]\npath = \"gm\"\nfiles = \"*.sh\"\nprefix = \"img_\"\nexclude = [\"ind*\"]\n\
+         min_processes = 2\ntimeout = 7\n\
+         [[jobs]]\nname = \"img_mail\"\nmin_processes = 0\nmax_processes = 4\n\
+         [[jobs]]\nname = \"other\"\nworker = \"reverse\"\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["img_mail", "img_resize", "other"]);
+    let resize = config.job("img_resize").unwrap();
+    let file = gm.join("resize.sh");
+    assert_eq!(resize.file.as_deref(), Some(file.as_path()));
+    // No command given: the file itself runs, once per job.
+    assert_eq!(resize.worker, WorkerKind::Command(vec!["{file}".into()]));
+    assert_eq!(resize.argv(), Some(vec![file.display().to_string()]));
+    assert_eq!(
+        (resize.limits.min_processes, resize.timeout),
+        (2, Some(Duration::from_secs(7)))
+    );
+    // The [[jobs]] entry overrides what it gives and inherits the rest.
+    let mail = config.job("img_mail").unwrap();
+    assert_eq!(
+        (mail.limits.min_processes, mail.limits.max_processes),
+        (0, 4)
+    );
+    assert_eq!(mail.timeout, Some(Duration::from_secs(7)));
+    assert_eq!(
+        mail.argv(),
+        Some(vec![gm.join("mail.sh").display().to_string()])
+    );
+    assert_eq!(config.worker_dirs.len(), 1);
+    assert_eq!(config.worker_dirs[0].jobs, ["img_mail", "img_resize"]);
+
+    // include takes names without the prefix; a program's {file} is the job's file.
+    let config = load(
+        dir.path(),
+        "[[worker_dirs]]\npath = \"gm\"\nfiles = \"*.sh\"\ninclude = [\"resize\", \"index\"]\n\
+         program = [\"sh\", \"{file}\", \"--from={file}\"]\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["index", "resize"]);
+    let index = gm.join("index.sh").display().to_string();
+    assert_eq!(
+        config.job("index").unwrap().argv(),
+        Some(vec!["sh".into(), index.clone(), format!("--from={index}")])
+    );
+
+    // A group of programs from one directory: one process runs every member's file.
+    let config = load(
+        dir.path(),
+        "[[worker_dirs]]\npath = \"gm\"\nfiles = \"*.sh\"\ngroup = \"all\"\n\
+         program = [\"sh\", \"runner\", \"{file}\"]\n",
+    )
+    .unwrap();
+    let pools = config.pools();
+    assert_eq!(pools.len(), 1);
+    let files: Vec<String> = ["index.sh", "mail.sh", "resize.sh"]
+        .iter()
+        .map(|f| gm.join(f).display().to_string())
+        .collect();
+    let mut expected = vec!["sh".to_string(), "runner".into()];
+    expected.extend(files);
+    assert_eq!(pools[0].program(), Some(expected));
+}
+
+#[test]
+fn mistakes_in_worker_directories_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    script(&dir.path().join("a/resize.sh"), "cat");
+    script(&dir.path().join("b/resize.sh"), "cat");
+    script(&dir.path().join("a/mail.sh"), "cat");
+    let cases: [(&str, &str); 10] = [
+        (
+            "[[worker_dirs]]\nfiles = \"*\"\n",
+            "worker_dirs[0]: path is required",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"nowhere\"\n",
+            "nowhere: No such file or directory",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"a/resize.sh\"\n",
+            "is not a directory",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"a\"\nfile = \"*.sh\"\n",
+            "unknown key \"file\": a worker directory takes path, files, prefix, include, exclude",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"a\"\nname = \"x\"\n",
+            "name is not for a directory: its jobs are named after their files",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"a\"\n[[worker_dirs]]\npath = \"b\"\n",
+            "both give job \"resize\"; leave one out with exclude",
+        ),
+        (
+            "[[jobs]]\nname = \"x\"\ncommand = [\"cat\", \"{file}\"]\n",
+            "jobs[0] \"x\": {file} stands for the file of a job found in a worker directory; this job has none",
+        ),
+        (
+            "[[jobs]]\nname = \"x\"\nworker = \"reverse\"\nwatch = true\n",
+            "jobs[0] \"x\": watch applies to a command or a program",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"a\"\ngroup = \"g\"\nprogram = [\"sh\", \"{file}\"]\n\
+             [[jobs]]\nname = \"mail\"\nprogram = [\"perl\", \"{file}\"]\n",
+            "a group's processes run one program for all its jobs",
+        ),
+        (
+            "[[worker_dirs]]\npath = \"a\"\ngroup = \"g\"\nprogram = [\"sh\", \"--file={file}\"]\n",
+            "in group \"g\", {file} must be an argument of its own",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let error = load(dir.path(), text).expect_err(text);
+        assert!(
+            error.contains(wanted),
+            "{text}\n→ {error}\nwanted: {wanted}"
+        );
+    }
+    // Errors in a discovered job name the file it came from.
+    let error = load(
+        dir.path(),
+        "[[worker_dirs]]\npath = \"a\"\nmin_processes = 3\nmax_processes = 1\n",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("worker_dirs[0]")
+            && error.contains("mail.sh")
+            && error.contains("max_processes (1) must be >= min_processes (3)"),
+        "{error}"
+    );
+}
+
+async fn run(addr: &ServerAddr, function: &str, data: &str) -> JobOutcome {
+    let client = Client::new(vec![addr.clone()], ClientOptions::default()).unwrap();
+    common::outcome(&client, function, data).await
+}
+
+/// Lines of the host's log that say `job`'s processes are replaced for a code change.
+fn replacements(host: &Host, job: &str) -> usize {
+    host.log()
+        .lines()
+        .filter(|l| l.contains(&format!("[{job}] code changed; replacing its processes")))
+        .count()
+}
+
+both_servers! {
+    async fn a_watched_directory_follows_a_deploy(server) {
+        let (dir, config) = config_dir(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[worker_dirs]]\npath = \"jobs\"\nfiles = \"*.sh\"\nwatch = true\nmin_processes = 1\n",
+        );
+        let jobs = dir.path().join("jobs");
+        script(&jobs.join("version.sh"), "cat >/dev/null; printf v1");
+        script(&jobs.join("slow.sh"), "cat >/dev/null; sleep 2; printf slow-v1");
+        let host = Host::start_with(dir, config);
+        let addr = server.addr();
+        let version = host.wait_workers("version", 1, LIMIT)[0];
+        let slow = host.wait_workers("slow", 1, LIMIT)[0];
+        assert_eq!(run(&addr, "version", "x").await, common::complete("v1"));
+
+        // A deploy: 200 files in a library every job uses, and both jobs' own files, while
+        // `slow` is in the middle of a job.
+        let busy = tokio::spawn({
+            let addr = addr.clone();
+            async move { run(&addr, "slow", "x").await }
+        });
+        assert!(
+            poll_until(LIMIT, || common::host::children_of(slow).len() == 1),
+            "slow never started its job"
+        );
+        for i in 0..200 {
+            std::fs::create_dir_all(jobs.join("lib")).unwrap();
+            std::fs::write(jobs.join(format!("lib/part{i}.sh")), format!("# {i}\n")).unwrap();
+        }
+        script(&jobs.join("version.sh"), "cat >/dev/null; printf v2");
+        script(&jobs.join("slow.sh"), "cat >/dev/null; printf slow-v2");
+        // The busy process finished its job: the new code waited for it.
+        assert_eq!(busy.await.unwrap(), common::complete("slow-v1"));
+        host.wait_log("[slow] code changed; replacing its processes", LIMIT);
+        host.wait_log("[version] code changed; replacing its processes", LIMIT);
+        assert!(
+            poll_until(LIMIT, || {
+                let now = host.workers("version");
+                now.len() == 1 && now[0] != version && !common::host::alive(version)
+            }),
+            "version's process was not replaced: {:?}\n{}",
+            host.workers("version"),
+            host.log()
+        );
+        assert!(poll_until(LIMIT, || !common::host::alive(slow)), "slow's old process stayed");
+        assert_eq!(run(&addr, "version", "x").await, common::complete("v2"));
+        assert_eq!(run(&addr, "slow", "x").await, common::complete("slow-v2"));
+        // Once each, however many files the deploy wrote; the log names a file that changed.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!((replacements(&host, "version"), replacements(&host, "slow")), (1, 1), "{}", host.log());
+        assert!(host.log().contains(&format!("changed={}", jobs.display())), "{}", host.log());
+
+        // A file that comes is a job, one that goes is not, without a reload.
+        script(&jobs.join("fresh.sh"), "cat >/dev/null; printf fresh");
+        host.wait_workers("fresh", 1, LIMIT);
+        assert_eq!(run(&addr, "fresh", "x").await, common::complete("fresh"));
+        std::fs::remove_file(jobs.join("version.sh")).unwrap();
+        host.wait_log("[version] removed from the config", LIMIT);
+        host.wait_workers("version", 0, LIMIT);
+        // Hidden files (an editor's) and files that do not match change nothing.
+        std::fs::write(jobs.join(".slow.sh.swp"), "x").unwrap();
+        std::fs::write(jobs.join("README"), "x").unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(replacements(&host, "slow"), 1, "{}", host.log());
+    }
+}
+
+both_servers! {
+    async fn a_watched_job_follows_the_files_its_command_names(server) {
+        let (dir, config) = config_dir(&[server.addr().to_string()], "interval = 0", "");
+        let code = dir.path().join("code");
+        script(&code.join("greet.sh"), "cat >/dev/null; printf hello");
+        std::fs::write(
+            &config,
+            common::host::config_text(
+                dir.path(),
+                &[server.addr().to_string()],
+                "interval = 0",
+                &format!(
+                    "[[jobs]]\nname = \"greet\"\ncommand = [\"sh\", \"{}\"]\nwatch = true\n\
+                     [[jobs]]\nname = \"plain\"\ncommand = [\"sh\", \"{}\"]\n",
+                    code.join("greet.sh").display(),
+                    code.join("greet.sh").display()
+                ),
+            ),
+        )
+        .unwrap();
+        let host = Host::start_with(dir, config);
+        let before = host.wait_workers("greet", 1, LIMIT)[0];
+        let plain = host.wait_workers("plain", 1, LIMIT)[0];
+        script(&code.join("greet.sh"), "cat >/dev/null; printf bonjour");
+        host.wait_log("[greet] code changed; replacing its processes", LIMIT);
+        assert!(poll_until(LIMIT, || !common::host::alive(before)));
+        assert_eq!(run(&server.addr(), "greet", "x").await, common::complete("bonjour"));
+        // The job that does not watch keeps its process.
+        assert_eq!(host.workers("plain"), [plain]);
+    }
+}
