@@ -210,6 +210,10 @@ fn worker(job: &JobConfig) -> String {
         (WorkerKind::Program(_), Some(argv)) => format!("program {}", argv.join(" ")),
         (worker, _) => worker.to_string(),
     };
+    let what = match &job.user {
+        Some(user) => format!("{what} (as {})", user.spec),
+        None => what,
+    };
     match job.watch {
         true => format!("{what} (watched)"),
         false => what,

@@ -218,6 +218,7 @@ fn overridden(written: RawJob, found: RawJob) -> RawJob {
             (mine, theirs) => mine.or(theirs),
         },
         watch: written.watch.or(found.watch),
+        user: written.user.or(found.user),
         file: found.file,
         origin: written.origin,
     }

@@ -64,20 +64,25 @@ pub(super) fn override_jobs(
             "max_lifetime" => entry.max_lifetime = Some(secs()?),
             "max_memory" => entry.max_memory = Some(super::RawSize::Text(value.clone())),
             "timeout" => entry.timeout = Some(secs()?),
-            "prefetch" => {
-                entry.prefetch = Some(match value.trim() {
+            "prefetch" | "watch" => {
+                let on = match value.trim() {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => return Err(bad("true or false")),
-                })
+                };
+                match key.as_str() {
+                    "prefetch" => entry.prefetch = Some(on),
+                    _ => entry.watch = Some(on),
+                }
             }
+            "user" => entry.user = Some(value.trim().to_string()),
             "decode" => entry.decode = Some(value.clone()),
             "encode" => entry.encode = Some(value.clone()),
             _ => {
                 return Err(format!(
                     "{var}: {key} cannot be set from the environment (these can: min_processes, \
                      max_processes, min_spare, max_spare, concurrency, max_jobs, max_idle_time, max_lifetime, max_memory, timeout, \
-                     prefetch, decode, encode)"
+                     prefetch, watch, user, decode, encode)"
                 ));
             }
         }

@@ -15,9 +15,11 @@ pub mod defaults;
 pub mod dirs;
 mod env;
 mod limits;
+mod user;
 mod validate;
 
 pub use env::JOB_ENV_PREFIX;
+pub use user::WorkerUser;
 
 use crate::gearman::ServerAddr;
 use crate::plugin::Registry;
@@ -233,6 +235,8 @@ pub struct JobConfig {
     pub file: Option<PathBuf>,
     /// Its processes are replaced when its code changes on disk.
     pub watch: bool,
+    /// The account its processes run as; `None`: the host's.
+    pub user: Option<WorkerUser>,
 }
 
 /// What stands in a `command` or `program` for the job's file (a worker directory's).
@@ -317,6 +321,7 @@ struct RawDriver {
     log_format: Option<String>,
     pidfile: Option<String>,
     stats_dir: Option<String>,
+    user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,6 +373,7 @@ struct RawJob {
     max_memory: Option<RawSize>,
     env: Option<BTreeMap<String, String>>,
     watch: Option<bool>,
+    user: Option<String>,
     /// Set for the jobs a worker directory gave: their file, and the entry to name in
     /// errors.
     #[serde(skip)]

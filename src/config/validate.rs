@@ -212,11 +212,24 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
         }
     }
 
+    let default_user = match driver.user.as_deref() {
+        None | Some("") => None,
+        Some(spec) => Some(super::user::resolve("driver", spec)?),
+    };
     let raw_jobs = raw.jobs.unwrap_or_default();
     let mut jobs = Vec::with_capacity(raw_jobs.len());
     let mut names = BTreeSet::new();
     for (index, raw_job) in raw_jobs.iter().enumerate() {
-        let job = validate_job(index, raw_job, default_idle, registry)?;
+        let mut job = validate_job(index, raw_job, default_idle, registry)?;
+        // The host's default, unless the job gives its own ("" = the host's own account).
+        job.user = match raw_job.user.as_deref() {
+            None => default_user.clone(),
+            Some("") => None,
+            Some(spec) => Some(super::user::resolve(
+                &label(index, raw_job, &job.name),
+                spec,
+            )?),
+        };
         if !names.insert(job.name.clone()) {
             return Err(format!("jobs[{index}]: duplicate job name {:?}", job.name));
         }
@@ -370,6 +383,7 @@ fn validate_job(
         group,
         env: raw.env.clone().unwrap_or_default(),
         file: raw.file.clone(),
+        user: None,
         watch: raw.watch.unwrap_or(false),
         name,
     })
@@ -412,6 +426,20 @@ fn check_groups(raw: &[RawJob], jobs: &[JobConfig]) -> Result<(), String> {
         }
         if members.len() > 1 {
             check_programs_in_group(group, members, raw, jobs)?;
+        }
+        let first = members[0];
+        if let Some(&i) = members.iter().find(|&&i| jobs[i].user != jobs[first].user) {
+            let user = |j: usize| match &jobs[j].user {
+                Some(u) => format!("user {:?}", u.spec),
+                None => "the host's user".to_string(),
+            };
+            return Err(format!(
+                "{}: runs as {}, job {:?} as {}; jobs in group {group:?} share processes, so they run as one user",
+                label(i, &raw[i], &jobs[i].name),
+                user(i),
+                jobs[first].name,
+                user(first)
+            ));
         }
         // Every process setting, whatever their number.
         for setting in 0..RawLimits::default().given().len() {
@@ -456,11 +484,19 @@ fn check_programs_in_group(
     for &i in members {
         let at = label(i, &raw[i], &jobs[i].name);
         if jobs[i].worker != *argv {
-            return Err(format!(
-                "{at}: it cannot share group {group:?} with program job {:?}: a group's processes \
-                 run one program for all its jobs, so every member must give the same program",
-                jobs[first].name
-            ));
+            return Err(match jobs[i].worker {
+                WorkerKind::Program(_) => format!(
+                    "{at}: its program differs from job {:?}'s in group {group:?}: a group's \
+                     processes run one program for all its jobs, so every member must give the same program",
+                    jobs[first].name
+                ),
+                _ => format!(
+                    "{}: a program cannot share group {group:?} with job {:?}, which is not one: \
+                     a group's processes run one program for all its jobs",
+                    label(first, &raw[first], &jobs[first].name),
+                    jobs[i].name
+                ),
+            });
         }
         let WorkerKind::Program(args) = &jobs[i].worker else {
             unreachable!("the same as the first program");

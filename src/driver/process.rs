@@ -131,6 +131,16 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
             .arg(&pool.name)
             .env(SPEC_VAR, json);
     }
+    // The account it runs as (validation made a group's members agree): set before the
+    // binary runs, so no worker code runs as the host's user. Supplementary groups are
+    // dropped with it (std does so when root sets a uid).
+    if let Some(user) = &pool.jobs[0].user {
+        command.uid(user.uid).gid(user.gid);
+        command.env("USER", &user.name).env("LOGNAME", &user.name);
+        if let Some(home) = &user.home {
+            command.env("HOME", home);
+        }
+    }
     for job in &pool.jobs {
         command.envs(&job.env);
     }

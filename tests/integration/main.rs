@@ -28,4 +28,5 @@ mod queue;
 mod server;
 mod stats_stress;
 mod systemd;
+mod users;
 mod worker_dirs;
