@@ -139,6 +139,30 @@ fn a_user_that_cannot_be_had_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A group's processes run as one user.
+    if is_root() {
+        std::fs::write(
+            &config,
+            config_text(
+                dir.path(),
+                &["127.0.0.1:4730".into()],
+                "",
+                "[[jobs]]\nname = \"a\"\nworker = \"reverse\"\ngroup = \"g\"\n\
+                 [[jobs]]\nname = \"b\"\nworker = \"echo\"\ngroup = \"g\"\nuser = \"nobody\"\n",
+            ),
+        )
+        .unwrap();
+        let out = common::geardriver()
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("jobs[1] \"b\": runs as user \"nobody\", job \"a\" as the host's user; jobs in group \"g\" share processes, so they run as one user"),
+            "{stderr}"
+        );
+    }
     // A host that is not root cannot switch users: check-config (and a start) refuse it.
     if !is_root() {
         common::notice("not root: the non-root refusal is tested as this user, not as nobody");
