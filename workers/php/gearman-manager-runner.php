@@ -1,0 +1,209 @@
+<?php
+// Serves GearmanManager worker files, unchanged, as a geardriver `program` worker
+// (php-cli 8 + pecl gearman's GearmanWorker; Debian: php-cli php-gearman). One file:
+//
+//     [[jobs]]
+//     name     = "reverse_string"
+//     program  = ["php", "/opt/geardriver/workers/php/gearman-manager-runner.php",
+//                 "/srv/app/workers/reverse_string.php"]
+//     max_jobs = 100           # optional: a fresh PHP process after 100 jobs
+//
+// A whole GearmanManager worker_dir (every file a job, "{file}" its path):
+//
+//     [[worker_dirs]]
+//     path    = "/srv/app/workers"
+//     files   = "*.php"
+//     program = ["php", "/opt/geardriver/workers/php/gearman-manager-runner.php", "{file}"]
+//
+// Usage: php gearman-manager-runner.php [--prefix=PREFIX] FILE...
+//
+// Each FILE defines, as for GearmanManager's pecl bridge, a function `NAME($job, &$log)` or a
+// class `NAME` with a method `run($job, &$log)`, NAME being the file's name without `.php`
+// (PREFIX.NAME with --prefix, GearmanManager's `prefix`, which names the PHP symbols only).
+// As under GearmanManager:
+// - $job is pecl's GearmanJob (workload(), handle(), sendStatus(), sendFail(), ...);
+// - the return value is the result (pecl makes it a string: null -> "", an array ->
+//   "Array"); $job->sendFail() or $job->setReturn(GEARMAN_WORK_FAIL) fails the job (the
+//   host's stats count a sendFail() as done: pecl does not tell);
+// - a class is instantiated once per process, at its first job;
+// - each entry the function appends to $log is logged (non-scalars print_r'd, an entry
+//   over 256 bytes cut), here one line each on stderr as `FUNCTION (HANDLE): LINE`, which the
+//   host logs.
+// Unlike GearmanManager, on purpose:
+// - the files are loaded at start: a missing file, a PHP syntax error or a file without its
+//   function or class ends the runner (exit 1) with a message naming the file;
+// - an exception fails its job (WORK_WARNING "Class: message", then WORK_FAIL, which every
+//   client sees), is logged, and the process keeps serving. (Under GearmanManager it kills
+//   the process, and pecl sends WORK_EXCEPTION, on which gearmand leaves the clients that
+//   did not ask for exceptions waiting forever.)
+// - SIGTERM or SIGINT: the job in hand is finished, then the runner exits 0. (A
+//   GearmanManager worker never runs its SIGTERM handler: it is SIGKILLed after the grace
+//   time.)
+//
+// geardriver's environment: GEARDRIVER_JOB_SERVERS ("host:port,..."); the function served
+// for FILE number i is the i-th name in GEARDRIVER_FUNCTIONS (else, for one FILE,
+// GEARDRIVER_JOB; else NAME); GEARDRIVER_MAX_JOBS: exit 0 after that many jobs;
+// GEARDRIVER_STATUS_FD: status lines `idle`, `busy FUNCTION`, `done`, `failed MESSAGE`.
+
+// Longest an idle worker takes to notice SIGTERM: libgearman's wait() retries its poll()
+// when a signal interrupts it, so PHP's handler runs only when the wait times out.
+const IDLE_WAIT_MS = 500;
+
+function fatal(string $message): never {
+    fwrite(STDERR, "gearman-manager-runner: $message\n");
+    exit(1);
+}
+
+function env(string $name): ?string {
+    $value = getenv($name);
+    return $value === false || $value === '' ? null : $value;
+}
+
+$status = null;
+function report(string $line): void {
+    global $status;
+    if ($status) {
+        fwrite($status, str_replace(["\r", "\n"], ' ', $line) . "\n");
+    }
+}
+
+// GearmanManager's logging of one $log entry: print_r for non-scalars, 256 bytes at most.
+function log_entry(string $function, string $handle, $entry): void {
+    if (!is_scalar($entry)) {
+        $entry = trim(print_r($entry, true));
+    } elseif (strlen((string)$entry) > 256) {
+        $entry = substr((string)$entry, 0, 256) . '...(truncated)';
+    }
+    foreach (explode("\n", (string)$entry) as $line) {
+        fwrite(STDERR, "$function ($handle): " . rtrim($line, "\r") . "\n");
+    }
+}
+
+// Loads FILE and returns how to call its worker: [class name, null] or [null, function name].
+function load_worker(string $file, string $symbol): array {
+    if (!is_file($file) || !is_readable($file)) {
+        fatal("$file: no such readable file");
+    }
+    try {
+        require_once $file;
+    } catch (Throwable $e) {
+        fatal("$file: " . get_class($e) . ': ' . $e->getMessage() . ' on line ' . $e->getLine());
+    }
+    if (class_exists($symbol, false) && method_exists($symbol, 'run')) {
+        return [$symbol, null];
+    }
+    if (function_exists($symbol)) {
+        return [null, $symbol];
+    }
+    fatal("$file defines neither a function $symbol(\$job, &\$log) nor a class $symbol with a run(\$job, &\$log) method");
+}
+
+$args = array_slice($argv, 1);
+$prefix = '';
+if ($args && str_starts_with($args[0], '--prefix=')) {
+    $prefix = substr(array_shift($args), strlen('--prefix='));
+}
+if (!$args) {
+    fatal('usage: php gearman-manager-runner.php [--prefix=PREFIX] FILE...');
+}
+$names = array_map(fn($file) => basename($file, '.php'), $args);
+if (($list = env('GEARDRIVER_FUNCTIONS')) !== null) {
+    $functions = explode(',', $list);
+} elseif (count($args) === 1 && ($job = env('GEARDRIVER_JOB')) !== null) {
+    $functions = [$job];
+} else {
+    $functions = $names;
+}
+if (count($functions) !== count($args)) {
+    fatal(count($args) . ' files but ' . count($functions) . " functions in GEARDRIVER_FUNCTIONS ($list)");
+}
+$max_jobs = (int)(env('GEARDRIVER_MAX_JOBS') ?? 0);
+if (($fd = env('GEARDRIVER_STATUS_FD')) !== null) {
+    $status = fopen("php://fd/$fd", 'w') ?: null;
+}
+
+$stop = false;
+pcntl_async_signals(true);
+foreach ([SIGTERM, SIGINT] as $signal) {
+    pcntl_signal($signal, function () use (&$stop) { $stop = true; });
+}
+
+$worker = new GearmanWorker();
+$worker->addOptions(GEARMAN_WORKER_NON_BLOCKING);
+$worker->setTimeout(IDLE_WAIT_MS);
+try {
+    $worker->addServers(env('GEARDRIVER_JOB_SERVERS') ?? '127.0.0.1:4730');
+} catch (GearmanException $e) {
+    // pecl 2.1 asks for the "exceptions" option on addServers and may throw when it cannot;
+    // GearmanManager ignores this too (https://bugs.php.net/bug.php?id=63041).
+    if ($e->getMessage() !== 'Failed to set exception option') {
+        fatal('GEARDRIVER_JOB_SERVERS: ' . $e->getMessage());
+    }
+}
+
+$jobs = 0;       // jobs run, for GEARDRIVER_MAX_JOBS
+$failure = null; // why the job just run failed, when it threw
+$ran = false;    // whether the last work() ran a job
+foreach ($args as $i => $file) {
+    [$class, $callable] = load_worker($file, $prefix . $names[$i]);
+    $function = $functions[$i];
+    $object = null;
+    $worker->addFunction($function, function (GearmanJob $job) use ($function, $class, $callable, &$object, &$jobs, &$failure, &$ran) {
+        $ran = true;
+        $jobs++;
+        $failure = null;
+        report("busy $function");
+        $log = [];
+        try {
+            if ($class !== null) {
+                $object ??= new $class();
+                $result = $object->run($job, $log);
+            } else {
+                $result = $callable($job, $log);
+            }
+        } catch (Throwable $e) {
+            $failure = get_class($e) . ': ' . $e->getMessage();
+            $where = $e->getFile() . ':' . $e->getLine();
+            $result = null;
+        }
+        foreach ($log as $entry) {
+            log_entry($function, $job->handle(), $entry);
+        }
+        if ($failure !== null) {
+            log_entry($function, $job->handle(), "failed: $failure in $where");
+            $job->sendWarning($failure);
+            $job->setReturn(GEARMAN_WORK_FAIL);
+        }
+        return $result;
+    });
+}
+
+fwrite(STDERR, 'gearman-manager-runner: serving ' . implode(', ', $functions) . "\n");
+report('idle');
+$unreachable = null; // the last connection error logged, so that an outage is logged once
+while (!$stop && ($max_jobs === 0 || $jobs < $max_jobs)) {
+    $ran = false;
+    @$worker->work();
+    $code = $worker->returnCode();
+    $why = $worker->error();
+    if ($ran) {
+        report($code === GEARMAN_SUCCESS ? 'done' : 'failed ' . ($failure ?? 'the job failed'));
+        $unreachable = null;
+        continue;
+    }
+    if ($code === GEARMAN_SUCCESS) {
+        continue; // more to do at once (as after a failed job): no waiting
+    }
+    $waiting = $code === GEARMAN_IO_WAIT || $code === GEARMAN_NO_JOBS;
+    if ($waiting && (@$worker->wait() || $worker->returnCode() !== GEARMAN_NO_ACTIVE_FDS)) {
+        continue; // a packet came, or the wait timed out
+    }
+    // No job server connected (or an error): say why once, and try again shortly.
+    if ($why !== $unreachable) {
+        $unreachable = $why;
+        fwrite(STDERR, "gearman-manager-runner: no job server to wait on: $why\n");
+    }
+    usleep(IDLE_WAIT_MS * 1000);
+}
+$worker->unregisterAll();
+exit(0);
