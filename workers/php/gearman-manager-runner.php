@@ -181,7 +181,15 @@ foreach ($args as $i => $file) {
 fwrite(STDERR, 'gearman-manager-runner: serving ' . implode(', ', $functions) . "\n");
 report('idle');
 $unreachable = null; // the last connection error logged, so that an outage is logged once
-while (!$stop && ($max_jobs === 0 || $jobs < $max_jobs)) {
+$code = null;        // what the last work() returned
+$stop_by = null;     // when stopping: how long an unanswered GRAB_JOB is waited for
+while (true) {
+    // Stop between jobs, and not while a GRAB_JOB is unanswered (IO_WAIT): the job it may
+    // bring would go back to the queue. A job server that never answers costs 2 s at most.
+    if (($stop || ($max_jobs > 0 && $jobs >= $max_jobs))
+        && ($code !== GEARMAN_IO_WAIT || microtime(true) > ($stop_by ??= microtime(true) + 2))) {
+        break;
+    }
     $ran = false;
     @$worker->work();
     $code = $worker->returnCode();
