@@ -23,7 +23,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A client library, driven through its script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Library {
+pub(crate) enum Library {
     Perl,
     Php,
     Python,
@@ -31,7 +31,7 @@ enum Library {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// The library's blocking one-job call.
     Do,
     /// All tasks submitted together on one connection.
@@ -52,11 +52,11 @@ impl Library {
 
     /// The libraries installed here. A missing one fails the test in CI (`.ci/run` installs
     /// them all) and is skipped with a notice elsewhere.
-    fn installed() -> Vec<Library> {
+    pub(crate) fn installed() -> Vec<Library> {
         Self::ALL.into_iter().filter(|l| l.available()).collect()
     }
 
-    fn available(self) -> bool {
+    pub(crate) fn available(self) -> bool {
         let (program, args): (&str, &[&str]) = match self {
             Library::Perl => ("perl", &["-MGearman::Client", "-e", "1"]),
             Library::Php => (
@@ -106,12 +106,12 @@ impl Library {
     }
 
     /// Whether the library hands WORK_WARNING to its user in `mode`.
-    fn reports_warnings(self, mode: Mode) -> bool {
+    pub(crate) fn reports_warnings(self, mode: Mode) -> bool {
         !(self == Library::Php && mode == Mode::Do)
     }
 
     /// Runs `tasks` in `mode` against the job server on `port`.
-    fn run(self, port: u16, mode: Mode, exceptions: bool, tasks: &[Value]) -> Run {
+    pub(crate) fn run(self, port: u16, mode: Mode, exceptions: bool, tasks: &[Value]) -> Run {
         let spec = json!({
             "server": format!("127.0.0.1:{port}"),
             "exceptions": exceptions,
@@ -137,7 +137,7 @@ impl Library {
 }
 
 /// What one run of a client script reported.
-struct Run {
+pub(crate) struct Run {
     what: String,
     code: Option<i32>,
     events: Vec<Value>,
@@ -177,7 +177,7 @@ impl Run {
     }
 
     /// Asserts the run ended cleanly (no hang, no library error).
-    fn finished(&self) -> &Self {
+    pub(crate) fn finished(&self) -> &Self {
         assert!(
             self.code == Some(0) && self.events.iter().any(|e| e["done"] == true),
             "{self}"
@@ -187,7 +187,7 @@ impl Run {
 
     /// Asserts task `task` failed (not completed), with `message` as its last warning where
     /// the library reports warnings, within `within` of the script's start.
-    fn failed(&self, task: usize, message: Option<&str>, within: Duration) -> &Self {
+    pub(crate) fn failed(&self, task: usize, message: Option<&str>, within: Duration) -> &Self {
         let kinds = self.kinds(task);
         assert!(
             kinds.contains(&"fail".to_string()) && !kinds.contains(&"complete".to_string()),
@@ -208,7 +208,7 @@ impl Run {
         self
     }
 
-    fn completed(&self, task: usize, result: &str) -> &Self {
+    pub(crate) fn completed(&self, task: usize, result: &str) -> &Self {
         assert_eq!(
             self.text(task, "complete").as_deref(),
             Some(result),
@@ -265,7 +265,7 @@ fn run_bounded_blocking(mut command: Command, limit: Duration) -> (Option<i32>, 
 }
 
 /// `gearman -f FUNCTION [flags] -- DATA`: exit code, stdout, stderr and how long it took.
-fn gearman(
+pub(crate) fn gearman(
     port: u16,
     function: &str,
     flags: &[&str],
@@ -281,7 +281,7 @@ fn gearman(
     Some((code, stdout, stderr, started.elapsed()))
 }
 
-fn task(function: &str, data: &str) -> Value {
+pub(crate) fn task(function: &str, data: &str) -> Value {
     json!({"function": function, "data": data})
 }
 

@@ -18,6 +18,7 @@ mod faults;
 mod figures;
 mod fleet;
 mod fuzz_regressions;
+mod gearman_manager;
 mod gearmand_protocol;
 mod http;
 mod interop;
