@@ -77,6 +77,49 @@ class Sum {
 }
 "#,
     ),
+    // GearmanManager's lib/pecl-worker-classes/Avg.php, without its one-second naps.
+    (
+        "Avg.php",
+        r#"<?php
+
+class Avg {
+
+    private $cache = array();
+
+    public function run($job, &$log) {
+
+        $workload = $job->workload();
+
+        if(empty($this->cache[$workload])){
+
+            $dat = json_decode($workload, true);
+
+            $sum = 0;
+
+            foreach($dat as $d){
+                $sum+=$d;
+            }
+
+            $avg = $sum / count($dat);
+
+            $this->cache[$workload] = $avg + 0;
+
+        } else {
+
+            $avg = $this->cache[$workload] + 0;
+
+        }
+
+        $log[] = "Answer: ".$avg;
+
+        return $avg;
+
+    }
+
+}
+
+?>"#,
+    ),
     (
         "kaboom.php",
         r#"<?php
@@ -369,8 +412,8 @@ both_servers! {
 }
 
 // The runner's side of the program contract, without a host: one process serving several
-// files, FILE number i as the i-th of GEARDRIVER_FUNCTIONS, its status lines, and
-// GEARDRIVER_MAX_JOBS.
+// files (two classes, an object each), FILE number i as the i-th of GEARDRIVER_FUNCTIONS,
+// its status lines, and GEARDRIVER_MAX_JOBS.
 both_servers! {
     async fn one_runner_serves_several_files_in_the_order_of_geardriver_functions(server) {
         if !php_gearman_available() {
@@ -383,10 +426,11 @@ both_servers! {
                 .arg(RUNNER)
                 .arg(files.path().join("reverse_string.php"))
                 .arg(files.path().join("Sum.php"))
+                .arg(files.path().join("Avg.php"))
                 .env("GEARDRIVER_JOB_SERVERS", server.addr().to_string())
-                .env("GEARDRIVER_FUNCTIONS", "gm_reverse,gm_sum")
+                .env("GEARDRIVER_FUNCTIONS", "gm_reverse,gm_sum,gm_avg")
                 .env("GEARDRIVER_JOB", "the_pool")
-                .env("GEARDRIVER_MAX_JOBS", "3")
+                .env("GEARDRIVER_MAX_JOBS", "5")
                 // Its status lines on its stdout, to read them here.
                 .env("GEARDRIVER_STATUS_FD", "1")
                 .stdin(Stdio::null())
@@ -395,7 +439,7 @@ both_servers! {
                 .spawn()
                 .expect("run php"),
         );
-        for function in ["gm_reverse", "gm_sum"] {
+        for function in ["gm_reverse", "gm_sum", "gm_avg"] {
             let addr = server.addr();
             assert!(common::wait_for_status(&addr, function, |s| s.available_workers == 1).await);
         }
@@ -406,11 +450,13 @@ both_servers! {
         .unwrap();
         assert_eq!(common::outcome(&client, "gm_reverse", "abc").await, common::complete("cba"));
         assert_eq!(common::outcome(&client, "gm_sum", "[2,3]").await, common::complete("5"));
+        assert_eq!(common::outcome(&client, "gm_avg", "[2,3]").await, common::complete("2.5"));
+        assert_eq!(common::outcome(&client, "gm_avg", "[2,3]").await, common::complete("2.5"));
         assert_eq!(
             common::outcome(&client, "gm_sum", "nope").await,
             geardriver::gearman::JobOutcome::failed_with(NOT_A_LIST)
         );
-        // Three jobs: it exits 0 by itself.
+        // Five jobs: it exits 0 by itself.
         let mut status = None;
         assert!(poll_until(LIMIT, || {
             status = runner.0.try_wait().unwrap();
@@ -427,14 +473,22 @@ both_servers! {
                 "done",
                 "busy gm_sum",
                 "done",
+                "busy gm_avg",
+                "done",
+                "busy gm_avg",
+                "done",
                 "busy gm_sum",
                 "failed InvalidArgumentException: not a list of numbers: nope",
             ]
         );
         let log = std::fs::read_to_string(&stderr).unwrap();
-        assert!(log.contains("gearman-manager-runner: serving gm_reverse, gm_sum"), "{log}");
-        let logged = |l: &str| l.starts_with("gm_sum (H:") && l.ends_with("): Answer: 5");
-        assert!(log.lines().any(logged), "{log}");
+        assert!(log.contains("gearman-manager-runner: serving gm_reverse, gm_sum, gm_avg"), "{log}");
+        for (function, answer) in [("gm_sum", "5"), ("gm_avg", "2.5")] {
+            let logged = |l: &&str| {
+                l.starts_with(&format!("{function} (H:")) && l.ends_with(&format!("): Answer: {answer}"))
+            };
+            assert!(log.lines().any(|l| logged(&l)), "{log}");
+        }
     }
 }
 

@@ -89,7 +89,7 @@ function load_worker(string $file, string $symbol): array {
     } catch (Throwable $e) {
         fatal("$file: " . get_class($e) . ': ' . $e->getMessage() . ' on line ' . $e->getLine());
     }
-    if (class_exists($symbol, false) && method_exists($symbol, 'run')) {
+    if (class_exists($symbol) && method_exists($symbol, 'run')) { // an autoloader may load it
         return [$symbol, null];
     }
     if (function_exists($symbol)) {
@@ -108,7 +108,7 @@ if (!$args) {
 }
 $names = array_map(fn($file) => basename($file, '.php'), $args);
 if (($list = env('GEARDRIVER_FUNCTIONS')) !== null) {
-    $functions = explode(',', $list);
+    $functions = array_map('trim', explode(',', $list));
 } elseif (count($args) === 1 && ($job = env('GEARDRIVER_JOB')) !== null) {
     $functions = [$job];
 } else {
@@ -144,11 +144,11 @@ try {
 $jobs = 0;       // jobs run, for GEARDRIVER_MAX_JOBS
 $failure = null; // why the job just run failed, when it threw
 $ran = false;    // whether the last work() ran a job
+$objects = [];   // file number => its class's object, once made
 foreach ($args as $i => $file) {
     [$class, $callable] = load_worker($file, $prefix . $names[$i]);
     $function = $functions[$i];
-    $object = null;
-    $worker->addFunction($function, function (GearmanJob $job) use ($function, $class, $callable, &$object, &$jobs, &$failure, &$ran) {
+    $worker->addFunction($function, function (GearmanJob $job) use ($i, $function, $class, $callable, &$objects, &$jobs, &$failure, &$ran) {
         $ran = true;
         $jobs++;
         $failure = null;
@@ -156,10 +156,15 @@ foreach ($args as $i => $file) {
         $log = [];
         try {
             if ($class !== null) {
-                $object ??= new $class();
-                $result = $object->run($job, $log);
+                $objects[$i] ??= new $class();
+                $result = $objects[$i]->run($job, $log);
             } else {
                 $result = $callable($job, $log);
+            }
+            if (is_object($result)) {
+                // Made a string here, where failing to is the job's failure; in pecl it
+                // would throw out of work() and end the process.
+                $result = (string)$result;
             }
         } catch (Throwable $e) {
             $failure = get_class($e) . ': ' . $e->getMessage();
