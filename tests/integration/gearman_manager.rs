@@ -198,7 +198,7 @@ fn job(name: &str, dir: &Path, file: &str, extra: &str) -> String {
 }
 
 /// A host on `server` with its console on a free port, serving `jobs`; every one of
-/// `functions` registered with the job server.
+/// `functions` registered with the job server (by one process).
 async fn host(server: &JobServer, jobs: &str, functions: &[&str]) -> (Host, u16) {
     let console = free_port();
     let (dir, config) = config_dir(
@@ -208,7 +208,6 @@ async fn host(server: &JobServer, jobs: &str, functions: &[&str]) -> (Host, u16)
     );
     let host = Host::start_with(dir, config);
     for function in functions {
-        host.wait_workers(function, 1, LIMIT);
         assert!(
             common::wait_for_status(&server.addr(), function, |s| s.available_workers == 1).await,
             "{function} did not register\n{}",
@@ -268,6 +267,66 @@ both_servers! {
             wait_log_line(&host, &["[Sum] STDERR: Sum (H:", "): objects 1, runs 3"]);
         }
         assert_eq!((host.workers("reverse_string"), host.workers("Sum")), processes);
+    }
+}
+
+// A GearmanManager worker_dir, unchanged, as a worker directory: its files in one process
+// group (GearmanManager's `count` workers, which do every job), one runner serving them all,
+// and one taken out into a process of its own (a `dedicated_only` function).
+both_servers! {
+    async fn a_worker_directory_of_php_files_runs_unchanged_in_one_runner(server) {
+        if !php_gearman_available() {
+            return;
+        }
+        let files = tempfile::tempdir().unwrap();
+        for (name, text) in FILES {
+            if ["reverse_string.php", "Sum.php", "Avg.php", "kaboom.php"].contains(name) {
+                std::fs::write(files.path().join(name), text).unwrap();
+            }
+        }
+        let jobs = format!(
+            "[[worker_dirs]]\npath = \"{}\"\nfiles = \"*.php\"\nprefix = \"site_\"\n\
+             group = \"all\"\nprogram = [\"php\", \"{RUNNER}\", \"{{file}}\"]\n\
+             [[jobs]]\nname = \"site_kaboom\"\ngroup = \"\"\n",
+            files.path().display()
+        );
+        // The prefix names the Gearman functions; the PHP functions keep their files' names.
+        let (host, _) = host(
+            &server,
+            &jobs,
+            &["site_reverse_string", "site_Sum", "site_Avg", "site_kaboom"],
+        )
+        .await;
+        let all = host.wait_workers("all", 1, LIMIT)[0];
+        let dedicated = host.wait_workers("site_kaboom", 1, LIMIT)[0];
+        let port = server.port;
+        if let Some((code, stdout, stderr, _)) = gearman(port, "site_reverse_string", &[], "live") {
+            assert_eq!((code, stdout.as_str()), (Some(0), "evil"), "{stderr}");
+        }
+        let tasks = [
+            task("site_Sum", "[1,2]"),
+            task("site_Avg", "[1,2]"),
+            task("site_reverse_string", "drawer"),
+            task("site_kaboom", "x"),
+        ];
+        for mode in [Mode::Do, Mode::Set] {
+            let run = Library::Php.run(port, mode, false, &tasks);
+            let warning = Library::Php
+                .reports_warnings(mode)
+                .then_some("RuntimeException: kaboom: x");
+            run.finished()
+                .completed(0, "3")
+                .completed(1, "1.5")
+                .completed(2, "reward")
+                .failed(3, warning, Duration::from_secs(3));
+        }
+        // Each function's $log under its Gearman name, from the group's one process.
+        wait_log_line(&host, &[&format!("({all}) [all] STDERR: site_Sum (H:"), "): Answer: 3"]);
+        wait_log_line(&host, &[&format!("({all}) [all] STDERR: site_Avg (H:"), "): Answer: 1.5"]);
+        let kaboom = format!("({dedicated}) [site_kaboom] STDERR: site_kaboom (H:");
+        wait_log_line(&host, &[&kaboom, "): about to throw"]);
+        assert_eq!(host.workers("all"), [all]);
+        assert_eq!(host.workers("site_kaboom"), [dedicated]);
     }
 }
 
@@ -482,12 +541,11 @@ both_servers! {
             ]
         );
         let log = std::fs::read_to_string(&stderr).unwrap();
-        assert!(log.contains("gearman-manager-runner: serving gm_reverse, gm_sum, gm_avg"), "{log}");
+        let serving = "gearman-manager-runner: serving gm_reverse, gm_sum, gm_avg";
+        assert!(log.contains(serving), "{log}");
         for (function, answer) in [("gm_sum", "5"), ("gm_avg", "2.5")] {
-            let logged = |l: &&str| {
-                l.starts_with(&format!("{function} (H:")) && l.ends_with(&format!("): Answer: {answer}"))
-            };
-            assert!(log.lines().any(|l| logged(&l)), "{log}");
+            let (start, end) = (format!("{function} (H:"), format!("): Answer: {answer}"));
+            assert!(log.lines().any(|l| l.starts_with(&start) && l.ends_with(&end)), "{log}");
         }
     }
 }
