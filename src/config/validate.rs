@@ -338,7 +338,6 @@ fn validate_job(
         for (set, field) in [
             (raw.decode.is_some(), "decode"),
             (raw.encode.is_some(), "encode"),
-            (raw.timeout.is_some(), "timeout"),
             (raw.prefetch.is_some(), "prefetch"),
             (raw.concurrency.is_some(), "concurrency"),
         ] {

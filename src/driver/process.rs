@@ -33,6 +33,10 @@ pub const PROGRAM_JOB_VAR: &str = "GEARDRIVER_JOB";
 pub const PROGRAM_FUNCTIONS_VAR: &str = "GEARDRIVER_FUNCTIONS";
 /// Set with `max_jobs`: the program exits after that many jobs, to be replaced.
 pub const PROGRAM_MAX_JOBS_VAR: &str = "GEARDRIVER_MAX_JOBS";
+/// Set when a job has a `timeout`: each function's, in seconds (0 = none), in the order of
+/// [`PROGRAM_FUNCTIONS_VAR`]. The program fails a job past it; the host kills one still busy
+/// with it 2 s later (when it reports what it does).
+pub const PROGRAM_TIMEOUTS_VAR: &str = "GEARDRIVER_TIMEOUTS";
 
 /// What the supervisor knows when it starts a process.
 pub struct Launch<'a> {
@@ -91,6 +95,14 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
             );
         if let Some(n) = pool.limits.max_jobs {
             command.env(PROGRAM_MAX_JOBS_VAR, n.to_string());
+        }
+        if pool.jobs.iter().any(|j| j.timeout.is_some()) {
+            let timeouts: Vec<String> = pool
+                .jobs
+                .iter()
+                .map(|j| j.timeout.map_or(0.0, |t| t.as_secs_f64()).to_string())
+                .collect();
+            command.env(PROGRAM_TIMEOUTS_VAR, timeouts.join(","));
         }
     } else {
         let spec = WorkerSpec {

@@ -589,3 +589,38 @@ async fn a_worker_file_that_cannot_serve_is_named_in_the_host_log() {
         host.wait_log(&format!("[{job}] Exited with status 1"), LIMIT);
     }
 }
+
+both_servers! {
+    async fn a_jobs_timeout_fails_it_and_the_runner_keeps_serving(server) {
+        if !php_gearman_available() {
+            return;
+        }
+        let files = worker_files();
+        let (host, _console) = host(
+            &server,
+            &job("nap", files.path(), "nap.php", "timeout = 1"),
+            &["nap"],
+        )
+        .await;
+        let worker = host.workers("nap")[0];
+        let client = geardriver::gearman::Client::new(
+            vec![server.addr()],
+            geardriver::gearman::ClientOptions::default(),
+        )
+        .unwrap();
+        // GEARDRIVER_TIMEOUTS reaches the runner, whose alarm fails the job in the worker
+        // code: the client hears at about 1 s, not after the 5 s nap.
+        let started = std::time::Instant::now();
+        let outcome = common::outcome(&client, "nap", "5000").await;
+        assert_eq!(
+            outcome.failure_message().map(|m| String::from_utf8_lossy(m).to_string()),
+            Some("RuntimeException: timeout: the job ran longer than 1s".to_string()),
+            "{outcome:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        // A job within its timeout runs; the same process serves it.
+        assert_eq!(common::outcome(&client, "nap", "10").await, common::complete("napped 10"));
+        assert_eq!(host.workers("nap"), [worker]);
+        wait_log_line(&host, &["[nap]", "timeout: the job ran longer than 1s"]);
+    }
+}

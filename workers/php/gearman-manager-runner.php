@@ -43,6 +43,8 @@
 // geardriver's environment: GEARDRIVER_JOB_SERVERS ("host:port,..."); the function served
 // for FILE number i is the i-th name in GEARDRIVER_FUNCTIONS (else, for one FILE,
 // GEARDRIVER_JOB; else NAME); GEARDRIVER_MAX_JOBS: exit 0 after that many jobs;
+// GEARDRIVER_TIMEOUTS: each function's `timeout` in seconds (0 = none), in the same order: a
+// job past it fails with "timeout: the job ran longer than Ns" (measured in whole seconds);
 // GEARDRIVER_STATUS_FD: status lines `idle`, `busy FUNCTION`, `done`, `failed MESSAGE`.
 
 // Longest an idle worker takes to notice SIGTERM: libgearman's wait() retries its poll()
@@ -118,6 +120,8 @@ if (count($functions) !== count($args)) {
     fatal(count($args) . ' files but ' . count($functions) . " functions in GEARDRIVER_FUNCTIONS ($list)");
 }
 $max_jobs = (int)(env('GEARDRIVER_MAX_JOBS') ?? 0);
+// Seconds each function's job may run (0 = no limit), in the order of GEARDRIVER_FUNCTIONS.
+$timeouts = array_map('floatval', explode(',', env('GEARDRIVER_TIMEOUTS') ?? ''));
 if (($fd = env('GEARDRIVER_STATUS_FD')) !== null) {
     $status = fopen("php://fd/$fd", 'w') ?: null;
 }
@@ -148,12 +152,21 @@ $objects = [];   // file number => its class's object, once made
 foreach ($args as $i => $file) {
     [$class, $callable] = load_worker($file, $prefix . $names[$i]);
     $function = $functions[$i];
-    $worker->addFunction($function, function (GearmanJob $job) use ($i, $function, $class, $callable, &$objects, &$jobs, &$failure, &$ran) {
+    $timeout = $timeouts[$i] ?? 0.0;
+    $worker->addFunction($function, function (GearmanJob $job) use ($i, $function, $class, $callable, $timeout, &$objects, &$jobs, &$failure, &$ran) {
         $ran = true;
         $jobs++;
         $failure = null;
         report("busy $function");
         $log = [];
+        if ($timeout > 0) {
+            // The job's `timeout`: an alarm (whole seconds) throws into the worker code, which
+            // fails the job; one stuck where PHP cannot interrupt it is the host's to kill.
+            pcntl_signal(SIGALRM, function () use ($timeout) {
+                throw new RuntimeException("timeout: the job ran longer than {$timeout}s");
+            });
+            pcntl_alarm((int)ceil($timeout));
+        }
         try {
             if ($class !== null) {
                 $objects[$i] ??= new $class();
@@ -170,6 +183,8 @@ foreach ($args as $i => $file) {
             $failure = get_class($e) . ': ' . $e->getMessage();
             $where = $e->getFile() . ':' . $e->getLine();
             $result = null;
+        } finally {
+            pcntl_alarm(0);
         }
         foreach ($log as $entry) {
             log_entry($function, $job->handle(), $entry);
