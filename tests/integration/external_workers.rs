@@ -746,3 +746,24 @@ both_servers! {
         host.wait_workers("quiet", 1, LIMIT);
     }
 }
+
+// A program is told its jobs' timeouts (GEARDRIVER_TIMEOUTS); one that says it is busy and
+// stays so 2 s past the timeout is killed and replaced, as a plugin's process would be.
+#[test]
+fn a_program_busy_past_its_timeout_is_killed_and_replaced() {
+    let host = Host::start(
+        &["127.0.0.1:1".to_string()],
+        "interval = 0",
+        "[[jobs]]\nname = \"stuck\"\ntimeout = 1\n\
+         program = [\"sh\", \"-c\", \"echo \\\"$GEARDRIVER_TIMEOUTS\\\" >&2; echo busy >&$GEARDRIVER_STATUS_FD; exec sleep 100\"]\n",
+    );
+    let first = host.wait_workers("stuck", 1, LIMIT)[0];
+    host.wait_log("[stuck] STDERR: 1", LIMIT);
+    host.wait_log(
+        &format!("({first}) [stuck] timeout: the job ran longer than 1s; its process was killed"),
+        LIMIT,
+    );
+    assert!(poll_until(LIMIT, || !alive(first)));
+    let second = host.wait_workers("stuck", 1, LIMIT)[0];
+    assert_ne!(first, second);
+}
