@@ -73,6 +73,9 @@ pub struct ProcessStatus {
     pub pool: String,
     /// `starting`, `idle`, `busy` or `stopping`.
     pub state: &'static str,
+    /// The one-letter state a busy process's job set for what it does (the scoreboard shows
+    /// it in place of `B`); null when none.
+    pub custom_state: Option<String>,
     pub jobs_done: u64,
     pub jobs_failed: u64,
     /// When the current state began, milliseconds since the epoch.
@@ -144,6 +147,7 @@ pub async fn processes(State(context): State<Context>) -> Json<Vec<ProcessStatus
                 slot: p.lane,
                 pool: p.job.clone(),
                 state: state_name(p.state),
+                custom_state: p.shown_custom_state().map(|c| c.to_string()),
                 jobs_done: p.jobs_done,
                 jobs_failed: p.jobs_failed,
                 since_ms: p.since_ms,
