@@ -156,11 +156,13 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", spec.argv[0]))?;
     drop(status_write);
+    // Each relay holds a sender until its pipe closes: all gone = all output passed on.
+    let (relayed_tx, relayed) = std::sync::mpsc::channel::<std::convert::Infallible>();
     if let Some(out) = child.stdout.take() {
-        relay(out, std::io::stdout);
+        relay(out, std::io::stdout, relayed_tx.clone());
     }
     if let Some(err) = child.stderr.take() {
-        relay(err, std::io::stderr);
+        relay(err, std::io::stderr, relayed_tx);
     }
     if let Some(lifetime) = spec.max_lifetime {
         let ask_to_stop = ask_to_stop.clone();
@@ -217,18 +219,31 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         Some(status) => status,
         None => child.wait().map_err(|e| e.to_string())?,
     };
-    // What the program left behind goes with it. (Not waited for: the status and output
-    // threads, whose pipes a detached helper may hold open forever.)
+    // What the program left behind goes with it.
     crate::process_group::kill_rest();
+    // Its last lines (what a crash says) may still be in its pipes: the relays get a moment
+    // to pass them on, so that the host logs and keeps them. Only a moment: a helper that
+    // left the group may hold a pipe open forever. (The status thread is not waited for.)
+    let _ = relayed.recv_timeout(RELAY_DRAIN);
     Ok(status)
 }
 
+/// How long the keeper waits, once its program has exited, for the program's last output
+/// to be relayed.
+const RELAY_DRAIN: Duration = Duration::from_secs(1);
+
 /// Copies the program's output to the keeper's own, for as long as the program writes;
-/// what cannot be written (nobody reads: the host is gone) is dropped.
-fn relay<W: Write + 'static>(mut from: impl Read + Send + 'static, to: fn() -> W) {
+/// what cannot be written (nobody reads: the host is gone) is dropped. `done` is dropped
+/// when the pipe closes.
+fn relay<W: Write + 'static>(
+    mut from: impl Read + Send + 'static,
+    to: fn() -> W,
+    done: std::sync::mpsc::Sender<std::convert::Infallible>,
+) {
     let _ = std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || {
+            let _done = done;
             let mut buf = [0u8; 8192];
             loop {
                 match from.read(&mut buf) {

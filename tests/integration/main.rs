@@ -21,6 +21,7 @@ mod fuzz_regressions;
 mod gearmand_protocol;
 mod http;
 mod interop;
+mod output_and_states;
 mod plugins;
 mod prefetch;
 mod process_titles;
