@@ -8,8 +8,11 @@
 //! they are read; a process keeps at most `output_buffer` lines and at most
 //! [`BYTES_PER_PROCESS`] bytes of them (each line counted with [`LINE_OVERHEAD`] for its
 //! bookkeeping), its oldest going first; of processes that exited, the last
-//! [`EXITED_PER_POOL`] of each pool are kept, and [`EXITED_MAX`] in all. So the whole is at
-//! most (live processes + [`EXITED_MAX`]) × [`BYTES_PER_PROCESS`].
+//! [`EXITED_PER_POOL`] of each pool are kept, and [`EXITED_MAX`] in all. A kept line takes
+//! its text, a 40-byte entry in the queue and the allocator's rounding, which the overhead
+//! covers; a queue also has spare room, at most 1024 entries' worth (40 KiB). So the whole is
+//! under (live processes + [`EXITED_MAX`]) × ([`BYTES_PER_PROCESS`] + 40 KiB), which the
+//! README rounds to 110 KiB a process.
 //!
 //! The readers of a process's pipes write here and the console and the HTTP API read, all
 //! tasks of the host's runtime: one mutex over the whole, held only to push or copy lines
@@ -266,6 +269,8 @@ mod tests {
 
     #[test]
     fn a_buffer_keeps_the_last_lines_within_its_bounds() {
+        // The bound the module's doc (and the README) gives counts on this.
+        assert!(std::mem::size_of::<OutputLine>() <= 40);
         let buffers = OutputBuffers::default();
         assert!(buffers.start(1, "a", 0, 0).is_none(), "0 turns it off");
         assert_eq!(buffers.read(1, None), None);
