@@ -611,7 +611,8 @@ fn store_text(words: &[AtomicU64], text: &str) -> u64 {
     end as u64
 }
 
-/// Writes one slot. Every method is one seqlock write: readers see all of it or none.
+/// Writes one slot. Every method but [`SlotWriter::set_custom_state`] (one word, see the
+/// module's doc) is one seqlock write: readers see all of it or none.
 pub struct SlotWriter<'a> {
     slot: &'a Slot,
 }
