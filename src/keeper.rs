@@ -8,7 +8,8 @@
 //!   `shutdown_timeout` to finish its job, then the whole group goes;
 //! - it keeps the program's stats slot. A program may say what it is doing by writing lines
 //!   to the descriptor named in `$GEARDRIVER_STATUS_FD` (see [`Status`]); then the
-//!   scoreboard, lastrun, lasterror and autoscaling know it exactly. A program that writes
+//!   scoreboard, lastrun, lasterror and autoscaling know it exactly (and `state C` shows
+//!   what its job is doing, as a plugin's `set_state` does). A program that writes
 //!   nothing shows as idle once started, and the host guesses it busy while its jobs wait.
 
 use crate::stats::{ProcessState, StatsTable, now_ms};
@@ -52,6 +53,10 @@ pub enum Status {
     Done,
     /// `failed MESSAGE`: the job failed.
     Failed(String),
+    /// `state C`: the job in hand shows `C` in the scoreboard (see
+    /// [`crate::stats::CustomState`]); `state` alone goes back to `B`. The text after the
+    /// word, to be checked.
+    State(String),
 }
 
 impl Status {
@@ -64,6 +69,7 @@ impl Status {
             "busy" => Some(Status::Busy((!rest.is_empty()).then(|| rest.to_string()))),
             "done" => Some(Status::Done),
             "failed" => Some(Status::Failed(rest.to_string())),
+            "state" => Some(Status::State(rest.to_string())),
             _ => None,
         }
     }
@@ -150,11 +156,13 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", spec.argv[0]))?;
     drop(status_write);
+    // Each relay holds a sender until its pipe closes: all gone = all output passed on.
+    let (relayed_tx, relayed) = std::sync::mpsc::channel::<std::convert::Infallible>();
     if let Some(out) = child.stdout.take() {
-        relay(out, std::io::stdout);
+        relay(out, std::io::stdout, relayed_tx.clone());
     }
     if let Some(err) = child.stderr.take() {
-        relay(err, std::io::stderr);
+        relay(err, std::io::stderr, relayed_tx);
     }
     if let Some(lifetime) = spec.max_lifetime {
         let ask_to_stop = ask_to_stop.clone();
@@ -211,18 +219,31 @@ pub fn run(spec: KeeperSpec) -> Result<ExitStatus, String> {
         Some(status) => status,
         None => child.wait().map_err(|e| e.to_string())?,
     };
-    // What the program left behind goes with it. (Not waited for: the status and output
-    // threads, whose pipes a detached helper may hold open forever.)
+    // What the program left behind goes with it.
     crate::process_group::kill_rest();
+    // Its last lines (what a crash says) may still be in its pipes: the relays get a moment
+    // to pass them on, so that the host logs and keeps them. Only a moment: a helper that
+    // left the group may hold a pipe open forever. (The status thread is not waited for.)
+    let _ = relayed.recv_timeout(RELAY_DRAIN);
     Ok(status)
 }
 
+/// How long the keeper waits, once its program has exited, for the program's last output
+/// to be relayed.
+const RELAY_DRAIN: Duration = Duration::from_secs(1);
+
 /// Copies the program's output to the keeper's own, for as long as the program writes;
-/// what cannot be written (nobody reads: the host is gone) is dropped.
-fn relay<W: Write + 'static>(mut from: impl Read + Send + 'static, to: fn() -> W) {
+/// what cannot be written (nobody reads: the host is gone) is dropped. `done` is dropped
+/// when the pipe closes.
+fn relay<W: Write + 'static>(
+    mut from: impl Read + Send + 'static,
+    to: fn() -> W,
+    done: std::sync::mpsc::Sender<std::convert::Infallible>,
+) {
     let _ = std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || {
+            let _done = done;
             let mut buf = [0u8; 8192];
             loop {
                 match from.read(&mut buf) {
@@ -289,15 +310,40 @@ fn read_status(
                 };
                 with_slot(&|w| w.job_finished(now, Some(&message)))
             }
+            Some(Status::State(letter)) => match custom_state(&letter) {
+                Ok(state) => with_slot(&|w| {
+                    w.set_custom_state(state);
+                }),
+                Err(why) if !warned => {
+                    warned = true;
+                    tracing::warn!(
+                        "{STATUS_FD_VAR}: ignoring {:?}: {why} (said once)",
+                        text.trim_end()
+                    );
+                }
+                Err(_) => {}
+            },
             None if !warned => {
                 warned = true;
                 tracing::warn!(
-                    "{STATUS_FD_VAR}: ignoring {:?}; a status line is `idle`, `busy FUNCTION`, `done` or `failed MESSAGE` (said once)",
+                    "{STATUS_FD_VAR}: ignoring {:?}; a status line is `idle`, `busy FUNCTION`, `done`, `failed MESSAGE` or `state LETTER` (said once)",
                     text.trim_end()
                 );
             }
             None => {}
         }
+    }
+}
+
+/// The custom state a `state` line asks for: one letter, or none (back to `B`).
+fn custom_state(text: &str) -> Result<Option<crate::stats::CustomState>, String> {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (None, _) => Ok(None),
+        (Some(letter), None) => crate::stats::CustomState::try_from(letter)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        _ => Err(format!("a state is one character, not {text:?}")),
     }
 }
 
@@ -327,7 +373,23 @@ mod tests {
             Status::parse("failed no such image\n"),
             Some(Status::Failed("no such image".into()))
         );
+        assert_eq!(Status::parse("state C\n"), Some(Status::State("C".into())));
+        assert_eq!(Status::parse("state\n"), Some(Status::State("".into())));
         assert_eq!(Status::parse("BUSY x"), None);
         assert_eq!(Status::parse(""), None);
+    }
+
+    #[test]
+    fn state_lines_take_one_letter_the_scoreboard_does_not_use() {
+        let letter = |t: &str| custom_state(t).map(|s| s.map(|s| s.letter()));
+        assert_eq!(letter("C"), Ok(Some('C')));
+        assert_eq!(letter(""), Ok(None));
+        assert!(
+            letter("B")
+                .unwrap_err()
+                .contains("scoreboard's own letters")
+        );
+        assert!(letter("é").unwrap_err().contains("printable ASCII"));
+        assert!(letter("CD").unwrap_err().contains("one character"));
     }
 }

@@ -191,6 +191,9 @@ pub struct JobContext {
     pub handle: Bytes,
     pub unique: Bytes,
     updates: WorkUpdates,
+    /// The stats slot of the worker loop running the job, where [`JobContext::set_state`]
+    /// writes (none outside a host's worker process).
+    slot: Option<crate::worker_process::Slot>,
 }
 
 impl JobContext {
@@ -200,6 +203,41 @@ impl JobContext {
             handle,
             unique,
             updates,
+            slot: None,
+        }
+    }
+
+    /// The context of a job run by a worker loop with this stats slot.
+    pub(crate) fn with_slot(mut self, slot: Option<crate::worker_process::Slot>) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// Shows `state` in the scoreboard in place of the process's `B` (busy) while this job
+    /// runs, to say what it is doing (Parallel::Prefork::SpareWorkers' `set_state`): say `C`
+    /// while it calls another service, `D` while it waits on a database. It lasts until it
+    /// is set again, [`JobContext::clear_state`], or the job ends. A stopping process still
+    /// shows `T`. It changes nothing else (the process counts as busy for scaling).
+    ///
+    /// `state` is one printable ASCII character other than space and the scoreboard's own
+    /// letters (`_ B S T .`); anything else is refused, and the state is left as it was.
+    /// Cheap (one atomic store), so it may be called often, from any of the job's threads.
+    pub fn set_state(&self, state: char) -> Result<(), crate::stats::InvalidState> {
+        let state = crate::stats::CustomState::try_from(state)?;
+        self.write_state(Some(state));
+        Ok(())
+    }
+
+    /// Back to plain `B` (busy).
+    pub fn clear_state(&self) {
+        self.write_state(None);
+    }
+
+    fn write_state(&self, state: Option<crate::stats::CustomState>) {
+        if let Some((table, index)) = self.slot.as_deref() {
+            if let Ok(writer) = table.writer(*index) {
+                writer.set_custom_state(state);
+            }
         }
     }
 

@@ -176,6 +176,7 @@ mod tests {
             reports: true,
             durations: Default::default(),
             handle: String::new(),
+            custom_state: None,
         }
     }
 

@@ -4,6 +4,8 @@ pub const INTERVAL_SECS: f64 = 5.0;
 pub const MAX_IDLE_TIME_SECS: f64 = 30.0;
 pub const SHUTDOWN_TIMEOUT_SECS: f64 = 30.0;
 pub const RESTART_DELAY_SECS: f64 = 0.5;
+/// Lines of recent output kept per worker process.
+pub const OUTPUT_BUFFER: u32 = 100;
 pub const LOGLEVEL: &str = "info";
 pub const CONSOLE_LISTEN: &str = "127.0.0.1:47300";
 /// Where the HTTP endpoint (metrics, JSON API, status page) listens unless told.

@@ -125,6 +125,8 @@ pub struct DriverConfig {
     pub stats_dir: Option<PathBuf>,
     /// A command run when a job turns FAILED, recovers, or a process crashes (empty = none).
     pub on_event: Vec<String>,
+    /// Lines of recent output kept per process (0 = none): see [`crate::driver::output`].
+    pub output_buffer: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,6 +324,7 @@ struct RawDriver {
     pidfile: Option<String>,
     stats_dir: Option<String>,
     user: Option<String>,
+    output_buffer: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -176,6 +176,15 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
             }
             Some(argv) => argv,
         },
+        output_buffer: match driver.output_buffer.unwrap_or(defaults::OUTPUT_BUFFER) as usize {
+            n if n > crate::driver::output::MAX_LINES => {
+                return Err(format!(
+                    "driver.output_buffer = {n} is more than the {} lines of recent output a process may keep (0 turns it off)",
+                    crate::driver::output::MAX_LINES
+                ));
+            }
+            n => n,
+        },
     };
 
     let console = raw.console.unwrap_or_default();

@@ -40,6 +40,11 @@ pub enum Command {
     Help,
     Version,
     Scoreboard,
+    /// `output PID [LINES]`.
+    Output {
+        pid: Option<String>,
+        lines: Option<String>,
+    },
     Reload,
     Auth {
         secret: Option<String>,
@@ -66,6 +71,7 @@ pub const COMMANDS: &[CommandDef] = &[
     kill::DEF,
     killall::DEF,
     scoreboard::DEF,
+    output::DEF,
     reload::DEF,
     shutdown::DEF,
     version::DEF,
@@ -123,6 +129,10 @@ impl Command {
             "help" => Command::Help,
             "version" => Command::Version,
             "scoreboard" => Command::Scoreboard,
+            "output" => Command::Output {
+                pid: next(),
+                lines: next(),
+            },
             "reload" => Command::Reload,
             _ => Command::Unknown(name),
         }
@@ -208,6 +218,13 @@ mod tests {
             }
         );
         assert_eq!(Command::parse("killall"), Command::KillAll { jobs: vec![] });
+        assert_eq!(
+            Command::parse("output 42 10"),
+            Command::Output {
+                pid: Some("42".into()),
+                lines: Some("10".into())
+            }
+        );
         assert_eq!(Command::parse(""), Command::Unknown(String::new()));
         assert_eq!(Command::parse("STATUS"), Command::Unknown("STATUS".into()));
         assert_eq!(Command::parse("frob x"), Command::Unknown("frob".into()));

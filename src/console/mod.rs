@@ -254,6 +254,7 @@ async fn dispatch(
         Command::Kill { pids } => kill::run(host, &pids).await,
         Command::KillAll { jobs } => killall::run(host, &jobs).await,
         Command::Scoreboard => scoreboard::run(&Snapshot::collect(host)),
+        Command::Output { pid, lines } => output::run(host, pid.as_deref(), lines.as_deref()),
         Command::Reload => reload::run(host).await,
         Command::Shutdown => shutdown::run(host),
         Command::Version => version::run(),

@@ -4,7 +4,7 @@
 
 use crate::driver::HostHandle;
 use crate::driver::table::{ProcessEntry, Totals};
-use crate::stats::{Durations, ProcessState, SlotSnapshot};
+use crate::stats::{CustomState, Durations, ProcessState, SlotSnapshot};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -67,6 +67,8 @@ pub struct ProcessView {
     pub handle: String,
     /// When the job in hand started (ms since the epoch; 0 when none).
     pub job_started_ms: i64,
+    /// What the job in hand says it is doing (`set_state`), when it says.
+    pub custom_state: Option<CustomState>,
 }
 
 impl Snapshot {
@@ -126,6 +128,7 @@ impl Snapshot {
                         .cloned(),
                     handle: slot.as_ref().map(|s| s.handle.clone()).unwrap_or_default(),
                     job_started_ms: slot.as_ref().map_or(0, |s| s.job_started_ms),
+                    custom_state: slot.as_ref().and_then(|s| s.custom_state),
                     jobs_done: slot.as_ref().map_or(0, |s| s.jobs_done),
                     jobs_failed: slot.as_ref().map_or(0, |s| s.jobs_failed),
                     durations: slot
@@ -199,6 +202,21 @@ pub fn short_duration(seconds: i64) -> String {
 }
 
 impl ProcessView {
+    /// Its scoreboard letter: its job's custom state while it is busy (a stopping process
+    /// shows `T` whatever its job says), else its state's.
+    pub fn letter(&self) -> char {
+        match (self.state, self.custom_state) {
+            (ProcessState::Busy, Some(custom)) => custom.letter(),
+            (state, _) => state.letter(),
+        }
+    }
+
+    /// The custom state it shows, if it shows one (see [`ProcessView::letter`]).
+    pub fn shown_custom_state(&self) -> Option<CustomState> {
+        self.custom_state
+            .filter(|_| self.state == ProcessState::Busy)
+    }
+
     /// What it runs and for how long at `now_ms`: `mail H:host:12 3s`; `None` when it runs
     /// no job (a stopping process may still finish one). The handle is `-` when the process
     /// does not say it.

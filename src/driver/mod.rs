@@ -5,7 +5,8 @@
 //! - `supervisor`: the one owner of the pools and their processes (spawn, reap, restart,
 //!   scale, reload, stop); it publishes a [`ProcessTable`] for everyone else;
 //! - `process`: starting one process and turning its output and exit into log lines and
-//!   events; `scaling` and `backoff`: the pure decisions;
+//!   events; `output`: every process's recent output, for the console and the API;
+//!   `scaling` and `backoff`: the pure decisions;
 //! - [`HostHandle`]: how the console, the signal handlers and the observer reach the
 //!   supervisor (events in, the process table, the stats table and the config out);
 //! - the stats table (`crate::stats`) is written by the worker processes themselves.
@@ -17,6 +18,7 @@
 
 pub mod backoff;
 pub mod events;
+pub mod output;
 mod process;
 pub mod scaling;
 mod supervisor;
@@ -139,6 +141,8 @@ pub struct HostHandle {
     shutdown: CancellationToken,
     /// The config the host started with: its ports and secret stay until a restart.
     started_with: Arc<Config>,
+    /// Every process's recent output (written by the readers of its pipes).
+    output: output::OutputBuffers,
 }
 
 impl HostHandle {
@@ -148,6 +152,11 @@ impl HostHandle {
 
     pub fn stats(&self) -> &StatsTable {
         &self.stats
+    }
+
+    /// Every process's recent output, and that of processes that exited lately.
+    pub fn output(&self) -> &output::OutputBuffers {
+        &self.output
     }
 
     /// The config in force.
@@ -251,6 +260,7 @@ pub fn supervise(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let table = Arc::new(ProcessTable::default());
     let published = watch::Sender::new(config.clone());
+    let output = output::OutputBuffers::default();
     let handle = HostHandle {
         events: events_tx.clone(),
         table: table.clone(),
@@ -259,7 +269,9 @@ pub fn supervise(
         registry: Arc::new(registry),
         shutdown: shutdown.clone(),
         started_with: config.clone(),
+        output: output.clone(),
     };
-    let supervisor = Supervisor::new(config, published, exe, stats, events_tx, table);
+    let supervisor =
+        Supervisor::new(config, published, exe, stats, events_tx, table).with_output(output);
     (handle, supervisor.run(events_rx, shutdown))
 }

@@ -1,5 +1,5 @@
-//! Starting one worker process and watching it: its output becomes log lines, its exit an
-//! event for the supervisor.
+//! Starting one worker process and watching it: its output becomes log lines (and the
+//! process's recent output, [`super::output`]), its exit an event for the supervisor.
 //!
 //! Plugin and command pools run the geardriver binary again in its hidden `worker` mode (a
 //! tokio runtime cannot fork safely, and a fresh process is what a worker should be anyway);
@@ -12,9 +12,10 @@
 //! calls `waitpid(-1)`, which would steal exit statuses.
 
 use super::Event;
+use super::output::{OutputBuffers, OutputLine, OutputWriter, Stream};
 use crate::config::{PoolConfig, WorkerKind};
 use crate::gearman::ServerAddr;
-use crate::stats::StatsTable;
+use crate::stats::{StatsTable, now_ms};
 use crate::worker_process::{FunctionSpec, Runner, SPEC_VAR, StatsSlot, WorkerSpec};
 use std::io;
 use std::path::Path;
@@ -50,6 +51,9 @@ pub struct Launch<'a> {
     pub shutdown_timeout: std::time::Duration,
     /// max_lifetime with its random splay already added.
     pub lifetime_ms: Option<u64>,
+    /// Where its recent output is kept, and how many lines of it (0 = none).
+    pub output: &'a OutputBuffers,
+    pub output_lines: usize,
 }
 
 /// Starts the process; returns its pid. Output and exit are reported through `events`.
@@ -174,11 +178,24 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
         .id()
         .ok_or_else(|| io::Error::other("the child exited before it got a pid"))?;
     let name: Arc<str> = Arc::from(pool.name.as_str());
+    let output = (launch.output).start(pid, &pool.name, launch.output_lines, now_ms());
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(out, pid, name.clone(), "STDOUT"));
+        tokio::spawn(forward_lines(
+            out,
+            pid,
+            name.clone(),
+            Stream::Stdout,
+            output.clone(),
+        ));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(err, pid, name.clone(), "STDERR"));
+        tokio::spawn(forward_lines(
+            err,
+            pid,
+            name.clone(),
+            Stream::Stderr,
+            output,
+        ));
     }
     tokio::spawn(async move {
         let status = child.wait().await;
@@ -195,16 +212,30 @@ pub fn spawn(launch: Launch<'_>, events: mpsc::UnboundedSender<Event>) -> io::Re
 const LINES_PER_SECOND: f64 = 200.0;
 const LINE_BURST: f64 = 500.0;
 
-/// Logs every line a process writes as `(PID) [JOB] STREAM: line`. Lines are cut at
-/// [`MAX_LINE`] bytes and decoded lossily, so no output can hurt the host. A process that
-/// writes faster than [`LINES_PER_SECOND`] has the excess dropped (and counted in the log),
-/// and reading pauses: its pipe fills and it is the one slowed down, not the host.
+/// Logs every line a process writes as `(PID) [JOB] STREAM: line`, and keeps it in the
+/// process's output buffer (when there is one). Lines are cut at [`MAX_LINE`] bytes and
+/// decoded lossily, so no output can hurt the host. A process that writes faster than
+/// [`LINES_PER_SECOND`] has the excess dropped from the log (and counted there; the buffer,
+/// bounded anyway, still gets them), and reading pauses: its pipe fills and it is the one
+/// slowed down, not the host.
 async fn forward_lines(
     mut reader: impl AsyncRead + Unpin,
     pid: u32,
     job: Arc<str>,
-    stream: &'static str,
+    stream: Stream,
+    output: Option<OutputWriter>,
 ) {
+    let keep = |text: &str, cut: bool| {
+        if let Some(output) = &output {
+            output.push(OutputLine {
+                time_ms: now_ms(),
+                stream,
+                text: text.to_string(),
+                cut,
+            });
+        }
+    };
+    let stream_name = stream.name();
     // Small: a host with hundreds of processes has two of these each, and worker output is
     // sparse lines.
     let mut buf = vec![0u8; 1024];
@@ -231,17 +262,19 @@ async fn forward_lines(
             budget = (budget + now.duration_since(refilled).as_secs_f64() * LINES_PER_SECOND)
                 .min(LINE_BURST);
             refilled = now;
+            let text = decode(&line);
+            keep(&text, cut);
             if budget >= 1.0 {
                 if dropped > 0 {
                     tracing::warn!(
                         pid,
                         job = &*job,
-                        "{stream}: {dropped} lines dropped (more than {LINES_PER_SECOND} a second)"
+                        "{stream_name}: {dropped} lines dropped (more than {LINES_PER_SECOND} a second)"
                     );
                     dropped = 0;
                 }
                 budget -= 1.0;
-                emit(pid, &job, stream, &line, cut);
+                emit(pid, &job, stream_name, &text, cut);
             } else {
                 dropped += 1;
             }
@@ -253,20 +286,30 @@ async fn forward_lines(
         }
     }
     if !line.is_empty() {
-        emit(pid, &job, stream, &line, cut);
+        let text = decode(&line);
+        keep(&text, cut);
+        emit(pid, &job, stream_name, &text, cut);
     }
     if dropped > 0 {
         tracing::warn!(
             pid,
             job = &*job,
-            "{stream}: {dropped} lines dropped (more than {LINES_PER_SECOND} a second)"
+            "{stream_name}: {dropped} lines dropped (more than {LINES_PER_SECOND} a second)"
         );
     }
 }
 
-fn emit(pid: u32, job: &str, stream: &str, line: &[u8], cut: bool) {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches('\r');
+/// A line's text: lossy UTF-8, without the CR of a CRLF.
+fn decode(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    match String::from_utf8_lossy(line) {
+        std::borrow::Cow::Borrowed(text) => std::borrow::Cow::Borrowed(text.trim_end_matches('\r')),
+        std::borrow::Cow::Owned(text) => {
+            std::borrow::Cow::Owned(text.trim_end_matches('\r').to_string())
+        }
+    }
+}
+
+fn emit(pid: u32, job: &str, stream: &str, text: &str, cut: bool) {
     let marker = if cut { " [line cut]" } else { "" };
     tracing::info!(pid, job, "{stream}: {text}{marker}");
 }

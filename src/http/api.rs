@@ -1,5 +1,6 @@
-//! The JSON API: the console's `status` and `scoreboard` as `GET /api/status` and
-//! `GET /api/processes`, and its control commands as POSTs:
+//! The JSON API: the console's `status`, `scoreboard` and `output PID [LINES]` as
+//! `GET /api/status`, `GET /api/processes` and `GET /api/processes/PID/output?lines=N`, and
+//! its control commands as POSTs:
 //!
 //! - `POST /api/jobs/JOB/processes` `{"min": N, "max": M}` (either may be left out):
 //!   `set_min_processes`, `set_max_processes` or `set_processes`;
@@ -16,11 +17,12 @@ use crate::console::commands::refused;
 use crate::console::snapshot::Snapshot;
 use crate::driver::ControlError;
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Serialize)]
 pub struct StatusReply {
@@ -73,6 +75,9 @@ pub struct ProcessStatus {
     pub pool: String,
     /// `starting`, `idle`, `busy` or `stopping`.
     pub state: &'static str,
+    /// The one-letter state a busy process's job set for what it does (the scoreboard shows
+    /// it in place of `B`); null when none.
+    pub custom_state: Option<String>,
     pub jobs_done: u64,
     pub jobs_failed: u64,
     /// When the current state began, milliseconds since the epoch.
@@ -144,6 +149,7 @@ pub async fn processes(State(context): State<Context>) -> Json<Vec<ProcessStatus
                 slot: p.lane,
                 pool: p.job.clone(),
                 state: state_name(p.state),
+                custom_state: p.shown_custom_state().map(|c| c.to_string()),
                 jobs_done: p.jobs_done,
                 jobs_failed: p.jobs_failed,
                 since_ms: p.since_ms,
@@ -154,6 +160,90 @@ pub async fn processes(State(context): State<Context>) -> Json<Vec<ProcessStatus
             })
             .collect(),
     )
+}
+
+/// A process's recent output, as `output PID` shows it.
+#[derive(Serialize)]
+pub struct OutputReply {
+    pub pid: u32,
+    pub pool: String,
+    /// Milliseconds since the epoch.
+    pub started_ms: i64,
+    /// When it exited and its status (`1`, `137 (killed by SIGKILL)`); null while it runs.
+    pub exited_ms: Option<i64>,
+    pub exit_status: Option<String>,
+    /// Lines it wrote before these that are no longer kept.
+    pub dropped: u64,
+    /// Oldest first.
+    pub lines: Vec<OutputLineReply>,
+}
+
+#[derive(Serialize)]
+pub struct OutputLineReply {
+    /// When the host read it, milliseconds since the epoch.
+    pub time_ms: i64,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub text: String,
+    /// The line was longer than 4096 bytes; the rest was dropped.
+    pub cut: bool,
+}
+
+pub async fn output(
+    State(context): State<Context>,
+    Path(pid): Path<String>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Response {
+    use crate::console::commands::output::request;
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "the query string cannot be read; expected ?lines=N",
+        );
+    };
+    if let Some(other) = query.keys().find(|k| *k != "lines") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            &format!("unknown query parameter {other:?} (there is only lines)"),
+        );
+    }
+    match request(
+        &context.host,
+        Some(&pid),
+        query.get("lines").map(String::as_str),
+    ) {
+        Ok(output) => Json(OutputReply {
+            pid: output.pid,
+            pool: output.pool,
+            started_ms: output.started_ms,
+            exited_ms: output.exited.as_ref().map(|(ms, _)| *ms),
+            exit_status: output.exited.map(|(_, how)| how),
+            dropped: output.dropped,
+            lines: output
+                .lines
+                .into_iter()
+                .map(|line| OutputLineReply {
+                    time_ms: line.time_ms,
+                    stream: match line.stream {
+                        crate::driver::output::Stream::Stdout => "stdout",
+                        crate::driver::output::Stream::Stderr => "stderr",
+                    },
+                    text: line.text,
+                    cut: line.cut,
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => {
+            let status = match e.is_malformed() {
+                true => StatusCode::BAD_REQUEST,
+                false => StatusCode::NOT_FOUND,
+            };
+            error(status, "invalid_value", &e.to_string())
+        }
+    }
 }
 
 fn state_name(state: crate::stats::ProcessState) -> &'static str {

@@ -2,7 +2,8 @@
 //! console's figures and control commands as a JSON API, and a live status page.
 //!
 //! - `metrics`: `/metrics`, in the Prometheus text format;
-//! - `api`: `/api/status`, `/api/processes` and the POSTs that change the host;
+//! - `api`: `/api/status`, `/api/processes`, `/api/processes/PID/output` and the POSTs that
+//!   change the host;
 //! - `page`: `/`, the status page (files embedded in the binary).
 //!
 //! The same rule as the console: a listen address that is not loopback needs the console's
@@ -75,6 +76,7 @@ pub fn router(context: Context) -> axum::Router {
         .route("/metrics", get(metrics::handler))
         .route("/api/status", get(api::status))
         .route("/api/processes", get(api::processes))
+        .route("/api/processes/{pid}/output", get(api::output))
         .route("/api/jobs/{job}/processes", post(api::set_processes))
         .route("/api/kill", post(api::kill))
         .route("/api/killall", post(api::killall))

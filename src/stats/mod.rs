@@ -13,6 +13,13 @@
 //! number of attempts, so a writer killed mid-write (its counter left odd) costs a reader a
 //! few microseconds, never a hang; the host resets the slot when it reaps that process.
 //!
+//! One field is written outside the sequence: a job's custom scoreboard state
+//! ([`CustomState`], Parallel::Prefork::SpareWorkers' `set_state`), which the job itself sets
+//! from whatever thread it runs on. It is a single word, so it cannot tear, and a write of it
+//! never touches the sequence counter, so no number of writers can leave the slot unreadable;
+//! a reader takes whichever value it finds with the rest. The writes that start and end a job
+//! clear it inside the sequence.
+//!
 //! This module holds the crate's only `unsafe`: turning the mapping's address into
 //! references to the header and slots, and handing the memfd's descriptor to a child and
 //! taking it over there. Each block says why it is sound.
@@ -26,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"GDSTATS1");
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 /// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 256;
 const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
@@ -113,6 +120,7 @@ impl ProcessState {
     }
 
     /// The scoreboard letter: `_` idle, `B` busy, `S` starting, `T` stopping, `.` free.
+    /// (A busy process's job may show its own instead: [`CustomState`].)
     pub fn letter(self) -> char {
         match self {
             ProcessState::Free => '.',
@@ -121,6 +129,61 @@ impl ProcessState {
             ProcessState::Busy => 'B',
             ProcessState::Stopping => 'T',
         }
+    }
+}
+
+/// The letters the scoreboard uses for its own states (and `.` for a free slot): a custom
+/// state may not be one of them.
+pub const RESERVED_LETTERS: [char; 5] = ['_', 'B', 'S', 'T', '.'];
+
+/// A one-character scoreboard state a job sets for what it is doing (Parallel::Prefork::
+/// SpareWorkers' `set_state`): shown in place of `B` while the job runs, cleared when it
+/// ends. `T` (stopping) still shows over it. A printable ASCII character other than space
+/// and the scoreboard's own letters ([`RESERVED_LETTERS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CustomState(u8);
+
+/// Why a character cannot be a custom state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidState {
+    #[error("a custom state is one printable ASCII character other than space, not {0:?}")]
+    NotPrintable(char),
+    #[error(
+        "{0:?} is one of the scoreboard's own letters (_ idle, B busy, S starting, T stopping, . free); pick another"
+    )]
+    Reserved(char),
+}
+
+impl CustomState {
+    pub fn letter(self) -> char {
+        char::from(self.0)
+    }
+
+    /// The state a slot stores, if any (0 = none; anything else that is not a valid state,
+    /// which only a scribbled-on table holds, reads as none too).
+    fn from_code(code: u32) -> Option<CustomState> {
+        let byte = u8::try_from(code).ok()?;
+        CustomState::try_from(char::from(byte)).ok()
+    }
+}
+
+impl TryFrom<char> for CustomState {
+    type Error = InvalidState;
+
+    fn try_from(letter: char) -> Result<CustomState, InvalidState> {
+        if !letter.is_ascii_graphic() {
+            return Err(InvalidState::NotPrintable(letter));
+        }
+        if RESERVED_LETTERS.contains(&letter) {
+            return Err(InvalidState::Reserved(letter));
+        }
+        Ok(CustomState(letter as u8))
+    }
+}
+
+impl std::fmt::Display for CustomState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.letter())
     }
 }
 
@@ -148,6 +211,9 @@ struct Slot {
     /// 1 once the process has said what it is doing (plugin and command workers from the
     /// start; a program once it writes its first status line).
     reports: AtomicU32,
+    /// The running job's [`CustomState`] (its ASCII code; 0 = none). Written outside the
+    /// sequence (see the module's doc); it fills what was padding before `jobs_done`.
+    custom_state: AtomicU32,
     jobs_done: AtomicU64,
     jobs_failed: AtomicU64,
     /// Milliseconds since the epoch; 0 when not applicable.
@@ -190,6 +256,8 @@ pub struct SlotSnapshot {
     pub durations: Durations,
     /// The job server's handle of the job in progress, when known.
     pub handle: String,
+    /// What the job in progress says it is doing, when it says.
+    pub custom_state: Option<CustomState>,
 }
 
 impl SlotSnapshot {
@@ -513,6 +581,7 @@ fn read_fields(
             sum_ms: slot.durations_sum_ms.load(r),
         },
         handle: String::new(),
+        custom_state: CustomState::from_code(slot.custom_state.load(r)),
     };
     (snapshot, message, handle)
 }
@@ -542,7 +611,8 @@ fn store_text(words: &[AtomicU64], text: &str) -> u64 {
     end as u64
 }
 
-/// Writes one slot. Every method is one seqlock write: readers see all of it or none.
+/// Writes one slot. Every method but [`SlotWriter::set_custom_state`] (one word, see the
+/// module's doc) is one seqlock write: readers see all of it or none.
 pub struct SlotWriter<'a> {
     slot: &'a Slot,
 }
@@ -568,6 +638,7 @@ impl SlotWriter<'_> {
             }
             s.message_len.store(0, r);
             s.reports.store(0, r);
+            s.custom_state.store(0, r);
             s.jobs_done.store(0, r);
             s.jobs_failed.store(0, r);
             s.started_ms.store(now_ms, r);
@@ -595,6 +666,7 @@ impl SlotWriter<'_> {
             .store(ProcessState::Free.code(), Ordering::Relaxed);
         slot.function.store(NO_FUNCTION, Ordering::Relaxed);
         slot.job_started_ms.store(0, Ordering::Relaxed);
+        slot.custom_state.store(0, Ordering::Relaxed);
         slot.seq.store(even.wrapping_add(2), Ordering::Release);
     }
 
@@ -624,6 +696,7 @@ impl SlotWriter<'_> {
             let len = store_text(&s.handle, handle);
             s.handle_len.store(len, Ordering::Relaxed);
             s.reports.store(1, Ordering::Relaxed);
+            s.custom_state.store(0, Ordering::Relaxed);
             s.state.store(ProcessState::Busy.code(), Ordering::Relaxed);
             s.function.store(function, Ordering::Relaxed);
             s.job_started_ms.store(now_ms, Ordering::Relaxed);
@@ -645,6 +718,7 @@ impl SlotWriter<'_> {
                     .store(s.durations_sum_ms.load(r).saturating_add(took), r);
             }
             s.reports.store(1, r);
+            s.custom_state.store(0, r);
             s.state.store(ProcessState::Idle.code(), r);
             s.function.store(NO_FUNCTION, r);
             s.job_started_ms.store(0, r);
@@ -664,6 +738,20 @@ impl SlotWriter<'_> {
                 }
             }
         });
+    }
+
+    /// Sets (or with `None` clears) the custom state of the job in progress. One atomic
+    /// store outside the sequence, so the job may call it from any of its threads (see the
+    /// module's doc). Ignored when the slot holds no job: a state belongs to a job, and the
+    /// writes that start and end one clear it. Returns whether it was stored.
+    pub fn set_custom_state(&self, state: Option<CustomState>) -> bool {
+        let s = self.slot;
+        if s.function.load(Ordering::Relaxed) == NO_FUNCTION {
+            return false;
+        }
+        s.custom_state
+            .store(state.map_or(0, |c| u32::from(c.0)), Ordering::Relaxed);
+        true
     }
 
     /// Records an error that is not a job's (an overrun the host noticed, say).
@@ -762,5 +850,63 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         assert!(file.set_len(0).is_err(), "the table cannot be truncated");
         assert!(file.set_len(1 << 30).is_err(), "nor grown");
+    }
+
+    #[test]
+    fn a_custom_state_is_one_letter_of_a_running_job() {
+        let state = |c: char| CustomState::try_from(c);
+        assert_eq!(state('C').unwrap().letter(), 'C');
+        assert_eq!(state('~').unwrap().to_string(), "~");
+        for reserved in RESERVED_LETTERS {
+            assert_eq!(state(reserved), Err(InvalidState::Reserved(reserved)));
+        }
+        for bad in [' ', '\n', '\0', '\u{7f}', 'é', '€'] {
+            assert_eq!(state(bad), Err(InvalidState::NotPrintable(bad)));
+        }
+        assert_eq!(
+            InvalidState::Reserved('B').to_string(),
+            "'B' is one of the scoreboard's own letters (_ idle, B busy, S starting, T stopping, . free); pick another"
+        );
+
+        let table = StatsTable::create(1).unwrap();
+        let w = table.writer(0).unwrap();
+        w.assign(9, 1_000);
+        w.set_state(ProcessState::Idle, 1_000);
+        let c = state('C').ok();
+        assert!(!w.set_custom_state(c), "no job, no state");
+        assert_eq!(table.read(0).unwrap().custom_state, None);
+        w.job_started(0, 2_000, "H:x:1");
+        assert!(w.set_custom_state(c));
+        assert_eq!(table.read(0).unwrap().custom_state, c);
+        w.set_state(ProcessState::Stopping, 2_500);
+        assert_eq!(
+            table.read(0).unwrap().custom_state,
+            c,
+            "kept while it finishes"
+        );
+        w.set_custom_state(None);
+        assert_eq!(table.read(0).unwrap().custom_state, None);
+        w.set_custom_state(c);
+        w.job_finished(3_000, None);
+        assert_eq!(
+            table.read(0).unwrap().custom_state,
+            None,
+            "the job's end clears it"
+        );
+        w.job_started(0, 4_000, "");
+        assert_eq!(table.read(0).unwrap().custom_state, None);
+        // Whatever a scribbler leaves there reads as no state.
+        table
+            .slot(0)
+            .custom_state
+            .store(u32::from(b'B'), Ordering::Relaxed);
+        assert_eq!(table.read(0).unwrap().custom_state, None);
+        table
+            .slot(0)
+            .custom_state
+            .store(0x1_0043, Ordering::Relaxed);
+        assert_eq!(table.read(0).unwrap().custom_state, None);
+        // It took what was padding: the slot is no bigger.
+        assert_eq!(SLOT_SIZE, 576);
     }
 }

@@ -187,7 +187,8 @@ impl JobHandler for ProcessHandler {
             (Some(limit), Some(watchdog)) => {
                 let message = timeout_message(limit);
                 let _armed = watchdog.arm(limit + STUCK_GRACE, job.abort.clone(), &message);
-                match tokio::time::timeout(limit, run_function(function, job, updates)).await {
+                let run = run_function(function, job, updates, self.stats.as_ref());
+                match tokio::time::timeout(limit, run).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::warn!(function = %function.name, "{message}; exiting to be replaced");
@@ -200,7 +201,7 @@ impl JobHandler for ProcessHandler {
                     }
                 }
             }
-            _ => run_function(function, job, updates).await,
+            _ => run_function(function, job, updates, self.stats.as_ref()).await,
         };
         let error = outcome.as_ref().err().map(String::as_str);
         self.with_slot(|w| w.job_finished(stats::now_ms(), error));
@@ -226,6 +227,7 @@ async fn run_function(
     function: &Function,
     job: AssignedJob,
     updates: WorkUpdates,
+    slot: Option<&Slot>,
 ) -> Result<Bytes, String> {
     match &function.run {
         // Boxed: the command's future is large and would make every plugin job pay for
@@ -233,7 +235,8 @@ async fn run_function(
         Run::Command(argv) => Box::pin(run_command(argv, &function.env, job.data)).await,
         Run::Plugin(plugin) => {
             let input = function.decode.decode(job.data)?;
-            let context = JobContext::new(function.name.clone(), job.handle, job.unique, updates);
+            let context = JobContext::new(function.name.clone(), job.handle, job.unique, updates)
+                .with_slot(slot.cloned());
             // The plugin layer catches panics in the job itself (so `end` still runs); this
             // catches the rest (a panicking hook).
             let result = std::panic::AssertUnwindSafe(plugin.call(&context, input))

@@ -22,6 +22,7 @@ mod gearman_manager;
 mod gearmand_protocol;
 mod http;
 mod interop;
+mod output_and_states;
 mod plugins;
 mod prefetch;
 mod process_titles;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod help;
 pub mod kill;
 pub mod killall;
+pub mod output;
 pub mod quit;
 pub mod reload;
 pub mod scoreboard;

@@ -1,6 +1,7 @@
 //! `scoreboard`: one line per process — `pid  job  state  jobs_done  since  rss  cpu  handle
 //! for` — with the state as Apache's scoreboard letters: `_` idle, `B` busy, `S` starting, `T`
-//! stopping; its resident memory (with its children's) and CPU share over the last second;
+//! stopping, or for a busy one the letter its job set for what it does (`set_state`, a
+//! program's `state C`); its resident memory (with its children's) and CPU share over the last second;
 //! for a busy one the handle of the job it holds (`-` when it does not say) and for how long,
 //! else `-  -`.
 
@@ -10,7 +11,7 @@ use crate::console::snapshot::{Snapshot, mib, percent, utc};
 pub const DEF: CommandDef = CommandDef {
     name: "scoreboard",
     usage: "scoreboard",
-    summary: "every process: pid, job, state (_ idle, B busy, S starting, T stopping), jobs done, since, memory, CPU, job handle, for how long",
+    summary: "every process: pid, job, state (_ idle, B busy, S starting, T stopping, or the letter a busy job set), jobs done, since, memory, CPU, job handle, for how long",
 };
 
 pub fn run(snapshot: &Snapshot) -> Reply {
@@ -51,7 +52,7 @@ pub fn lines(snapshot: &Snapshot, now_ms: i64) -> Reply {
                     "{:>pid_w$}  {:<job_w$}  {}  {:>done_w$}  {}  {rss:>rss_w$}  {cpu:>cpu_w$}  {handle:<handle_w$}  {took}",
                     p.pid,
                     p.job,
-                    p.state.letter(),
+                    p.letter(),
                     p.jobs_done,
                     utc(p.since_ms.div_euclid(1000))
                 )
@@ -64,7 +65,7 @@ pub fn lines(snapshot: &Snapshot, now_ms: i64) -> Reply {
 mod tests {
     use super::*;
     use crate::console::snapshot::ProcessView;
-    use crate::stats::ProcessState;
+    use crate::stats::{CustomState, ProcessState};
 
     #[test]
     fn one_aligned_line_per_process() {
@@ -85,6 +86,25 @@ mod tests {
                     ..ProcessView::default()
                 },
                 ProcessView {
+                    pid: 8,
+                    job: "resize".into(),
+                    state: ProcessState::Busy,
+                    jobs_done: 1,
+                    since_ms: 1_700_000_000_500,
+                    function: Some("resize".into()),
+                    job_started_ms: 1_700_000_000_500,
+                    custom_state: CustomState::try_from('C').ok(),
+                    ..ProcessView::default()
+                },
+                ProcessView {
+                    pid: 9,
+                    job: "resize".into(),
+                    state: ProcessState::Stopping,
+                    since_ms: 1_700_000_000_500,
+                    custom_state: CustomState::try_from('C').ok(),
+                    ..ProcessView::default()
+                },
+                ProcessView {
                     pid: 12345,
                     job: "mail".into(),
                     state: ProcessState::Idle,
@@ -99,6 +119,8 @@ mod tests {
             lines(&snapshot, 1_700_000_003_600),
             Reply::Lines(vec![
                 "    7  resize  B  120  2023-11-14T22:13:20  12.3M  4.5%  H:box:42  3s".into(),
+                "    8  resize  C    1  2023-11-14T22:13:20      -     -  -         3s".into(),
+                "    9  resize  T    0  2023-11-14T22:13:20      -     -  -         -".into(),
                 "12345  mail    _    3  1970-01-01T00:00:00      -     -  -         -".into(),
             ])
         );

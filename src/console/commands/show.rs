@@ -2,7 +2,8 @@
 //! Gearman::Driver's. A group's name shows each of its jobs' status lines, then the group's
 //! pids. `show JOB extended` gives each pid its figures: memory (with its children's), CPU
 //! share over the last second, and its state — for a busy one the job's function, handle and
-//! for how long: `4242  rss 12.3M  cpu 4.5%  busy resize H:box:42 for 3s`.
+//! for how long: `4242  rss 12.3M  cpu 4.5%  busy resize H:box:42 for 3s` (`busy (C) …` when
+//! the job set a custom state).
 
 use super::{invalid_job, status};
 use crate::console::command::{CommandDef, Reply};
@@ -51,9 +52,12 @@ pub fn lines(snapshot: &Snapshot, job: Option<&str>, extended: bool, now_ms: i64
                 };
                 let doing = match p.current_job(now_ms) {
                     Some((function, handle, took)) => {
-                        let state = match p.state {
-                            crate::stats::ProcessState::Stopping => "stopping, finishing",
-                            _ => "busy",
+                        let state = match (p.state, p.shown_custom_state()) {
+                            (crate::stats::ProcessState::Stopping, _) => {
+                                "stopping, finishing".to_string()
+                            }
+                            (_, Some(custom)) => format!("busy ({custom})"),
+                            _ => "busy".to_string(),
                         };
                         format!("{state} {function} {handle} for {took}")
                     }

@@ -13,6 +13,7 @@ mod stop;
 
 use super::backoff::{self, CrashLoop};
 use super::events::{Events, HostEvent};
+use super::output::OutputBuffers;
 use super::process::{self, Launch};
 use super::scaling::{self, Activity, PoolView, ProcessView};
 use super::table::{PoolEntry, ProcessEntry, ProcessTable, Totals};
@@ -173,6 +174,8 @@ pub struct Supervisor {
     ticks: u64,
     /// Where `on_event` hears of failures, recoveries and crashes (once running).
     told: Option<Events>,
+    /// Every process's recent output: started with the process, marked when it exits.
+    output: OutputBuffers,
 }
 
 impl Supervisor {
@@ -204,7 +207,14 @@ impl Supervisor {
             stopping: false,
             ticks: 0,
             told: None,
+            output: OutputBuffers::default(),
         }
+    }
+
+    /// Keeps its processes' recent output in `output` (shared with the host's handle).
+    pub fn with_output(mut self, output: OutputBuffers) -> Supervisor {
+        self.output = output;
+        self
     }
 
     /// Runs until `shutdown` is cancelled, then stops every process (gracefully, then by
@@ -559,6 +569,8 @@ impl Supervisor {
             host_pid: self.host_pid,
             shutdown_timeout: self.config.driver.shutdown_timeout,
             lifetime_ms,
+            output: &self.output,
+            output_lines: self.config.driver.output_buffer,
         };
         match process::spawn(launch, self.events.clone()) {
             Ok(pid) => {
@@ -620,6 +632,7 @@ impl Supervisor {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let (how, success) = process::describe_exit(&status);
         tracing::info!(pid, job = %name, "Exited with status {how}");
+        self.output.exited(pid, &how, stats::now_ms());
         let Some(pool) = self.pools.get_mut(name) else {
             return;
         };

@@ -83,7 +83,7 @@ function drawProcesses(processes, now) {
     const tr = document.createElement("tr");
     tr.dataset.pid = p.pid;
     const job = p.function ? p.function + (p.handle ? " " + p.handle : "") : "";
-    tr.append(cell(p.pid), cell(p.pool, "text"), cell(p.state, "text state-" + p.state),
+    tr.append(cell(p.pid), cell(p.pool, "text"), cell(p.custom_state ? p.state + " " + p.custom_state : p.state, "text state-" + p.state),
       cell(ago(p.since_ms, now)), cell(job, "text"), cell(p.jobs_done), cell(p.jobs_failed),
       cell(bytes(p.rss_bytes)), cell(p.cpu_percent == null ? "" : p.cpu_percent.toFixed(1) + "%"));
     return tr;
