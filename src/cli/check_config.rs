@@ -77,6 +77,13 @@ fn render(config: &Config) -> String {
         }
     );
     out += &format!("loglevel         {}\n", d.loglevel);
+    out += &format!(
+        "output_buffer    {}\n",
+        match d.output_buffer {
+            0 => "off".to_string(),
+            n => format!("the last {n} lines of each process (console: output PID)"),
+        }
+    );
     if d.log_format == LogFormat::Json {
         out += "log_format       json\n";
     }
