@@ -13,7 +13,10 @@
 //!   swap files) and top-level files that do not match are left alone.
 //!
 //! Parents are watched rather than files: a deploy that renames a new file over the old one
-//! would end a watch on the file itself. The plan is made again whenever the config changes.
+//! would end a watch on the file itself. A symbolic link on the way (a deploy's `current`
+//! pointed at a new release) is watched too: when it moves, the config is reloaded, the jobs
+//! below it are replaced, and the watches are made again on what it points to now. The plan
+//! is made again whenever the config changes.
 
 use crate::config::{Config, WorkerDir, dirs};
 use crate::driver::HostHandle;
@@ -41,6 +44,11 @@ struct Plan {
     trees: Vec<(PathBuf, Vec<String>)>,
     /// Watched worker directories: their files come and go.
     dirs: Vec<WorkerDir>,
+    /// Symbolic links on the way to what is watched (a deploy's `current` → a release) →
+    /// the jobs below them. inotify watches what a path named when the watch began, so a
+    /// link pointed elsewhere is a new everything: the config is reloaded, the jobs
+    /// replaced, and the watches made again.
+    links: BTreeMap<PathBuf, Vec<String>>,
 }
 
 impl Plan {
@@ -55,6 +63,7 @@ impl Plan {
                 tracing::warn!(job = %job.name, "watch = true, but its command line names no file that exists here: nothing to watch");
             }
             for path in paths {
+                plan.follow_links(&path, std::slice::from_ref(&job.name));
                 if path.is_dir() {
                     plan.watch(&path, true);
                     plan.trees.push((path, vec![job.name.clone()]));
@@ -65,10 +74,25 @@ impl Plan {
             }
         }
         for dir in config.worker_dirs.iter().filter(|d| d.watch) {
+            plan.follow_links(&dir.path, &dir.jobs);
             plan.watch(&dir.path, true);
             plan.dirs.push(dir.clone());
         }
         plan
+    }
+
+    /// Watches, for each symbolic link on the way to `path`, the directory holding it.
+    fn follow_links(&mut self, path: &Path, jobs: &[String]) {
+        for link in path.ancestors() {
+            let is_link = std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink());
+            if let (true, Some(parent)) = (is_link, link.parent()) {
+                self.watch(parent, false);
+                self.links
+                    .entry(link.to_path_buf())
+                    .or_default()
+                    .extend(jobs.iter().cloned());
+            }
+        }
     }
 
     fn watch(&mut self, dir: &Path, recursive: bool) {
@@ -77,9 +101,11 @@ impl Plan {
     }
 
     /// What the changes to `paths` call for: whether to reload the config (files came or
-    /// went in a worker directory), and the jobs to replace with the path that changed.
-    fn actions(&self, changes: &BTreeMap<PathBuf, bool>) -> (bool, BTreeMap<String, PathBuf>) {
+    /// went in a worker directory, or a link moved), the jobs to replace with the path that
+    /// changed, and whether a link moved (the watches must be made again).
+    fn actions(&self, changes: &BTreeMap<PathBuf, bool>) -> Actions {
         let mut reload = false;
+        let mut relinked = false;
         let mut replace: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut add = |jobs: &[String], path: &Path| {
             for job in jobs {
@@ -98,6 +124,10 @@ impl Plan {
             }
             if let Some(jobs) = self.files.get(path) {
                 add(jobs, path);
+            }
+            if let Some(jobs) = self.links.get(path) {
+                add(jobs, path);
+                relinked = true;
             }
             for (tree, jobs) in &self.trees {
                 if path.starts_with(tree) {
@@ -118,8 +148,18 @@ impl Plan {
                 }
             }
         }
-        (reload, replace)
+        Actions {
+            reload: reload || relinked,
+            replace,
+            relinked,
+        }
     }
+}
+
+struct Actions {
+    reload: bool,
+    replace: BTreeMap<String, PathBuf>,
+    relinked: bool,
 }
 
 /// Whether any directory between a worker directory and the file is hidden (`.git`).
@@ -160,7 +200,9 @@ pub async fn run(handle: HostHandle, shutdown: CancellationToken) {
                 },
                 Some(first) = rx.recv() => {
                     let changes = gather(first, &mut rx).await;
-                    act(&handle, &plan, &changes).await;
+                    if act(&handle, &plan, &changes).await {
+                        break;
+                    }
                 }
             }
         }
@@ -231,19 +273,24 @@ async fn gather(
     changes
 }
 
-async fn act(handle: &HostHandle, plan: &Plan, changes: &BTreeMap<PathBuf, bool>) {
-    let (reload, replace) = plan.actions(changes);
+/// Acts on the changes; `true` when a link moved, so that the watches are made again.
+async fn act(handle: &HostHandle, plan: &Plan, changes: &BTreeMap<PathBuf, bool>) -> bool {
+    let Actions {
+        reload,
+        replace,
+        relinked,
+    } = plan.actions(changes);
     if reload {
         tracing::info!(
             changed = %list(changes.keys()),
-            "files came or went in a watched worker directory: reloading the config"
+            "files came or went in a watched worker directory, or a link to one moved: reloading the config"
         );
         if let Err(e) = handle.reload().await {
             tracing::error!(error = %e, "reload refused; keeping the old config");
         }
     }
     if replace.is_empty() {
-        return;
+        return relinked;
     }
     let jobs = replace
         .into_iter()
@@ -252,6 +299,7 @@ async fn act(handle: &HostHandle, plan: &Plan, changes: &BTreeMap<PathBuf, bool>
     if let Err(e) = handle.replace(jobs).await {
         tracing::warn!(error = %e, "cannot replace the processes of changed jobs");
     }
+    relinked
 }
 
 fn list<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {

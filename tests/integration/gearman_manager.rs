@@ -157,7 +157,7 @@ function nap($job, &$log) {
 
 /// Whether php-cli with pecl gearman and pcntl is here; `false` (after a notice) when it is
 /// not, and a failure in CI.
-fn php_gearman_available() -> bool {
+pub(crate) fn php_gearman_available() -> bool {
     let ok = Command::new("php")
         .args([
             "-r",

@@ -298,3 +298,45 @@ both_servers! {
         assert_eq!(host.workers("plain"), [plain]);
     }
 }
+
+both_servers! {
+    async fn a_deploy_that_points_a_link_at_a_new_release_is_followed(server) {
+        let (dir, config) = config_dir(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[worker_dirs]]\npath = \"current/jobs\"\nfiles = \"*.sh\"\nwatch = true\nmin_processes = 1\n",
+        );
+        let releases = dir.path().join("releases");
+        script(&releases.join("r1/jobs/version.sh"), "cat >/dev/null; printf r1");
+        script(&releases.join("r2/jobs/version.sh"), "cat >/dev/null; printf r2");
+        script(&releases.join("r2/jobs/extra.sh"), "cat >/dev/null; printf extra");
+        std::os::unix::fs::symlink("releases/r1", dir.path().join("current")).unwrap();
+        let current = dir.path().join("current");
+        let host = Host::start_with(dir, config);
+        let addr = server.addr();
+        let before = host.wait_workers("version", 1, LIMIT)[0];
+        assert_eq!(run(&addr, "version", "x").await, common::complete("r1"));
+        // Capistrano's switch: a new link renamed over the old one.
+        let aside = current.with_extension("new");
+        std::os::unix::fs::symlink("releases/r2", &aside).unwrap();
+        std::fs::rename(&aside, &current).unwrap();
+        host.wait_log("[version] code changed; replacing its processes", LIMIT);
+        host.wait_workers("extra", 1, LIMIT);
+        assert!(poll_until(LIMIT, || !common::host::alive(before)));
+        assert_eq!(run(&addr, "version", "x").await, common::complete("r2"));
+        assert_eq!(run(&addr, "extra", "x").await, common::complete("extra"));
+        // The watches follow the link: a change in the new release is seen.
+        script(&releases.join("r2/jobs/version.sh"), "cat >/dev/null; printf r2-fixed");
+        assert!(
+            poll_until(LIMIT, || replacements(&host, "version") == 2),
+            "{}",
+            host.log()
+        );
+        let fixed = poll_until(LIMIT, || {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(run(&addr, "version", "x"))
+            }) == common::complete("r2-fixed")
+        });
+        assert!(fixed, "{}", host.log());
+    }
+}
