@@ -6,6 +6,7 @@ mod admin;
 mod check_config;
 mod ctl;
 mod host;
+pub mod import;
 mod server;
 mod submit;
 mod worker;
@@ -44,6 +45,8 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Run only the built-in job server
     Server(ServerArgs),
+    /// Print a config.toml that runs the fleet another tool's config describes
+    Import(import::ImportArgs),
     /// Serve jobs as one worker process (started by the host)
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -255,6 +258,7 @@ fn run(cli: Cli, registry: Registry) -> Outcome {
             ctl::run(args, config_path, &registry)
         }
         Command::Server(args) => server::run(args, config_path, &registry),
+        Command::Import(args) => import::run(args),
     }
 }
 
