@@ -21,6 +21,7 @@ mod fuzz_regressions;
 mod gearman_manager;
 mod gearmand_protocol;
 mod http;
+mod import;
 mod interop;
 mod output_and_states;
 mod plugins;

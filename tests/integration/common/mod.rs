@@ -10,6 +10,7 @@
 pub mod console;
 pub mod host;
 pub mod http;
+pub mod import;
 
 use bytes::Bytes;
 use geardriver::gearman::worker::{

@@ -87,9 +87,9 @@ pub struct Imported {
     pub notes: Vec<Note>,
 }
 
-/// The environment variable that tells the runner GearmanManager's `prefix`: the PHP
-/// function or class for job `X` is `PREFIX` + `X`.
-pub const PREFIX_VAR: &str = "GEARMAN_MANAGER_PREFIX";
+/// The runner's option for GearmanManager's `prefix`, which names the PHP symbols only: the
+/// function or class for job `X` is `PREFIX` + `X` (the job keeps the file's name).
+pub const PREFIX_OPTION: &str = "--prefix=";
 
 /// What a worker directory's `program` gets the job's file as.
 const FILE_PLACEHOLDER: &str = "{file}";
@@ -117,8 +117,6 @@ pub struct Plan {
     pub pidfile: Option<PathBuf>,
     pub program: Vec<String>,
     pub fleet: fleet::Fleet,
-    /// The functions found, with the timeout each gets (GearmanManager's `isset` rule).
-    pub timeouts: BTreeMap<String, Option<u64>>,
 }
 
 /// Imports the ini text (read from `options.ini`); `env` looks up `${NAME}`.
@@ -225,13 +223,6 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
         line: settings.functions.get(&name).map(|f| f.line),
         message: format!("[{name}] {message}"),
     })?;
-    let timeouts = names
-        .iter()
-        .map(|n| {
-            let own = settings.functions.get(n).and_then(|f| f.timeout);
-            (n.clone(), own.or(settings.timeout))
-        })
-        .collect();
 
     let job_servers = match &settings.hosts {
         None => vec![format!("127.0.0.1:{}", crate::gearman::DEFAULT_PORT)],
@@ -263,11 +254,12 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
             options.runner.display()
         )));
     }
-    let program = vec![
-        options.php.clone(),
-        options.runner.display().to_string(),
-        FILE_PLACEHOLDER.to_string(),
-    ];
+    let mut program = vec![options.php.clone(), options.runner.display().to_string()];
+    if !settings.prefix.is_empty() {
+        program.push(format!("{PREFIX_OPTION}{}", settings.prefix));
+    }
+    program.push(FILE_PLACEHOLDER.to_string());
+    timeout_notes(&settings, &names, notes);
     Ok(Plan {
         settings,
         dirs,
@@ -276,8 +268,30 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
         pidfile,
         program,
         fleet,
-        timeouts,
     })
+}
+
+/// GearmanManager registers `timeout` with each function (CAN_DO_TIMEOUT: gearmand hands a
+/// job that overruns it to another worker). geardriver's `timeout` is the host's and does
+/// not apply to a `program`, and the runner registers none: not carried over.
+fn timeout_notes(settings: &Settings, names: &[String], notes: &mut Vec<Note>) {
+    if let Some(t) = settings.timeout.filter(|&t| t > 0) {
+        notes.push(Note::general(format!(
+            "timeout = {t}: not carried over: GearmanManager registered it with the job server \
+             for each function (CAN_DO_TIMEOUT); the PHP runner registers none, and geardriver's \
+             own timeout does not apply to a program"
+        )));
+    }
+    for (name, f) in &settings.functions {
+        if let Some(t) = f.timeout.filter(|_| names.contains(name)) {
+            if Some(t) != settings.timeout {
+                notes.push(Note::at(
+                    f.line,
+                    format!("[{name}] timeout = {t}: not carried over, as timeout"),
+                ));
+            }
+        }
+    }
 }
 
 /// The names (without `.php`) of the `*.php` files in `dir`, as GearmanManager's

@@ -2,7 +2,7 @@
 //! comes from, or why it is there.
 
 use super::fleet::{self, Placement};
-use super::{Options, PREFIX_VAR, Plan};
+use super::{Options, Plan};
 use std::fmt::Write;
 
 /// Lines of `key = value` with their comments, the comments aligned.
@@ -16,17 +16,26 @@ impl Table {
         self.rows.push((format!("{key} = {value}"), comment.into()));
     }
 
+    /// A comment on lines of its own.
+    fn comment(&mut self, text: String) {
+        self.rows.push((String::new(), text));
+    }
+
     /// Short comments after their value, aligned; a long one on lines of its own above.
     fn write(&self, out: &mut String) {
         let width = self
             .rows
             .iter()
-            .filter(|(code, c)| !c.is_empty() && code.chars().count() <= 40)
+            .filter(|(code, c)| !code.is_empty() && !c.is_empty() && code.chars().count() <= 40)
             .map(|(code, _)| code.chars().count())
             .max()
             .unwrap_or(0);
         for (code, c) in &self.rows {
             let len = code.chars().count();
+            if code.is_empty() {
+                comment(out, c);
+                continue;
+            }
             if c.is_empty() {
                 out.push_str(code);
             } else if len <= width && width + 4 + c.chars().count() <= 100 {
@@ -199,8 +208,7 @@ pub fn render(plan: &Plan, options: &Options) -> String {
     }
 
     for (name, placement) in &f.functions {
-        let timeout = plan.timeouts.get(name).copied().flatten();
-        if let Some(table) = job(plan, name, placement, timeout) {
+        if let Some(table) = job(plan, name, placement) {
             out.push('\n');
             match s.functions.get(name) {
                 Some(section) => {
@@ -255,11 +263,10 @@ fn worker_dir(plan: &Plan, dir: &super::Dir) -> Table {
         "GearmanManager's function and class files, served as it served them",
     );
     if !s.prefix.is_empty() {
-        t.row(
-            "env",
-            format!("{{ {PREFIX_VAR} = {} }}", quote(&s.prefix)),
-            format!("prefix: job X runs the PHP function or class {}X", s.prefix),
-        );
+        t.comment(format!(
+            "prefix = {}: job X calls the PHP function or class {}X (the runner's --prefix)",
+            s.prefix, s.prefix
+        ));
     }
     if s.auto_update {
         t.row(
@@ -268,12 +275,11 @@ fn worker_dir(plan: &Plan, dir: &super::Dir) -> Table {
             "auto_update: a changed file restarts its job's processes (each after its job)",
         );
     }
-    if let Some(timeout) = s.timeout {
-        t.row(
-            "timeout",
-            timeout.to_string(),
-            "timeout: a job past it fails and its process is replaced (gearmand re-queued it)",
-        );
+    if let Some(timeout) = s.timeout.filter(|&t| t > 0) {
+        t.comment(format!(
+            "timeout = {timeout}: not carried over (see the notes import printed): a program \
+             registers its own functions, and the runner gives them no timeout"
+        ));
     }
     let l = s.max_worker_lifetime.unwrap_or(fleet::DEFAULT_LIFETIME);
     let splay = s.worker_restart_splay.unwrap_or(fleet::DEFAULT_SPLAY);
@@ -353,54 +359,40 @@ fn own_why(count: u64, global_dedicated: u64, p: &Placement, section: Option<&st
     }
 }
 
-/// The `[[jobs]]` override of a function that differs from what its directory gives.
-fn job(plan: &Plan, name: &str, p: &Placement, timeout: Option<u64>) -> Option<Table> {
+/// The `[[jobs]]` override of a function placed apart from what its directory gives.
+fn job(plan: &Plan, name: &str, p: &Placement) -> Option<Table> {
     let s = &plan.settings;
     let f = &plan.fleet;
-    let placed_apart = *p != f.default;
-    let timed_apart = timeout != s.timeout;
-    if !placed_apart && !timed_apart {
+    if *p == f.default {
         return None;
     }
     let mut t = Table::default();
     t.row("name", quote(name), "");
-    if placed_apart {
-        if f.group.is_some() && !p.shared {
-            t.row(
-                "group",
-                quote(""),
-                "processes of its own: out of the group of every job",
-            );
-        }
-        if p.shared {
-            // Only when the directory gives no group (it always does when any is shared).
-            t.row("group", quote(f.group.as_deref().unwrap_or("all")), "count");
-        } else {
-            t.row(
-                "min_processes",
-                p.min.to_string(),
-                own_why(s.count, s.dedicated_count, p, Some(name)),
-            );
-            t.row(
-                "max_processes",
-                p.max.to_string(),
-                match p.max > p.min {
-                    true => format!(
-                        "+ count = {}: the shared processes it no longer has",
-                        s.count
-                    ),
-                    false => String::new(),
-                },
-            );
-        }
-    }
-    if timed_apart {
+    if f.group.is_some() && !p.shared {
         t.row(
-            "timeout",
-            timeout.unwrap_or(0).to_string(),
-            match timeout {
-                Some(_) => format!("[{name}] timeout"),
-                None => String::new(),
+            "group",
+            quote(""),
+            "processes of its own: out of the group of every job",
+        );
+    }
+    if p.shared {
+        // Only when the directory gives no group (it always does when any is shared).
+        t.row("group", quote(f.group.as_deref().unwrap_or("all")), "count");
+    } else {
+        t.row(
+            "min_processes",
+            p.min.to_string(),
+            own_why(s.count, s.dedicated_count, p, Some(name)),
+        );
+        t.row(
+            "max_processes",
+            p.max.to_string(),
+            match p.max > p.min {
+                true => format!(
+                    "+ count = {}: the shared processes it no longer has",
+                    s.count
+                ),
+                false => String::new(),
             },
         );
     }
