@@ -11,6 +11,7 @@ mod concurrency;
 mod config;
 mod conformance;
 mod console;
+mod docs;
 mod driver;
 mod events;
 mod external_workers;
