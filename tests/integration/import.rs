@@ -527,3 +527,111 @@ fn the_ini_reader_agrees_with_php() {
         }
     }
 }
+
+/// The PHP runner of the source tree, when it is there and PHP can run it (php-cli with
+/// pecl gearman and pcntl, which CI installs); else a notice.
+fn php_runner() -> Option<std::path::PathBuf> {
+    let runner =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("workers/php/gearman-manager-runner.php");
+    if !runner.is_file() {
+        common::notice("no workers/php/gearman-manager-runner.php: the imported fleet is not run");
+        return None;
+    }
+    let modules = std::process::Command::new("php")
+        .arg("-m")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !["gearman", "pcntl"]
+        .iter()
+        .all(|m| modules.lines().any(|l| l == *m))
+    {
+        if common::gearmand_required() {
+            panic!("CI installs php-cli and php-gearman, to run the PHP runner");
+        }
+        common::notice(
+            "php with gearman and pcntl is not installed: the imported fleet is not run",
+        );
+        return None;
+    }
+    Some(runner)
+}
+
+both_servers! {
+    async fn an_imported_gearman_manager_fleet_serves_its_jobs_and_follows_a_deploy(server) {
+        let Some(_runner) = php_runner() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let workers = dir.path().join("workers");
+        std::fs::create_dir_all(&workers).unwrap();
+        // A procedural file and a class file, as GearmanManager's README writes them, with
+        // its prefix.
+        let reverse = workers.join("reverse_string.php");
+        std::fs::write(
+            &reverse,
+            "<?php\nfunction gm_reverse_string($job, &$log) {\n    $log[] = 'reversed ' . strlen($job->workload()) . ' bytes';\n    return strrev($job->workload());\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            workers.join("Sum.php"),
+            "<?php\nclass gm_Sum {\n    public function run($job, &$log) {\n        return array_sum(json_decode($job->workload(), true));\n    }\n}\n",
+        )
+        .unwrap();
+        let ini = dir.path().join("gm.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[GearmanManager]\nworker_dir = workers\ncount = 1\nauto_update = 1\nprefix = gm_\n\
+                 host = {}\nlog_file = host.log\nmax_runs_per_worker = 100\n\
+                 [Sum]\ndedicated_count = 1\ndedicated_only = 1\n",
+                server.addr()
+            ),
+        )
+        .unwrap();
+        let imported = import_gearman_manager(dir.path(), &ini, &[]);
+        assert_eq!(imported.code, Some(0), "{}", imported.stderr);
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("{}\n[console]\nlisten = \"\"\n[http]\nlisten = \"\"\n", imported.stdout),
+        )
+        .unwrap();
+        let host = common::host::Host::start_with(dir, config);
+        let limit = std::time::Duration::from_secs(20);
+        // count = 1: one process for every job; Sum, dedicated_only, one of its own.
+        host.wait_workers("all", 1, limit);
+        host.wait_workers("Sum", 1, limit);
+        let client = geardriver::gearman::Client::new(
+            vec![server.addr()],
+            geardriver::gearman::ClientOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            common::outcome(&client, "reverse_string", "hello").await,
+            common::complete("olleh")
+        );
+        assert_eq!(
+            common::outcome(&client, "Sum", "[1, 2, 3]").await,
+            common::complete("6")
+        );
+        // What the function appended to $log is in the host's log.
+        host.wait_log("reversed 5 bytes", limit);
+        // A deploy: the new code serves without a restart of the host.
+        std::fs::write(
+            &reverse,
+            "<?php\nfunction gm_reverse_string($job, &$log) {\n    return strtoupper(strrev($job->workload()));\n}\n",
+        )
+        .unwrap();
+        host.wait_log("code changed; replacing its processes", limit);
+        // Bounded: the old process finishes (it is idle), a new one starts.
+        let deadline = std::time::Instant::now() + limit;
+        let mut last = common::outcome(&client, "reverse_string", "hello").await;
+        while last != common::complete("OLLEH") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            last = common::outcome(&client, "reverse_string", "hello").await;
+        }
+        let deployed = last == common::complete("OLLEH");
+        assert!(deployed, "still {last:?}\n{}", host.log());
+    }
+}
