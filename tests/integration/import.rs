@@ -218,7 +218,7 @@ fn keys_not_carried_over_and_unknown_keys_are_listed_on_stderr() {
                worker_initial_spawn_splay = 100\n\
                timeout = 30\n\
                colour = blue\n\
-               include = a, *,b\n\
+               include = a, *,b,nothere\n\
                a line without an equals sign\n\
                [a]\n\
                priority = 2\n\
@@ -244,6 +244,7 @@ fn keys_not_carried_over_and_unknown_keys_are_listed_on_stderr() {
         "line 9: include: GearmanManager does not trim",
         "line 9: include: \"*\" names no function",
         "line 10: a line without '='",
+        "include names nothere, which no worker_dir has",
         "line 12: [a] priority: not carried over",
         "line 13: [a] flavour: unknown key",
         "line 14: [missing]: no missing.php is served",

@@ -111,14 +111,18 @@ pub fn render(plan: &Plan, options: &Options) -> String {
         .filter(|(_, p)| p.dedicated_only)
         .map(|(n, _)| n)
         .collect();
-    comment(
-        &mut out,
-        &format!(
-            "GearmanManager started {} processes for the {} functions found: {} that do \
+    let started = match s.count {
+        0 => format!(
+            "GearmanManager started {} processes for the {} functions found, each serving \
+             one function.",
+            f.gearman_manager,
+            f.functions.len()
+        ),
+        count => format!(
+            "GearmanManager started {} processes for the {} functions found: {count} that do \
              every job{} and {} that each serve one function.",
             f.gearman_manager,
             f.functions.len(),
-            s.count,
             match dedicated_only.len() {
                 0 => String::new(),
                 _ => format!(
@@ -130,9 +134,10 @@ pub fn render(plan: &Plan, options: &Options) -> String {
                         .join(", ")
                 ),
             },
-            f.gearman_manager - s.count
+            f.gearman_manager - count
         ),
-    );
+    };
+    comment(&mut out, &started);
     let shared = f.functions.values().any(|p| p.shared);
     let mut here = String::new();
     if f.max_total > f.min_total {
