@@ -106,15 +106,22 @@ fn gearman_managers_own_advanced_example_runs_the_same_fleet() {
     assert!(table["fetch_url"]["worker"].contains(&format!("{pecl}/fetch_url.php")));
     // graceful_shutdown_wait_time = 60.
     assert!(stdout.contains("shutdown_timeout 60s"), "{stdout}");
-    // The timeouts cannot be carried over (a program registers its own functions).
-    assert!(
-        stderr.contains("timeout = 300: not carried over"),
-        "{stderr}"
+    // timeout = 300, and [fetch_url]'s 30.
+    let timeouts: Vec<(&str, &str)> = table
+        .iter()
+        .map(|(name, row)| (name.as_str(), row["timeout"].as_str()))
+        .collect();
+    assert_eq!(
+        timeouts,
+        [
+            ("Avg", "300s"),
+            ("Sum", "300s"),
+            ("fetch_url", "30s"),
+            ("reverse_string", "300s")
+        ]
     );
-    assert!(
-        stderr.contains("line 59: [fetch_url] timeout = 30: not carried over"),
-        "{stderr}"
-    );
+    // Nothing to note: every key of it is carried over.
+    assert_eq!(stderr, "");
 }
 
 #[test]
@@ -149,8 +156,12 @@ fn every_mapped_key_reaches_the_config() {
          log_file = log/gm.log\n\
          pid_file = run/gm.pid\n\
          graceful_shutdown_wait_time = 9\n\
+         timeout = 20\n\
+         [a]\n\
+         timeout = 0\n\
          [b]\n\
          count = 5\n\
+         timeout = 7\n\
          [c]\n\
          dedicated_count = 2\n\
          dedicated_only = yes\n"
@@ -179,6 +190,9 @@ fn every_mapped_key_reaches_the_config() {
         assert!(worker.ends_with(&format!("(as {user})")), "{worker}");
         assert!(!worker.contains("watched"), "{worker}");
     }
+    // timeout = 20, [b]'s 7, and [a]'s 0 (none), which clears the global one.
+    let timeouts: Vec<&str> = table.values().map(|r| r["timeout"].as_str()).collect();
+    assert_eq!(timeouts, ["-", "7s", "20s", "20s"]);
     let base = dir.path().display().to_string();
     assert!(table["a"]["worker"].contains(&format!("{base}/w/a.php")));
     assert!(table["d"]["worker"].contains(&format!("{abs}/d.php")));
@@ -239,7 +253,6 @@ fn keys_not_carried_over_and_unknown_keys_are_listed_on_stderr() {
         "line 4: verbose: not carried over",
         "line 5: log_file = syslog: not carried over",
         "line 6: worker_initial_spawn_splay: not carried over",
-        "timeout = 30: not carried over",
         "line 8: [GearmanManager] colour: unknown key",
         "line 9: include: GearmanManager does not trim",
         "line 9: include: \"*\" names no function",

@@ -117,6 +117,9 @@ pub struct Plan {
     pub pidfile: Option<PathBuf>,
     pub program: Vec<String>,
     pub fleet: fleet::Fleet,
+    /// Each function's timeout in seconds, 0 = none: its section's, else the global one
+    /// (GearmanManager tests both with `isset`, so a 0 in a section clears the global one).
+    pub timeouts: BTreeMap<String, u64>,
 }
 
 /// Imports the ini text (read from `options.ini`); `env` looks up `${NAME}`.
@@ -224,6 +227,14 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
         message: format!("[{name}] {message}"),
     })?;
 
+    let timeouts = names
+        .iter()
+        .map(|n| {
+            let own = settings.functions.get(n).and_then(|f| f.timeout);
+            (n.clone(), own.or(settings.timeout).unwrap_or(0))
+        })
+        .collect();
+
     let job_servers = match &settings.hosts {
         None => vec![format!("127.0.0.1:{}", crate::gearman::DEFAULT_PORT)],
         Some(hosts) => hosts
@@ -259,7 +270,6 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
         program.push(format!("{PREFIX_OPTION}{}", settings.prefix));
     }
     program.push(FILE_PLACEHOLDER.to_string());
-    timeout_notes(&settings, &names, notes);
     Ok(Plan {
         settings,
         dirs,
@@ -268,30 +278,8 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
         pidfile,
         program,
         fleet,
+        timeouts,
     })
-}
-
-/// GearmanManager registers `timeout` with each function (CAN_DO_TIMEOUT: gearmand hands a
-/// job that overruns it to another worker). geardriver's `timeout` is the host's and does
-/// not apply to a `program`, and the runner registers none: not carried over.
-fn timeout_notes(settings: &Settings, names: &[String], notes: &mut Vec<Note>) {
-    if let Some(t) = settings.timeout.filter(|&t| t > 0) {
-        notes.push(Note::general(format!(
-            "timeout = {t}: not carried over: GearmanManager registered it with the job server \
-             for each function (CAN_DO_TIMEOUT); the PHP runner registers none, and geardriver's \
-             own timeout does not apply to a program"
-        )));
-    }
-    for (name, f) in &settings.functions {
-        if let Some(t) = f.timeout.filter(|_| names.contains(name)) {
-            if Some(t) != settings.timeout {
-                notes.push(Note::at(
-                    f.line,
-                    format!("[{name}] timeout = {t}: not carried over, as timeout"),
-                ));
-            }
-        }
-    }
 }
 
 /// The names (without `.php`) of the `*.php` files in `dir`, as GearmanManager's

@@ -281,10 +281,11 @@ fn worker_dir(plan: &Plan, dir: &super::Dir) -> Table {
         );
     }
     if let Some(timeout) = s.timeout.filter(|&t| t > 0) {
-        t.comment(format!(
-            "timeout = {timeout}: not carried over (see the notes import printed): a program \
-             registers its own functions, and the runner gives them no timeout"
-        ));
+        t.row(
+            "timeout",
+            timeout.to_string(),
+            "timeout: a job past it fails (gearmand gave it to another worker)",
+        );
     }
     let l = s.max_worker_lifetime.unwrap_or(fleet::DEFAULT_LIFETIME);
     let splay = s.worker_restart_splay.unwrap_or(fleet::DEFAULT_SPLAY);
@@ -364,26 +365,30 @@ fn own_why(count: u64, global_dedicated: u64, p: &Placement, section: Option<&st
     }
 }
 
-/// The `[[jobs]]` override of a function placed apart from what its directory gives.
+/// The `[[jobs]]` override of a function placed apart from what its directory gives, or
+/// with a timeout of its own.
 fn job(plan: &Plan, name: &str, p: &Placement) -> Option<Table> {
     let s = &plan.settings;
     let f = &plan.fleet;
-    if *p == f.default {
+    let timeout = plan.timeouts.get(name).copied().unwrap_or(0);
+    let placed_apart = *p != f.default;
+    let timed_apart = timeout != s.timeout.unwrap_or(0);
+    if !placed_apart && !timed_apart {
         return None;
     }
     let mut t = Table::default();
     t.row("name", quote(name), "");
-    if f.group.is_some() && !p.shared {
+    if placed_apart && f.group.is_some() && !p.shared {
         t.row(
             "group",
             quote(""),
             "processes of its own: out of the group of every job",
         );
     }
-    if p.shared {
+    if placed_apart && p.shared {
         // Only when the directory gives no group (it always does when any is shared).
         t.row("group", quote(f.group.as_deref().unwrap_or("all")), "count");
-    } else {
+    } else if placed_apart {
         t.row(
             "min_processes",
             p.min.to_string(),
@@ -399,6 +404,16 @@ fn job(plan: &Plan, name: &str, p: &Placement) -> Option<Table> {
                 ),
                 false => String::new(),
             },
+        );
+    }
+    if timed_apart {
+        t.row(
+            "timeout",
+            timeout.to_string(),
+            format!(
+                "[{name}] timeout{}",
+                if timeout == 0 { ": none" } else { "" }
+            ),
         );
     }
     Some(t)
