@@ -233,28 +233,24 @@ fn text(entry: &Entry) -> Result<&str, Problem> {
     }
 }
 
-/// A whole number of at least 0; empty is 0, as PHP's `(int)` reads it. Anything else is an
-/// error here (PHP would read `"3x"` as 3 and `"x"` as 0, never what was meant).
+/// A whole number from 0 to 2^32 - 1; empty is 0, as PHP's `(int)` reads it. Anything else
+/// is an error here (PHP would read `"3x"` as 3 and `"x"` as 0, never what was meant); the
+/// bound keeps the arithmetic on counts and seconds far from overflowing.
 fn whole(entry: &Entry) -> Result<u64, Problem> {
     let value = text(entry)?;
     if value.is_empty() {
         return Ok(0);
     }
-    value
-        .strip_prefix('+')
-        .unwrap_or(value)
-        .parse::<u64>()
-        .ok()
-        .filter(|_| value.bytes().any(|b| b.is_ascii_digit()))
-        .ok_or_else(|| {
-            Problem::at(
-                entry.line,
-                format!(
-                    "{} = {value:?}: expected a whole number of 0 or more",
-                    entry.key
-                ),
-            )
-        })
+    value.parse::<u32>().map(u64::from).map_err(|_| {
+        Problem::at(
+            entry.line,
+            format!(
+                "{} = {value:?}: expected a whole number from 0 to {}",
+                entry.key,
+                u32::MAX
+            ),
+        )
+    })
 }
 
 /// A comma-separated list (or, where GearmanManager allows it, `key[] = …` lines), items
@@ -462,6 +458,7 @@ mod tests {
         assert_eq!(problem("[f]\ncount = 3.5\n").line, Some(2));
         assert_eq!(problem("[GearmanManager]\ninclude[] = a\n").line, Some(2));
         assert_eq!(problem("[GearmanManager]\ncount[] = 1\n").line, Some(2));
+        assert_eq!(problem("[f]\ntimeout = 99999999999\n").line, Some(2));
         assert_eq!(problem("; nothing\n").line, None);
     }
 }
