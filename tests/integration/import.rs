@@ -373,6 +373,23 @@ fn relative_paths_are_taken_from_where_gearman_manager_ran() {
         "{}",
         ran.stdout
     );
+    // Run from elsewhere, an ini whose relative worker_dir is beside it: a hint, whether the
+    // directory is missing there or holds no worker file.
+    let beside = dir.path().join("app/gm.ini");
+    std::fs::write(&beside, "[GearmanManager]\nworker_dir = workers\n").unwrap();
+    let hint = format!(
+        "{}/workers has worker files: if GearmanManager ran in {}, give --relative-to {}",
+        app.display(),
+        app.display(),
+        app.display()
+    );
+    let ran = import_gearman_manager(dir.path(), &beside, &[]);
+    assert_eq!(ran.code, Some(2));
+    assert!(ran.stderr.contains(&hint), "{}", ran.stderr);
+    std::fs::create_dir(dir.path().join("workers")).unwrap();
+    let ran = import_gearman_manager(dir.path(), &beside, &[]);
+    assert_eq!(ran.code, Some(0));
+    assert!(ran.stderr.contains(&hint), "{}", ran.stderr);
     // --runner and --php name the program.
     let runner = dir.path().join("runner.php");
     std::fs::write(&runner, "<?php\n").unwrap();

@@ -160,11 +160,29 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
     let mut dirs = Vec::new();
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
     for written in written {
-        let path = absolute(written.as_deref().unwrap_or(DEFAULT_WORKER_DIR));
+        let as_written = written.as_deref().unwrap_or(DEFAULT_WORKER_DIR);
+        let path = absolute(as_written);
+        // A relative path is GearmanManager's working directory's, which the ini does not
+        // say; when the ini's own directory has the files, say so.
+        let beside_ini = options
+            .ini
+            .parent()
+            .map(|d| d.join(as_written))
+            .filter(|p| Path::new(as_written).is_relative() && *p != path)
+            .filter(|p| php_files(p).is_ok_and(|f| !f.is_empty()))
+            .map(|p| {
+                format!(
+                    "; {} has worker files: if GearmanManager ran in {}, give --relative-to {}",
+                    p.display(),
+                    options.ini.parent().unwrap_or(Path::new("/")).display(),
+                    options.ini.parent().unwrap_or(Path::new("/")).display()
+                )
+            })
+            .unwrap_or_default();
         let names = php_files(&path).map_err(|e| Problem {
             line,
             message: format!(
-                "worker_dir {}: {e} (GearmanManager refuses to start without it too{})",
+                "worker_dir {}: {e} (GearmanManager refuses to start without it too{}){beside_ini}",
                 path.display(),
                 match written {
                     Some(_) => "; relative paths are taken from --relative-to, else the current directory".to_string(),
@@ -172,6 +190,12 @@ fn plan(settings: Settings, options: &Options, notes: &mut Vec<Note>) -> Result<
                 }
             ),
         })?;
+        if names.is_empty() && !beside_ini.is_empty() {
+            notes.push(Note {
+                line,
+                text: format!("worker_dir {}: no *.php files{beside_ini}", path.display()),
+            });
+        }
         let index = dirs.len();
         for name in names {
             if let Some(earlier) = found.insert(name.clone(), index) {
