@@ -24,6 +24,7 @@ mod gearmand_protocol;
 mod http;
 mod import;
 mod interop;
+mod migration;
 mod output_and_states;
 mod plugins;
 mod prefetch;
