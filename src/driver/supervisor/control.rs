@@ -70,16 +70,7 @@ impl Supervisor {
             tracing::info!(job = %name, changed = %why, "code changed; replacing its processes");
             pool.generation += 1;
             pool.crash.reset();
-            let generation = pool.generation;
-            let old: Vec<u32> = pool
-                .processes
-                .iter()
-                .filter(|(_, p)| p.generation < generation)
-                .map(|(&pid, _)| pid)
-                .collect();
-            for pid in old {
-                self.request_stop(&name, pid);
-            }
+            self.stop_older_generations(&name);
             self.reconcile(&name, None);
             done.push(name);
         }

@@ -611,6 +611,23 @@ impl Supervisor {
     }
 
     /// SIGTERM: the process finishes the job it holds and exits.
+    /// Asks every process of `name` started from an older generation to stop (after its
+    /// job): it is replaced by one of the current.
+    fn stop_older_generations(&mut self, name: &str) {
+        let Some(pool) = self.pools.get(name) else {
+            return;
+        };
+        let old: Vec<u32> = pool
+            .processes
+            .iter()
+            .filter(|(_, p)| p.generation < pool.generation)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in old {
+            self.request_stop(name, pid);
+        }
+    }
+
     fn request_stop(&mut self, name: &str, pid: u32) {
         let Some(p) = self
             .pools

@@ -65,16 +65,7 @@ impl Supervisor {
                     }
                     pool.removed = false;
                     pool.config = new;
-                    let generation = pool.generation;
-                    let old: Vec<u32> = pool
-                        .processes
-                        .iter()
-                        .filter(|(_, p)| p.generation < generation)
-                        .map(|(&pid, _)| pid)
-                        .collect();
-                    for pid in old {
-                        self.request_stop(&name, pid);
-                    }
+                    self.stop_older_generations(&name);
                 }
             }
         }
