@@ -624,3 +624,119 @@ both_servers! {
         wait_log_line(&host, &["[nap]", "timeout: the job ran longer than 1s"]);
     }
 }
+
+/// Writes PHP worker files into a new temp dir.
+fn php_files(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+// Found by a new user's trial: one file that could not load ended the runner of a whole
+// group (every function of GearmanManager's `count` workers went down), and a worker file
+// named like one of the runner's own functions (report.php) could not load at all.
+both_servers! {
+    async fn one_bad_file_in_a_group_leaves_the_others_serving(server) {
+        if !php_gearman_available() {
+            return;
+        }
+        let files = php_files(&[
+            ("report.php", "<?php\nfunction report($job, &$log) { return 'report ' . $job->workload(); }\n"),
+            ("env.php", "<?php\nclass env { function run($job, &$log) { return 'env ' . $job->workload(); } }\n"),
+            ("broken.php", "<?php\nfunction broken($job, &$log) { return 1 +; }\n"),
+            ("twice.php", "<?php\nfunction strlen($x) { return 0; }\nfunction twice($job, &$log) { return 'no'; }\n"),
+            ("empty.php", "<?php\n// nothing here\n"),
+        ]);
+        let jobs = format!(
+            "[[worker_dirs]]\npath = \"{}\"\nfiles = \"*.php\"\ngroup = \"all\"\n\
+             program = [\"php\", \"{RUNNER}\", \"{{file}}\"]\n",
+            files.path().display()
+        );
+        let (host, _) = host(&server, &jobs, &["report", "env"]).await;
+        let process = host.wait_workers("all", 1, LIMIT)[0];
+        for (function, payload, want) in [("report", "x", "report x"), ("env", "y", "env y")] {
+            if let Some((code, stdout, stderr, _)) = gearman(server.port, function, &[], payload) {
+                assert_eq!((code, stdout.as_str()), (Some(0), want), "{stderr}\n{}", host.log());
+            }
+        }
+        for (file, why) in [
+            ("broken.php", "it throws when loaded"),
+            ("twice.php", "PHP cannot load it (a fatal error, above)"),
+            ("empty.php", "it defines neither a function empty($job, &$log) nor a class empty"),
+        ] {
+            let path = files.path().join(file).display().to_string();
+            wait_log_line(&host, &[&format!("gearman-manager-runner: {path}: not served"), why]);
+        }
+        wait_log_line(&host, &["gearman-manager-runner: serving env, report"]);
+        assert_eq!(host.workers("all"), [process], "{}", host.log());
+    }
+}
+
+// Found by the trial: a PHP fatal error or exit() in the middle of a job ended the process
+// with nothing said of why. pecl sends WORK_EXCEPTION first ("Unable to add worker
+// function"), which gearmand gives only to clients that asked for exceptions (as ours
+// does); the runner logs the reason and makes it the job's last error.
+both_servers! {
+    async fn a_fatal_error_or_exit_in_a_job_is_named_in_the_log_and_the_status(server) {
+        if !php_gearman_available() {
+            return;
+        }
+        let files = php_files(&[
+            ("hog.php", "<?php\nfunction hog($job, &$log) {\n    ini_set('memory_limit', '16M');\n    $a = [];\n    while (true) { $a[] = str_repeat('x', 1 << 20); }\n}\n"),
+            ("quits.php", "<?php\nfunction quits($job, &$log) { exit(3); }\n"),
+        ]);
+        let jobs = job("hog", files.path(), "hog.php", "") + &job("quits", files.path(), "quits.php", "");
+        let (host, console) = host(&server, &jobs, &["hog", "quits"]).await;
+        let mut console = Console::connect(console);
+        for (function, message) in [
+            ("hog", "PHP Fatal error: Allowed memory size of 16777216 bytes exhausted"),
+            ("quits", "the worker code called exit() during the job"),
+        ] {
+            let client = geardriver::gearman::Client::new(vec![server.addr()], Default::default()).unwrap();
+            let outcome = common::outcome(&client, function, "y").await;
+            assert!(outcome.failure_message().is_some(), "{function}: {outcome:?}");
+            wait_log_line(&host, &[&format!("[{function}] STDERR: {function} (H:"), "failed: ", message]);
+            let shown = poll_until(LIMIT, || {
+                console.lines("status").iter().any(|l| l.starts_with(function) && l.contains(&format!("ERROR: {message}")))
+            });
+            assert!(shown, "{function}: {:?}", console.lines("status"));
+        }
+    }
+}
+
+// Found by the trial: a stop cut a sleep() in the worker code short (the SIGTERM handler
+// interrupted it), so "the job in hand finishes" did not hold for jobs that wait.
+both_servers! {
+    async fn a_stop_lets_a_sleeping_job_sleep_its_full_time(server) {
+        if !php_gearman_available() {
+            return;
+        }
+        let files = php_files(&[(
+            "sleeper.php",
+            "<?php\nfunction sleeper($job, &$log) {\n    \\GearDriver\\Runner\\state('Z');\n    $t = microtime(true);\n    sleep(2);\n    return sprintf('%.1f', microtime(true) - $t);\n}\n",
+        )]);
+        let (host, console) = host(&server, &job("sleeper", files.path(), "sleeper.php", ""), &["sleeper"]).await;
+        let mut console = Console::connect(console);
+        let keeper = host.workers("sleeper")[0];
+        let client = geardriver::gearman::Client::new(vec![server.addr()], Default::default()).unwrap();
+        let running = tokio::spawn(async move { common::outcome(&client, "sleeper", "x").await });
+        // The worker code's own scoreboard state shows while it sleeps.
+        let shows = poll_until(LIMIT, || {
+            console.lines("scoreboard").iter().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 2 && f[0] == keeper.to_string() && f[2] == "Z"
+            })
+        });
+        assert!(shows, "{:?}", console.lines("scoreboard"));
+        assert_eq!(console.cmd(&format!("kill {keeper}")), "OK\r\n.\r\n");
+        let outcome = running.await.unwrap();
+        let geardriver::gearman::JobOutcome::Complete(data) = &outcome else {
+            panic!("{outcome:?}");
+        };
+        let slept: f64 = String::from_utf8_lossy(data).parse().unwrap();
+        assert!(slept >= 1.9, "the sleep was cut short: {slept} s");
+        host.wait_log(&format!("({keeper}) [sleeper] Exited with status 0"), LIMIT);
+    }
+}

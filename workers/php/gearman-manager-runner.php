@@ -47,6 +47,16 @@
 // job past it fails with "timeout: the job ran longer than Ns" (measured in whole seconds);
 // GEARDRIVER_STATUS_FD: status lines `idle`, `busy FUNCTION`, `done`, `failed MESSAGE`.
 
+// The runner's own names live in a namespace of their own: a worker file may be called
+// report.php or env.php, as under GearmanManager, whose functions are methods.
+namespace GearDriver\Runner;
+
+use GearmanException;
+use GearmanJob;
+use GearmanWorker;
+use RuntimeException;
+use Throwable;
+
 // Longest an idle worker takes to notice SIGTERM: libgearman's wait() retries its poll()
 // when a signal interrupts it, so PHP's handler runs only when the wait times out.
 const IDLE_WAIT_MS = 500;
@@ -69,6 +79,12 @@ function report(string $line): void {
     }
 }
 
+// For worker code: shows LETTER for this process in geardriver's scoreboard while its job
+// runs (`\GearDriver\Runner\state('C')`; one printable character, not one of `_ B S T .`).
+function state(string $letter): void {
+    report("state $letter");
+}
+
 // GearmanManager's logging of one $log entry: print_r for non-scalars, 256 bytes at most.
 function log_entry(string $function, string $handle, $entry): void {
     if (!is_scalar($entry)) {
@@ -79,6 +95,33 @@ function log_entry(string $function, string $handle, $entry): void {
     foreach (explode("\n", (string)$entry) as $line) {
         fwrite(STDERR, "$function ($handle): " . rtrim($line, "\r") . "\n");
     }
+}
+
+// Whether FILE loads and defines its worker, tried in a child process first: a fatal error
+// PHP cannot catch (a function declared twice, a parse error in a file it includes) ends
+// only the child. Null when it serves, else why not.
+function try_load(string $file, string $symbol): ?string {
+    $pid = pcntl_fork();
+    if ($pid === -1) {
+        return null; // cannot tell: load_worker will
+    }
+    if ($pid === 0) {
+        fclose(STDOUT);
+        try {
+            require_once $file;
+        } catch (Throwable $e) {
+            fwrite(STDERR, "gearman-manager-runner: $file: " . get_class($e) . ': ' . $e->getMessage() . ' on line ' . $e->getLine() . "\n");
+            exit(3);
+        }
+        exit((class_exists($symbol) && method_exists($symbol, 'run')) || function_exists($symbol) ? 0 : 4);
+    }
+    pcntl_waitpid($pid, $status);
+    return match (pcntl_wexitstatus($status)) {
+        0 => null,
+        3 => 'it throws when loaded',
+        4 => "it defines neither a function $symbol(\$job, &\$log) nor a class $symbol with a run(\$job, &\$log) method",
+        default => 'PHP cannot load it (a fatal error, above)',
+    };
 }
 
 // Loads FILE and returns how to call its worker: [class name, null] or [null, function name].
@@ -149,14 +192,45 @@ $jobs = 0;       // jobs run, for GEARDRIVER_MAX_JOBS
 $failure = null; // why the job just run failed, when it threw
 $ran = false;    // whether the last work() ran a job
 $objects = [];   // file number => its class's object, once made
+$current = null;  // [job, function] while a job runs
+// A fatal error PHP cannot catch (memory exhausted) or exit() in the worker code ends the
+// process mid-job. pecl has already sent WORK_EXCEPTION ("Unable to add worker function")
+// by then, which gearmand 1.1 gives only to clients that asked for exceptions (the others
+// wait, as under GearmanManager; the built-in server fails the job to them): say why here,
+// in the log and as the job's last error.
+register_shutdown_function(function () use (&$current) {
+    if ($current === null) {
+        return;
+    }
+    [$job, $function] = $current;
+    $error = error_get_last();
+    $why = $error !== null && in_array($error['type'], [E_ERROR, E_CORE_ERROR, E_COMPILE_ERROR, E_USER_ERROR], true)
+        ? "PHP Fatal error: {$error['message']} in {$error['file']}:{$error['line']}"
+        : 'the worker code called exit() during the job';
+    log_entry($function, $job->handle(), "failed: $why");
+    report("failed $why");
+});
+$served = [];
 foreach ($args as $i => $file) {
-    [$class, $callable] = load_worker($file, $prefix . $names[$i]);
+    $symbol = $prefix . $names[$i];
     $function = $functions[$i];
+    // One runner for several files (a group): a file that cannot serve leaves the others
+    // serving, as under GearmanManager, which loads each file at its first job.
+    if (count($args) > 1 && ($why = try_load($file, $symbol)) !== null) {
+        fwrite(STDERR, "gearman-manager-runner: $file: not served ($function): $why; the other files are\n");
+        continue;
+    }
+    [$class, $callable] = load_worker($file, $symbol);
+    $served[] = $function;
     $timeout = $timeouts[$i] ?? 0.0;
-    $worker->addFunction($function, function (GearmanJob $job) use ($i, $function, $class, $callable, $timeout, &$objects, &$jobs, &$failure, &$ran) {
+    $worker->addFunction($function, function (GearmanJob $job) use ($i, $function, $class, $callable, $timeout, &$objects, &$jobs, &$failure, &$ran, &$current) {
         $ran = true;
         $jobs++;
         $failure = null;
+        $current = [$job, $function];
+        // A stop waits for the job: SIGTERM is held until it is done, so that it cuts no
+        // sleep() short in the worker code.
+        pcntl_sigprocmask(SIG_BLOCK, [SIGTERM, SIGINT]);
         report("busy $function");
         $log = [];
         if ($timeout > 0) {
@@ -185,6 +259,8 @@ foreach ($args as $i => $file) {
             $result = null;
         } finally {
             pcntl_alarm(0);
+            $current = null;
+            pcntl_sigprocmask(SIG_UNBLOCK, [SIGTERM, SIGINT]);
         }
         foreach ($log as $entry) {
             log_entry($function, $job->handle(), $entry);
@@ -198,7 +274,10 @@ foreach ($args as $i => $file) {
     });
 }
 
-fwrite(STDERR, 'gearman-manager-runner: serving ' . implode(', ', $functions) . "\n");
+if (!$served) {
+    fatal('no file of ' . implode(', ', $args) . ' can serve');
+}
+fwrite(STDERR, 'gearman-manager-runner: serving ' . implode(', ', $served) . "\n");
 report('idle');
 $unreachable = null; // the last connection error logged, so that an outage is logged once
 $code = null;        // what the last work() returned
