@@ -91,6 +91,9 @@ pub enum Control {
     /// code changed. Each job comes with what changed, for the log.
     Replace {
         jobs: Vec<(String, String)>,
+        /// When the change was seen: a pool whose processes all started since (a reload
+        /// replaced them) is left alone.
+        since: std::time::Instant,
         reply: oneshot::Sender<Result<(), ControlError>>,
     },
 }
@@ -218,10 +221,15 @@ impl HostHandle {
         self.ask(|reply| Control::KillAll { jobs, reply }).await
     }
 
-    /// Replaces the processes of `jobs` (job name, what changed) gracefully; a job the
-    /// config no longer has is passed over.
-    pub async fn replace(&self, jobs: Vec<(String, String)>) -> Result<(), ControlError> {
-        self.ask(|reply| Control::Replace { jobs, reply }).await
+    /// Replaces the processes of `jobs` (job name, what changed) gracefully, those started
+    /// before `since`; a job the config no longer has is passed over.
+    pub async fn replace(
+        &self,
+        jobs: Vec<(String, String)>,
+        since: std::time::Instant,
+    ) -> Result<(), ControlError> {
+        self.ask(|reply| Control::Replace { jobs, since, reply })
+            .await
     }
 
     /// Re-reads the config file; an invalid config is refused and the old one stays.

@@ -63,8 +63,9 @@ impl Plan {
                 tracing::warn!(job = %job.name, "watch = true, but its command line names no file that exists here: nothing to watch");
             }
             for path in paths {
-                plan.follow_links(&path, std::slice::from_ref(&job.name));
-                if path.is_dir() {
+                let is_dir = path.is_dir();
+                plan.follow_links(&path, std::slice::from_ref(&job.name), is_dir);
+                if is_dir {
                     plan.watch(&path, true);
                     plan.trees.push((path, vec![job.name.clone()]));
                 } else if let Some(parent) = path.parent() {
@@ -74,18 +75,21 @@ impl Plan {
             }
         }
         for dir in config.worker_dirs.iter().filter(|d| d.watch) {
-            plan.follow_links(&dir.path, &dir.jobs);
+            plan.follow_links(&dir.path, &dir.jobs, true);
             plan.watch(&dir.path, true);
             plan.dirs.push(dir.clone());
         }
         plan
     }
 
-    /// Watches, for each symbolic link on the way to `path`, the directory holding it.
-    fn follow_links(&mut self, path: &Path, jobs: &[String]) {
+    /// Watches, for each symbolic link on the way to `path`, the directory holding it; and
+    /// for a watched directory, the one holding it too (a deploy may rename a new copy
+    /// over it, or remove it and copy it back).
+    fn follow_links(&mut self, path: &Path, jobs: &[String], directory: bool) {
         for link in path.ancestors() {
             let is_link = std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink());
-            if let (true, Some(parent)) = (is_link, link.parent()) {
+            let moves = is_link || (directory && link == path);
+            if let (true, Some(parent)) = (moves, link.parent()) {
                 self.watch(parent, false);
                 self.links
                     .entry(link.to_path_buf())
@@ -199,8 +203,9 @@ pub async fn run(handle: HostHandle, shutdown: CancellationToken) {
                     Err(_) => return,
                 },
                 Some(first) = rx.recv() => {
+                    let since = std::time::Instant::now();
                     let changes = gather(first, &mut rx).await;
-                    if act(&handle, &plan, &changes).await {
+                    if act(&handle, &plan, &changes, since).await {
                         break;
                     }
                 }
@@ -218,12 +223,13 @@ fn start(
     let handler = move |event: ::notify::Result<::notify::Event>| {
         let Ok(event) = event else { return };
         let came_or_went = match event.kind {
+            // Reading the code (a worker starting) is no change, nor are a new mode, owner
+            // or time stamp (`touch`, a `chmod -R` by configuration management).
+            EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => return,
             EventKind::Create(_)
             | EventKind::Remove(_)
             | EventKind::Modify(ModifyKind::Name(_)) => true,
             EventKind::Modify(_) | EventKind::Any | EventKind::Other => false,
-            // Reading the code (a worker starting) is no change.
-            EventKind::Access(_) => return,
         };
         let _ = tx.send(event.paths.into_iter().map(|p| (p, came_or_went)).collect());
     };
@@ -274,7 +280,12 @@ async fn gather(
 }
 
 /// Acts on the changes; `true` when a link moved, so that the watches are made again.
-async fn act(handle: &HostHandle, plan: &Plan, changes: &BTreeMap<PathBuf, bool>) -> bool {
+async fn act(
+    handle: &HostHandle,
+    plan: &Plan,
+    changes: &BTreeMap<PathBuf, bool>,
+    since: std::time::Instant,
+) -> bool {
     let Actions {
         reload,
         replace,
@@ -296,13 +307,24 @@ async fn act(handle: &HostHandle, plan: &Plan, changes: &BTreeMap<PathBuf, bool>
         .into_iter()
         .map(|(job, path)| (job, path.display().to_string()))
         .collect();
-    if let Err(e) = handle.replace(jobs).await {
+    if let Err(e) = handle.replace(jobs, since).await {
         tracing::warn!(error = %e, "cannot replace the processes of changed jobs");
     }
     relinked
 }
 
+/// The first few paths, and how many more: a deploy of 200 files is one short log line.
 fn list<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
+    const SHOWN: usize = 5;
     let paths: BTreeSet<String> = paths.map(|p| p.display().to_string()).collect();
-    paths.into_iter().collect::<Vec<_>>().join(", ")
+    let mut text = paths
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        text += &format!(" and {} more", paths.len() - SHOWN);
+    }
+    text
 }

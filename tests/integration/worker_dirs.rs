@@ -340,3 +340,78 @@ both_servers! {
         assert!(fixed, "{}", host.log());
     }
 }
+
+/// Runs a job on a blocking thread of the test's runtime (inside `poll_until`).
+fn run_now(addr: &ServerAddr, function: &str) -> JobOutcome {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(run(addr, function, "x"))
+    })
+}
+
+// Found by a new user's trial: after a deploy renamed a new copy of the directory over the
+// old one (or removed it and copied it back), its files were no longer watched; a `touch`
+// or a `chmod -R` replaced every job; a deploy that added a file and edited another
+// replaced a group twice.
+both_servers! {
+    async fn a_watched_directory_stays_watched_through_swaps_and_ignores_metadata(server) {
+        let (dir, config) = config_dir(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[worker_dirs]]\npath = \"jobs\"\nfiles = \"*.sh\"\nwatch = true\ngroup = \"all\"\n\
+             program = [\"sh\", \"-c\", \"exec sleep 1000\", \"{file}\"]\n\
+             [[worker_dirs]]\npath = \"cmds\"\nfiles = \"*.sh\"\nwatch = true\nmin_processes = 1\n",
+        );
+        let root = dir.path().to_path_buf();
+        script(&root.join("jobs/a.sh"), "");
+        script(&root.join("cmds/say.sh"), "cat >/dev/null; printf one");
+        let host = Host::start_with(dir, config);
+        let addr = server.addr();
+        host.wait_workers("all", 1, LIMIT);
+        host.wait_workers("say", 1, LIMIT);
+
+        // Metadata only: nothing is replaced.
+        let chmod = std::process::Command::new("chmod").args(["-R", "a+rX"]).arg(&root).status().unwrap();
+        assert!(chmod.success());
+        let touched = std::process::Command::new("touch").arg(root.join("cmds/say.sh")).arg(root.join("jobs")).status().unwrap();
+        assert!(touched.success());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!((replacements(&host, "all"), replacements(&host, "say")), (0, 0), "{}", host.log());
+
+        // One deploy adds a file to the group and edits another: the group is replaced once.
+        let before = host.workers("all");
+        script(&root.join("jobs/b.sh"), "");
+        script(&root.join("jobs/a.sh"), "# edited");
+        assert!(poll_until(LIMIT, || {
+            let now = host.workers("all");
+            now.len() == 1 && !before.contains(&now[0])
+        }));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = host.log().lines().filter(|l| l.contains("[all] Process started")).count();
+        assert_eq!(started, 2, "the group was replaced more than once:\n{}", host.log());
+
+        // A new copy renamed over the directory: served, and still watched afterwards.
+        script(&root.join("cmds.new/say.sh"), "cat >/dev/null; printf two");
+        std::fs::rename(root.join("cmds"), root.join("cmds.old")).unwrap();
+        std::fs::rename(root.join("cmds.new"), root.join("cmds")).unwrap();
+        assert!(poll_until(LIMIT, || run_now(&addr, "say") == common::complete("two")), "{}", host.log());
+        let replaced = replacements(&host, "say");
+        script(&root.join("cmds/say.sh"), "cat >/dev/null; printf three");
+        assert!(poll_until(LIMIT, || replacements(&host, "say") > replaced), "the new copy is not watched:\n{}", host.log());
+        assert!(poll_until(LIMIT, || run_now(&addr, "say") == common::complete("three")));
+        // An edit of the old copy is no edit of the job.
+        let replaced = replacements(&host, "say");
+        script(&root.join("cmds.old/say.sh"), "cat >/dev/null; printf old");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(replacements(&host, "say"), replaced, "{}", host.log());
+
+        // Removed and copied back: watched again.
+        std::fs::remove_dir_all(root.join("cmds")).unwrap();
+        host.wait_log("reload refused; keeping the old config", LIMIT);
+        script(&root.join("cmds/say.sh"), "cat >/dev/null; printf four");
+        assert!(poll_until(LIMIT, || run_now(&addr, "say") == common::complete("four")), "{}", host.log());
+        let replaced = replacements(&host, "say");
+        script(&root.join("cmds/say.sh"), "cat >/dev/null; printf five");
+        assert!(poll_until(LIMIT, || replacements(&host, "say") > replaced), "the copy is not watched:\n{}", host.log());
+        assert!(poll_until(LIMIT, || run_now(&addr, "say") == common::complete("five")));
+    }
+}

@@ -47,8 +47,8 @@ impl Supervisor {
             Control::KillAll { jobs, reply } => {
                 let _ = reply.send(self.kill_all(&jobs));
             }
-            Control::Replace { jobs, reply } => {
-                self.replace(&jobs);
+            Control::Replace { jobs, since, reply } => {
+                self.replace(&jobs, since);
                 let _ = reply.send(Ok(()));
             }
         }
@@ -57,7 +57,7 @@ impl Supervisor {
     /// A new generation for the pools of `jobs`: their processes stop once their job is
     /// done, and new ones, started at once, take their place. A group is replaced once,
     /// however many of its jobs changed.
-    fn replace(&mut self, jobs: &[(String, String)]) {
+    fn replace(&mut self, jobs: &[(String, String)], since: std::time::Instant) {
         let mut done: Vec<String> = Vec::new();
         for (job, why) in jobs {
             let Some(name) = self.pool_of_job(job) else {
@@ -67,6 +67,16 @@ impl Supervisor {
                 continue;
             }
             let pool = self.pools.get_mut(&name).expect("found");
+            // A reload for the same change (a file came) may have replaced them already.
+            let fresh = pool
+                .processes
+                .values()
+                .filter(|p| p.stop_requested.is_none())
+                .all(|p| p.started >= since);
+            if fresh && !pool.processes.is_empty() {
+                done.push(name);
+                continue;
+            }
             tracing::info!(job = %name, changed = %why, "code changed; replacing its processes");
             pool.generation += 1;
             pool.crash.reset();
