@@ -196,11 +196,28 @@ impl ProcessTable {
         });
     }
 
-    pub(super) fn merge_slot(&self, job: &str, pool: &str, function: u32, slot: &SlotSnapshot) {
+    /// Folds slots into the job records at once (one change of the table): each with its
+    /// pool and the jobs its process serves, in its slot's numbering. The slots of processes
+    /// that exited (their slots are reused), and those of live processes of groups.
+    pub(super) fn merge_slots(
+        &self,
+        slots: Vec<(
+            String,
+            std::sync::Arc<[crate::config::JobConfig]>,
+            SlotSnapshot,
+        )>,
+    ) {
         self.change(|t| {
-            let record = t.jobs.entry(job.to_string()).or_default();
-            record.pool = pool.to_string();
-            record.merge_slot(function, slot);
+            for (pool, jobs, slot) in &slots {
+                let mentioned = [slot.lastrun_function, slot.lasterror_function];
+                for (index, job) in (0u32..).zip(jobs.iter()) {
+                    if mentioned.contains(&Some(index)) {
+                        let record = t.jobs.entry(job.name.clone()).or_default();
+                        record.pool = pool.clone();
+                        record.merge_slot(index, slot);
+                    }
+                }
+            }
         });
     }
 

@@ -68,6 +68,10 @@ struct Process {
     /// reload may have changed the pool's since (a timeout, a group's members) while it
     /// finishes its job.
     jobs: Arc<[JobConfig]>,
+    /// Per slot, the lastrun and lasterror last folded into the job records: a slot keeps
+    /// only its last job's, so a process of a group that runs one job and then another
+    /// would otherwise lose the first job's.
+    folded: Vec<(i64, i64)>,
 }
 
 struct Pool {
@@ -285,6 +289,7 @@ impl Supervisor {
             self.reconcile(name, None);
         }
         self.kill_overruns();
+        self.fold_groups();
         self.ticks += 1;
         self.table.beat();
         if self.ticks % USAGE_TICKS == 0 {
@@ -548,6 +553,7 @@ impl Supervisor {
             return false;
         }
         let slots = self.free_slots.split_off(self.free_slots.len() - wanted);
+        let slot_count = slots.len();
         // The process claims its slots itself (it knows its pid); until then they read as
         // free.
         for &slot in &slots {
@@ -590,6 +596,7 @@ impl Supervisor {
                         usage: None,
                         cpu_permille: None,
                         jobs: Arc::from(pool.config.jobs.as_slice()),
+                        folded: vec![(0, 0); slot_count],
                     },
                 );
                 true
@@ -659,9 +666,14 @@ impl Supervisor {
         let final_stats: Vec<stats::SlotSnapshot> =
             read_slots(&self.stats, pid, &process).collect();
         for snapshot in &final_stats {
-            fold(&self.table, name, &process.jobs, snapshot);
             pool.exited.add_slot(snapshot);
         }
+        self.table.merge_slots(
+            final_stats
+                .iter()
+                .map(|s| (name.to_string(), process.jobs.clone(), s.clone()))
+                .collect(),
+        );
         for &slot in &process.slots {
             if let Ok(writer) = self.stats.writer(slot) {
                 writer.clear();
@@ -826,13 +838,32 @@ fn judged_by_memory(slot: Option<&stats::SlotSnapshot>, up: Duration) -> bool {
     }
 }
 
-/// Folds the slot of a process that exited into the per-job records (the console reads
-/// live processes' slots itself, by the same rule).
-fn fold(table: &ProcessTable, pool: &str, jobs: &[JobConfig], snapshot: &stats::SlotSnapshot) {
-    let mentioned = [snapshot.lastrun_function, snapshot.lasterror_function];
-    for (index, job) in (0u32..).zip(jobs) {
-        if mentioned.contains(&Some(index)) {
-            table.merge_slot(&job.name, pool, index, snapshot);
+impl Supervisor {
+    /// Folds what live processes of groups last did into the job records, each tick: their
+    /// slots keep only the last job's lastrun and lasterror, and the next job of another
+    /// function would hide the one before.
+    fn fold_groups(&mut self) {
+        let mut merges = Vec::new();
+        for (name, pool) in self
+            .pools
+            .iter_mut()
+            .filter(|(_, p)| p.config.jobs.len() > 1)
+        {
+            for (&pid, p) in pool.processes.iter_mut() {
+                for (i, &slot) in p.slots.iter().enumerate() {
+                    let Some(snapshot) = self.stats.read(slot).filter(|s| s.pid == pid) else {
+                        continue;
+                    };
+                    let seen = (snapshot.lastrun, snapshot.lasterror);
+                    if p.folded.get(i).is_some_and(|f| *f != seen) {
+                        p.folded[i] = seen;
+                        merges.push((name.clone(), p.jobs.clone(), snapshot));
+                    }
+                }
+            }
+        }
+        if !merges.is_empty() {
+            self.table.merge_slots(merges);
         }
     }
 }
