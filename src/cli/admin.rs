@@ -24,7 +24,7 @@ pub async fn run(args: AdminArgs, server: ServerAddr) -> Outcome {
     };
     match reply.await {
         Ok(reply) => {
-            print!("{}", render(&reply));
+            super::out(&render(&reply));
             Outcome::Success
         }
         Err(e) => Outcome::Failed(e.to_string()),

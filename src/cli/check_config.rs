@@ -12,7 +12,7 @@ pub fn run(path: Option<PathBuf>, registry: &Registry) -> Outcome {
     let path = Config::resolve_path(path.as_deref());
     match Config::load(&path, registry) {
         Ok(config) => {
-            print!("{}", render(&config));
+            super::out(&render(&config));
             for note in notes(&config) {
                 eprintln!("note: {note}");
             }

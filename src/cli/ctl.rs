@@ -84,9 +84,7 @@ pub fn run(args: CtlArgs, config: Option<PathBuf>, registry: &Registry) -> Outco
                 }
                 Outcome::Failed(String::new())
             } else {
-                for l in &reply {
-                    println!("{l}");
-                }
+                super::out(&reply.iter().map(|l| format!("{l}\n")).collect::<String>());
                 Outcome::Success
             }
         }

@@ -207,6 +207,23 @@ impl Outcome {
 }
 
 /// The whole `geardriver` program with the built-in workers.
+/// Writes `text` to stdout. A reader that went away (`| head`) ends the command quietly,
+/// as it would end `cat`, instead of a panic from `print!`.
+pub(crate) fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141); // 128 + SIGPIPE, as a shell reports it
+        }
+        eprintln!("geardriver: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn main() -> ExitCode {
     main_with(Registry::with_builtins())
 }

@@ -614,3 +614,22 @@ fn shape_errors_name_their_job_and_kind() {
     ));
     assert_eq!(err.path(), Path::new("/nonexistent.toml"));
 }
+
+// Found by a new user's trial: `geardriver check-config | head -1` panicked ("failed
+// printing to stdout: Broken pipe") with a backtrace and exit 101.
+#[test]
+fn a_reader_that_goes_away_ends_check_config_quietly() {
+    let mut child = common::geardriver()
+        .args(["check-config", "--config"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the command writes.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -75,7 +75,7 @@ fn gearman_manager(args: GearmanManagerArgs) -> Outcome {
     let env = |name: &str| std::env::var(name).ok();
     match gearman_manager::import(&text, &options, &env) {
         Ok(imported) => {
-            print!("{}", imported.toml);
+            crate::cli::out(&imported.toml);
             for note in &imported.notes {
                 eprintln!("note: {file}: {note}");
             }
