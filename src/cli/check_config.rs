@@ -45,7 +45,34 @@ fn notes(config: &Config) -> Vec<String> {
             ));
         }
     }
+    for job in &config.jobs {
+        let Some(argv) = job.argv() else { continue };
+        if let Some(missing) = missing_program(&argv) {
+            notes.push(format!("job {:?}: {missing}", job.name));
+        }
+        for arg in argv.iter().skip(1).filter(|a| a.starts_with('/')) {
+            if !std::path::Path::new(arg).exists() {
+                notes.push(format!(
+                    "job {:?}: its command line names {arg}, which does not exist here",
+                    job.name
+                ));
+            }
+        }
+    }
     notes
+}
+
+/// Why the program of a command line cannot be run here, if it cannot: a path that is not
+/// there, or a name no directory of `PATH` holds.
+fn missing_program(argv: &[String]) -> Option<String> {
+    let program = argv.first()?;
+    if program.contains('/') {
+        return (!std::path::Path::new(program).exists())
+            .then(|| format!("its program {program} does not exist here"));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
+    (!found).then(|| format!("its program {program:?} is in no directory of PATH here"))
 }
 
 fn secs(d: Option<Duration>) -> String {
