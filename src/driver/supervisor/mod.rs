@@ -702,7 +702,7 @@ impl Supervisor {
                     .function
                     .and_then(|f| process.jobs.get(f as usize))
                     .map(|j| j.name.clone());
-                tracing::warn!(pid, job = %name, function = job.as_deref().unwrap_or("?"), "died holding a job; the job server hands it to another process");
+                tracing::warn!(pid, job = %name, function = job.as_deref().unwrap_or("?"), "died holding a job; unless it said how the job ended, the job server gives it to another process (up to its retry limit)");
                 // The job's last error, so that a poison payload shows in `status`.
                 if let Some(job) = job {
                     let now = stats::now_ms().div_euclid(1000);
