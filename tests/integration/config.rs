@@ -654,13 +654,9 @@ fn check_config_notes_programs_and_files_that_are_not_here() {
          [[jobs]]\nname = \"b\"\ncommand = [\"/nope/bin/worker\"]\n\
          [[jobs]]\nname = \"c\"\ncommand = [\"sh\", \"-c\", \"cat\"]\n",
     );
-    let out = common::geardriver()
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "notes, not errors: {stderr}");
+    let out = common::import::check_config(&config);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "notes, not errors: {stderr}");
     for note in [
         "note: job \"a\": its program \"php-not-installed\" is in no directory of PATH here",
         "note: job \"a\": its command line names /opt/nope/runner.php, which does not exist here",

@@ -34,27 +34,12 @@ class Shout {
 }
 "#;
 
-/// Runs the `gearman` CLI for one job; its stdout, or `None` (with a notice) without it.
+/// The `gearman` CLI's answer to one job (it must succeed), or `None` (with a notice)
+/// without the CLI.
 fn gearman(port: u16, function: &str, payload: &str) -> Option<String> {
-    let out = common::gearman_cli()?
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-f",
-            function,
-            "--",
-            payload,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    let (code, stdout, stderr, _) = crate::interop::gearman(port, function, &[], payload)?;
+    assert_eq!(code, Some(0), "{stderr}");
+    Some(stdout.trim_end().to_string())
 }
 
 both_servers! {
@@ -83,24 +68,14 @@ both_servers! {
 
         // import prints the config; check-config takes it.
         // Run where GearmanManager ran: its relative worker_dir is taken from there.
-        let out = common::geardriver()
-            .current_dir(dir.path())
-            .args(["import", "gearman-manager"])
-            .arg(dir.path().join("gm.ini"))
-            .args(["--runner", RUNNER])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
+        let ini = dir.path().join("gm.ini");
+        let out = common::import::import_gearman_manager(dir.path(), &ini, &["--runner", RUNNER]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
         let config = dir.path().join("config.toml");
         std::fs::write(&config, &out.stdout).unwrap();
-        let checked = common::geardriver()
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let table = String::from_utf8_lossy(&checked.stdout);
-        assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+        let checked = common::import::check_config(&config);
+        let table = &checked.stdout;
+        assert_eq!(checked.code, Some(0), "{}", checked.stderr);
         assert!(table.contains("Shout") && table.contains("hello"), "{table}");
         assert!(table.contains(&format!("{} (*.php, watched): Shout, hello", workers.display())), "{table}");
 

@@ -106,13 +106,9 @@ fn a_user_that_cannot_be_had_is_refused() {
         "",
         "[[jobs]]\nname = \"r\"\nworker = \"reverse\"\nuser = \"no-such-user-here\"\n",
     );
-    let out = common::geardriver()
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let out = common::import::check_config(&config);
+    let stderr = &out.stderr;
+    assert_ne!(out.code, Some(0));
     assert!(
         stderr.contains("jobs[0] \"r\": user = \"no-such-user-here\": there is no user \"no-such-user-here\" here"),
         "{stderr}"
@@ -127,17 +123,13 @@ fn a_user_that_cannot_be_had_is_refused() {
         ),
     )
     .unwrap();
-    let out = common::geardriver()
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = common::import::check_config(&config);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains(
+        out.stderr.contains(
             "driver: user = \"nobody:no-such-group\": there is no group \"no-such-group\" here"
         ),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
     // A group's processes run as one user.
     if is_root() {
@@ -152,12 +144,8 @@ fn a_user_that_cannot_be_had_is_refused() {
             ),
         )
         .unwrap();
-        let out = common::geardriver()
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let out = common::import::check_config(&config);
+        let stderr = &out.stderr;
         assert!(
             stderr.contains("jobs[1] \"b\": runs as user \"nobody\", job \"a\" as the host's user; jobs in group \"g\" share processes, so they run as one user"),
             "{stderr}"
