@@ -24,7 +24,7 @@ pub fn run(path: Option<PathBuf>, registry: &Registry) -> Outcome {
 
 /// Settings that load but do not do what they may seem to.
 fn notes(config: &Config) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes = config.notes.clone();
     if let Some(dir) = &config.driver.stats_dir {
         notes.push(format!(
             "stats_dir = {:?} is ignored: the stats table is an anonymous memory file (memfd)",

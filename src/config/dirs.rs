@@ -32,10 +32,21 @@ const DIR_KEYS: [&str; 5] = ["path", "files", "prefix", "include", "exclude"];
 
 /// Finds the jobs of every worker directory and adds them to `raw.jobs` (or merges them
 /// into the `[[jobs]]` entry of the same name). Returns the directories, resolved.
-pub(super) fn discover(raw: &mut RawConfig, config_path: &Path) -> Result<Vec<WorkerDir>, String> {
+/// Also returns notes on what was left out: files whose names are not UTF-8, and
+/// `[[jobs]]` entries that only override a directory's job whose file is gone (so that a
+/// watched deploy that removes a file is not refused as a config error).
+pub(super) fn discover(
+    raw: &mut RawConfig,
+    config_path: &Path,
+) -> Result<(Vec<WorkerDir>, Vec<String>), String> {
     let entries = raw.worker_dirs.take().unwrap_or_default();
     let jobs = raw.jobs.get_or_insert_with(Vec::new);
     let written = jobs.len();
+    for (i, job) in jobs.iter_mut().enumerate() {
+        job.index = Some(i);
+    }
+    let mut notes = Vec::new();
+    let any_dirs = !entries.is_empty();
     // Job name → the file that gave it, to name both when two files give one name.
     let mut found: BTreeMap<String, (usize, PathBuf)> = BTreeMap::new();
     let mut dirs = Vec::with_capacity(entries.len());
@@ -64,7 +75,7 @@ pub(super) fn discover(raw: &mut RawConfig, config_path: &Path) -> Result<Vec<Wo
         let include = entry.include.clone().unwrap_or_default();
         let exclude = entry.exclude.clone().unwrap_or_default();
         let mut names = Vec::new();
-        for (stem, file) in files(&at, &dir, &pattern)? {
+        for (stem, file) in files(&at, &dir, &pattern, &mut notes)? {
             let taken = include.is_empty() || include.iter().any(|p| glob(p, &stem));
             if !taken || exclude.iter().any(|p| glob(p, &stem)) {
                 continue;
@@ -106,7 +117,28 @@ pub(super) fn discover(raw: &mut RawConfig, config_path: &Path) -> Result<Vec<Wo
             jobs: names,
         });
     }
-    Ok(dirs)
+    if any_dirs {
+        let mut index = 0;
+        jobs.retain(|job| {
+            let keep = index >= written
+                || job.worker.is_some()
+                || job.command.is_some()
+                || job.program.is_some()
+                || job
+                    .name
+                    .as_deref()
+                    .is_none_or(|n| found.contains_key(n.trim()));
+            if !keep {
+                notes.push(format!(
+                    "jobs[{index}] {:?}: no worker directory has its file, and it names no worker, command or program: left out until the file is back",
+                    job.name.as_deref().unwrap_or_default()
+                ));
+            }
+            index += 1;
+            keep
+        });
+    }
+    Ok((dirs, notes))
 }
 
 /// The directory, absolute (relative to the config's).
@@ -128,14 +160,27 @@ fn resolve(at: &str, path: Option<&str>, config_path: &Path) -> Result<PathBuf, 
 }
 
 /// The files of `dir` whose names match `pattern`, as (name without its extension, path),
-/// sorted. Hidden files, directories and names that are not UTF-8 are never jobs.
-fn files(at: &str, dir: &Path, pattern: &str) -> Result<Vec<(String, PathBuf)>, String> {
+/// sorted. Hidden files, directories and names that are not UTF-8 are never jobs (the last
+/// with a note).
+fn files(
+    at: &str,
+    dir: &Path,
+    pattern: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, PathBuf)>, String> {
     let read = std::fs::read_dir(dir).map_err(|e| format!("{at}: cannot list it: {e}"))?;
     let mut out = Vec::new();
     for entry in read {
         let entry = entry.map_err(|e| format!("{at}: cannot list it: {e}"))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
+        let name = match entry.file_name().into_string() {
+            Ok(name) => name,
+            Err(raw) => {
+                notes.push(format!(
+                    "{at}: {:?}: a file name that is not UTF-8 names no job: left out",
+                    raw
+                ));
+                continue;
+            }
         };
         if name.starts_with('.') || !glob(pattern, &name) {
             continue;
@@ -221,6 +266,7 @@ fn overridden(written: RawJob, found: RawJob) -> RawJob {
         user: written.user.or(found.user),
         file: found.file,
         origin: written.origin,
+        index: written.index,
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Config {
     /// Sorted by name: those written as `[[jobs]]` and those found in worker directories.
     pub jobs: Vec<JobConfig>,
     pub worker_dirs: Vec<WorkerDir>,
+    /// What loads but is left out, for `check-config` to print and the host to log.
+    pub notes: Vec<String>,
 }
 
 /// A worker directory (GearmanManager's `worker_dir`): each file whose name matches
@@ -383,6 +385,10 @@ struct RawJob {
     file: Option<PathBuf>,
     #[serde(skip)]
     origin: Option<String>,
+    /// Its place among the `[[jobs]]` entries as written, for errors, once entries that
+    /// serve nothing have been left out.
+    #[serde(skip)]
+    index: Option<usize>,
 }
 
 /// A size as written: bytes, or text with a unit (`"512M"`).
@@ -467,10 +473,11 @@ impl Config {
             })
             .collect();
         let mut raw: RawConfig = built.try_deserialize().map_err(|e| shape(e, &job_names))?;
-        let worker_dirs = dirs::discover(&mut raw, path).map_err(invalid)?;
+        let (worker_dirs, notes) = dirs::discover(&mut raw, path).map_err(invalid)?;
         env::override_jobs(&mut raw, std::env::vars()).map_err(invalid)?;
         let mut config = validate::validate(raw, path, registry).map_err(invalid)?;
         config.worker_dirs = worker_dirs;
+        config.notes = notes;
         Ok(config)
     }
 

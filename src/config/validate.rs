@@ -285,6 +285,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
         server: server_config,
         jobs,
         worker_dirs: Vec::new(),
+        notes: Vec::new(),
     };
     let most: u64 = config.pools().iter().map(|p| p.limits.slots()).sum();
     if most > MAX_PROCESSES as u64 {
@@ -303,7 +304,12 @@ fn validate_job(
     registry: &Registry,
 ) -> Result<JobConfig, String> {
     let name = match raw.name.as_deref().map(str::trim) {
-        None | Some("") => return Err(format!("jobs[{index}]: name is required")),
+        None | Some("") => {
+            return Err(format!(
+                "jobs[{}]: name is required",
+                raw.index.unwrap_or(index)
+            ));
+        }
         Some(name) => name.to_string(),
     };
     let at = label(index, raw, &name);
@@ -402,7 +408,7 @@ fn validate_job(
 fn label(index: usize, raw: &RawJob, name: &str) -> String {
     match &raw.origin {
         Some(origin) => format!("{origin} (job {name:?})"),
-        None => format!("jobs[{index}] {name:?}"),
+        None => format!("jobs[{}] {name:?}", raw.index.unwrap_or(index)),
     }
 }
 

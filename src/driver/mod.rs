@@ -241,6 +241,9 @@ impl HostHandle {
             .map_err(|e| ControlError::Config(e.to_string()))?;
         let config =
             Arc::new(loaded.map_err(|e: ConfigError| ControlError::Config(e.to_string()))?);
+        for note in &config.notes {
+            tracing::warn!("{note}");
+        }
         let current = &self.started_with;
         if config.server != current.server
             || config.console != current.console

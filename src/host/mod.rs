@@ -164,6 +164,9 @@ pub async fn run(config: Config, registry: Registry) -> Result<(), HostError> {
         env!("CARGO_PKG_VERSION")
     );
 
+    for note in &config.notes {
+        tracing::warn!("{note}");
+    }
     let shutdown = CancellationToken::new();
     let (handle, supervisor) =
         crate::driver::supervise(config.clone(), registry, exe, stats, shutdown.clone());

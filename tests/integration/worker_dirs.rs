@@ -415,3 +415,75 @@ both_servers! {
         assert!(poll_until(LIMIT, || run_now(&addr, "say") == common::complete("five")));
     }
 }
+
+// Found by the import helper: a `[[jobs]]` entry that only overrides a directory's job (as
+// `import` writes for GearmanManager's per-function sections) became a job with nothing to
+// run once its file was deleted, so the config was refused: a watched deploy that removed
+// the file left the host on the old config, and check-config failed.
+#[test]
+fn an_override_whose_file_is_gone_is_left_out_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    script(&dir.path().join("jobs/kept.sh"), "cat");
+    let config = load(
+        dir.path(),
+        "[[worker_dirs]]\npath = \"jobs\"\nfiles = \"*.sh\"\n\
+         [[jobs]]\nname = \"gone\"\nmin_processes = 2\n\
+         [[jobs]]\nname = \"kept\"\nmin_processes = 3\n\
+         [[jobs]]\nname = \"x\"\nworker = \"nope\"\n",
+    )
+    .unwrap_err();
+    // Entries after the left-out one keep their numbers in errors.
+    assert!(
+        config.contains("jobs[2] \"x\": worker = \"nope\" is not a registered plugin"),
+        "{config}"
+    );
+    let config = load(
+        dir.path(),
+        "[[worker_dirs]]\npath = \"jobs\"\nfiles = \"*.sh\"\n\
+         [[jobs]]\nname = \"gone\"\nmin_processes = 2\n\
+         [[jobs]]\nname = \"kept\"\nmin_processes = 3\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(config.job("kept").unwrap().limits.min_processes, 3);
+    assert_eq!(
+        config.notes,
+        [
+            "jobs[0] \"gone\": no worker directory has its file, and it names no worker, command or program: left out until the file is back"
+        ]
+    );
+    // Without any worker directory, such an entry is the error it always was.
+    let error = load(dir.path(), "[[jobs]]\nname = \"gone\"\n").unwrap_err();
+    assert!(
+        error.contains("jobs[0] \"gone\": needs one of worker, command or program"),
+        "{error}"
+    );
+}
+
+both_servers! {
+    async fn a_watched_deploy_that_removes_an_overridden_file_stops_its_job(server) {
+        let (dir, config) = config_dir(
+            &[server.addr().to_string()],
+            "interval = 0",
+            "[[worker_dirs]]\npath = \"jobs\"\nfiles = \"*.sh\"\nwatch = true\n\
+             [[jobs]]\nname = \"special\"\nmin_processes = 2\n",
+        );
+        let jobs = dir.path().join("jobs");
+        script(&jobs.join("special.sh"), "cat >/dev/null; printf special");
+        script(&jobs.join("plain.sh"), "cat >/dev/null; printf plain");
+        let host = Host::start_with(dir, config);
+        host.wait_workers("special", 2, LIMIT);
+        host.wait_workers("plain", 1, LIMIT);
+        std::fs::remove_file(jobs.join("special.sh")).unwrap();
+        host.wait_log("[special] removed from the config", LIMIT);
+        host.wait_log("jobs[0] \"special\": no worker directory has its file", LIMIT);
+        host.wait_workers("special", 0, LIMIT);
+        assert!(!host.log().contains("reload refused"), "{}", host.log());
+        assert_eq!(run(&server.addr(), "plain", "x").await, common::complete("plain"));
+        // Back again: served with its override.
+        script(&jobs.join("special.sh"), "cat >/dev/null; printf back");
+        host.wait_workers("special", 2, LIMIT);
+        assert_eq!(run(&server.addr(), "special", "x").await, common::complete("back"));
+    }
+}
