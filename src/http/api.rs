@@ -172,6 +172,8 @@ pub struct OutputReply {
     /// When it exited and its status (`1`, `137 (killed by SIGKILL)`); null while it runs.
     pub exited_ms: Option<i64>,
     pub exit_status: Option<String>,
+    /// The same as a number (128 + the signal for one killed by a signal), for scripts.
+    pub exit_code: Option<u32>,
     /// Lines it wrote before these that are no longer kept.
     pub dropped: u64,
     /// Oldest first.
@@ -219,6 +221,10 @@ pub async fn output(
             pool: output.pool,
             started_ms: output.started_ms,
             exited_ms: output.exited.as_ref().map(|(ms, _)| *ms),
+            exit_code: output
+                .exited
+                .as_ref()
+                .and_then(|(_, how)| how.split_whitespace().next()?.parse().ok()),
             exit_status: output.exited.map(|(_, how)| how),
             dropped: output.dropped,
             lines: output

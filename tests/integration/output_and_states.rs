@@ -116,6 +116,7 @@ both_servers! {
         assert_eq!(json["pool"], "talk");
         assert_eq!(json["exited_ms"], serde_json::Value::Null);
         assert_eq!(json["exit_status"], serde_json::Value::Null);
+        assert_eq!(json["exit_code"], serde_json::Value::Null);
         assert_eq!(json["dropped"], 18);
         let lines = json["lines"].as_array().unwrap();
         let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
@@ -226,6 +227,7 @@ program = ["sh", "-c", 'echo "hello from $$"; if [ -e {mark} ]; then exec sleep 
 
     let json = get(http, &format!("/api/processes/{crashed}/output")).json();
     assert_eq!(json["exit_status"], "3");
+    assert_eq!(json["exit_code"], 3);
     assert!(json["exited_ms"].as_i64().unwrap() >= json["started_ms"].as_i64().unwrap());
     assert_eq!(json["lines"].as_array().unwrap().len(), 3);
 
