@@ -46,6 +46,12 @@ fn notes(config: &Config) -> Vec<String> {
         }
     }
     for job in &config.jobs {
+        if job.watch && job.watched_paths().is_empty() {
+            notes.push(format!(
+                "job {:?}: watch = true, but its command line names no file that exists here (a path inside `sh -c` is not seen): nothing is watched",
+                job.name
+            ));
+        }
         let Some(argv) = job.argv() else { continue };
         if let Some(missing) = missing_program(&argv) {
             notes.push(format!("job {:?}: {missing}", job.name));

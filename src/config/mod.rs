@@ -258,6 +258,26 @@ impl JobConfig {
     }
 }
 
+impl JobConfig {
+    /// What `watch = true` watches: its file (a worker directory's), else the paths its
+    /// command line names that exist: its arguments, and the program itself when given as
+    /// a path (a bare name is found through `PATH`, and is not the job's code).
+    pub fn watched_paths(&self) -> Vec<PathBuf> {
+        if let Some(file) = &self.file {
+            return vec![file.clone()];
+        }
+        self.argv()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(|(i, arg)| *i > 0 || arg.contains('/'))
+            .map(|(_, arg)| PathBuf::from(arg))
+            .filter(|p| p.exists())
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .collect()
+    }
+}
+
 /// `argv` with an argument that is exactly `{file}` replaced by every file (one argument
 /// each), and `{file}` inside a longer argument by the first (validation allows that only
 /// where there is one).

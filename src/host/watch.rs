@@ -55,10 +55,7 @@ impl Plan {
     fn of(config: &Config) -> Plan {
         let mut plan = Plan::default();
         for job in config.jobs.iter().filter(|j| j.watch) {
-            let paths = match &job.file {
-                Some(file) => vec![file.clone()],
-                None => named_paths(job.argv().as_deref().unwrap_or_default()),
-            };
+            let paths = job.watched_paths();
             if paths.is_empty() {
                 tracing::warn!(job = %job.name, "watch = true, but its command line names no file that exists here: nothing to watch");
             }
@@ -170,18 +167,6 @@ struct Actions {
 fn hidden_below(rest: &Path) -> bool {
     rest.components()
         .any(|c| c.as_os_str().to_str().is_none_or(|n| n.starts_with('.')))
-}
-
-/// The paths a command line names that exist: its arguments, and the program itself when
-/// given as a path (a bare name is found through `PATH`, and is not the job's code).
-fn named_paths(argv: &[String]) -> Vec<PathBuf> {
-    argv.iter()
-        .enumerate()
-        .filter(|(i, arg)| *i > 0 || arg.contains('/'))
-        .map(|(_, arg)| PathBuf::from(arg))
-        .filter(|p| p.exists())
-        .map(|p| std::path::absolute(&p).unwrap_or(p))
-        .collect()
 }
 
 /// Watches what the config in force asks to, until `shutdown`.

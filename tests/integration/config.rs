@@ -652,7 +652,8 @@ fn check_config_notes_programs_and_files_that_are_not_here() {
         "",
         "[[jobs]]\nname = \"a\"\nprogram = [\"php-not-installed\", \"/opt/nope/runner.php\"]\n\
          [[jobs]]\nname = \"b\"\ncommand = [\"/nope/bin/worker\"]\n\
-         [[jobs]]\nname = \"c\"\ncommand = [\"sh\", \"-c\", \"cat\"]\n",
+         [[jobs]]\nname = \"c\"\ncommand = [\"sh\", \"-c\", \"cat\"]\n\
+         [[jobs]]\nname = \"w\"\ncommand = [\"sh\", \"-c\", \"cd /srv/app && exec php x.php\"]\nwatch = true\n",
     );
     let out = common::import::check_config(&config);
     let stderr = &out.stderr;
@@ -661,6 +662,7 @@ fn check_config_notes_programs_and_files_that_are_not_here() {
         "note: job \"a\": its program \"php-not-installed\" is in no directory of PATH here",
         "note: job \"a\": its command line names /opt/nope/runner.php, which does not exist here",
         "note: job \"b\": its program /nope/bin/worker does not exist here",
+        "note: job \"w\": watch = true, but its command line names no file that exists here",
     ] {
         assert!(stderr.contains(note), "{note}\n{stderr}");
     }
