@@ -28,7 +28,12 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The host's log: to stderr or appended to a file.
 pub fn init_host(target: &LogTarget, level: &str, format: LogFormat) -> io::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(io::Error::other)?;
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level).map_err(io::Error::other)?;
+    if !level.contains("notify") {
+        // The file-watching crate's own chatter (a watch removed with its directory) is not
+        // the operator's concern; its errors are, and the watcher logs what it does itself.
+        filter = filter.add_directive("notify=error".parse().map_err(io::Error::other)?);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .event_format(DriverFormat {

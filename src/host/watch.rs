@@ -108,11 +108,18 @@ impl Plan {
         let mut reload = false;
         let mut relinked = false;
         let mut replace: BTreeMap<String, PathBuf> = BTreeMap::new();
+        // Why the config is reloaded: the paths that came, went or moved.
+        let mut why: BTreeSet<PathBuf> = BTreeSet::new();
+        // Each job's reason is a path that changed, one that is still there if any (an
+        // editor's or sed's temporary file is gone by now).
         let mut add = |jobs: &[String], path: &Path| {
             for job in jobs {
-                replace
+                let reason = replace
                     .entry(job.clone())
                     .or_insert_with(|| path.to_path_buf());
+                if !reason.exists() && path.exists() {
+                    *reason = path.to_path_buf();
+                }
             }
         };
         for (path, came_or_went) in changes {
@@ -129,6 +136,7 @@ impl Plan {
             if let Some(jobs) = self.links.get(path) {
                 add(jobs, path);
                 relinked = true;
+                why.insert(path.clone());
             }
             for (tree, jobs) in &self.trees {
                 if path.starts_with(tree) {
@@ -143,7 +151,10 @@ impl Plan {
                 let top = rest.components().count() == 1;
                 if top && dirs::glob(&dir.files, name) {
                     // A job's own file is in `files`, above.
-                    reload |= *came_or_went;
+                    if *came_or_went {
+                        reload = true;
+                        why.insert(path.clone());
+                    }
                 } else if !top && !hidden_below(rest) {
                     add(&dir.jobs, path);
                 }
@@ -153,6 +164,7 @@ impl Plan {
             reload: reload || relinked,
             replace,
             relinked,
+            why,
         }
     }
 }
@@ -161,6 +173,7 @@ struct Actions {
     reload: bool,
     replace: BTreeMap<String, PathBuf>,
     relinked: bool,
+    why: BTreeSet<PathBuf>,
 }
 
 /// Whether any directory between a worker directory and the file is hidden (`.git`).
@@ -275,14 +288,18 @@ async fn act(
         reload,
         replace,
         relinked,
+        why,
     } = plan.actions(changes);
     if reload {
         tracing::info!(
-            changed = %list(changes.keys()),
+            changed = %list(why.iter()),
             "files came or went in a watched worker directory, or a link to one moved: reloading the config"
         );
         if let Err(e) = handle.reload().await {
-            tracing::error!(error = %e, "reload refused; keeping the old config");
+            // A worker directory gone (`rm -rf` before a copy): the processes that run keep
+            // running until it is back, rather than being replaced by ones that cannot start.
+            tracing::error!(error = %e, "reload refused; keeping the old config and its processes");
+            return relinked;
         }
     }
     if replace.is_empty() {

@@ -648,15 +648,24 @@ both_servers! {
             ("broken.php", "<?php\nfunction broken($job, &$log) { return 1 +; }\n"),
             ("twice.php", "<?php\nfunction strlen($x) { return 0; }\nfunction twice($job, &$log) { return 'no'; }\n"),
             ("empty.php", "<?php\n// nothing here\n"),
+            // Output while loading is no failure (found by a second trial): a blank line
+            // after the closing tag, a byte-order mark.
+            ("legacy.php", "<?php\nfunction legacy($job, &$log) { return 'legacy'; }\n?>\n\n"),
+            ("bom.php", "\u{feff}<?php\nfunction bom($job, &$log) { return 'bom'; }\n"),
         ]);
         let jobs = format!(
             "[[worker_dirs]]\npath = \"{}\"\nfiles = \"*.php\"\ngroup = \"all\"\n\
              program = [\"php\", \"{RUNNER}\", \"{{file}}\"]\n",
             files.path().display()
         );
-        let (host, _) = host(&server, &jobs, &["report", "env"]).await;
+        let (host, _) = host(&server, &jobs, &["report", "env", "legacy", "bom"]).await;
         let process = host.wait_workers("all", 1, LIMIT)[0];
-        for (function, payload, want) in [("report", "x", "report x"), ("env", "y", "env y")] {
+        for (function, payload, want) in [
+            ("report", "x", "report x"),
+            ("env", "y", "env y"),
+            ("legacy", "z", "legacy"),
+            ("bom", "z", "bom"),
+        ] {
             if let Some((code, stdout, stderr, _)) = gearman(server.port, function, &[], payload) {
                 assert_eq!((code, stdout.as_str()), (Some(0), want), "{stderr}\n{}", host.log());
             }
@@ -669,7 +678,7 @@ both_servers! {
             let path = files.path().join(file).display().to_string();
             wait_log_line(&host, &[&format!("gearman-manager-runner: {path}: not served"), why]);
         }
-        wait_log_line(&host, &["gearman-manager-runner: serving env, report"]);
+        wait_log_line(&host, &["gearman-manager-runner: serving bom, env, legacy, report"]);
         assert_eq!(host.workers("all"), [process], "{}", host.log());
     }
 }

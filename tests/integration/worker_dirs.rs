@@ -404,9 +404,14 @@ both_servers! {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(replacements(&host, "say"), replaced, "{}", host.log());
 
-        // Removed and copied back: watched again.
+        // Removed and copied back: the running process stays meanwhile (found by a second
+        // trial: it was replaced by ones that could not start), and it is watched again.
+        let running = host.workers("say");
+        let replaced = replacements(&host, "say");
         std::fs::remove_dir_all(root.join("cmds")).unwrap();
         host.wait_log("reload refused; keeping the old config", LIMIT);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!((host.workers("say"), replacements(&host, "say")), (running, replaced), "{}", host.log());
         script(&root.join("cmds/say.sh"), "cat >/dev/null; printf four");
         assert!(poll_until(LIMIT, || run_now(&addr, "say") == common::complete("four")), "{}", host.log());
         let replaced = replacements(&host, "say");

@@ -106,7 +106,9 @@ function try_load(string $file, string $symbol): ?string {
         return null; // cannot tell: load_worker will
     }
     if ($pid === 0) {
-        fclose(STDOUT);
+        // What the file prints as it loads (a blank line after its closing tag, a BOM) is no
+        // failure.
+        ob_start(fn() => '');
         try {
             require_once $file;
         } catch (Throwable $e) {
@@ -217,7 +219,7 @@ foreach ($args as $i => $file) {
     // One runner for several files (a group): a file that cannot serve leaves the others
     // serving, as under GearmanManager, which loads each file at its first job.
     if (count($args) > 1 && ($why = try_load($file, $symbol)) !== null) {
-        fwrite(STDERR, "gearman-manager-runner: $file: not served ($function): $why; the other files are\n");
+        fwrite(STDERR, "gearman-manager-runner: $file: not served ($function): $why; the other files are served\n");
         continue;
     }
     [$class, $callable] = load_worker($file, $symbol);
