@@ -177,6 +177,7 @@ mod tests {
             durations: Default::default(),
             handle: String::new(),
             custom_state: None,
+            recent_runs: Vec::new(),
         }
     }
 

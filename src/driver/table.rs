@@ -76,10 +76,7 @@ impl JobRecord {
     /// Takes what a process's slot says about the job of `function` (its index in the
     /// pool's job list), if newer: the one rule, for exited and live processes alike.
     pub fn merge_slot(&mut self, function: u32, slot: &SlotSnapshot) {
-        let lastrun = match slot.lastrun_function == Some(function) {
-            true => slot.lastrun,
-            false => 0,
-        };
+        let lastrun = slot.lastrun_of(function);
         match slot.lasterror_function == Some(function) {
             true => self.merge(lastrun, slot.lasterror, &slot.lasterror_msg),
             false => self.merge(lastrun, 0, ""),
@@ -209,9 +206,10 @@ impl ProcessTable {
     ) {
         self.change(|t| {
             for (pool, jobs, slot) in &slots {
-                let mentioned = [slot.lastrun_function, slot.lasterror_function];
                 for (index, job) in (0u32..).zip(jobs.iter()) {
-                    if mentioned.contains(&Some(index)) {
+                    let mentioned =
+                        slot.lastrun_of(index) > 0 || slot.lasterror_function == Some(index);
+                    if mentioned {
                         let record = t.jobs.entry(job.name.clone()).or_default();
                         record.pool = pool.clone();
                         record.merge_slot(index, slot);

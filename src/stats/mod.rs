@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"GDSTATS1");
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 /// Longest lasterror_msg kept, in bytes; longer messages are cut at a character boundary.
 pub const MESSAGE_CAPACITY: usize = 256;
 const MESSAGE_WORDS: usize = MESSAGE_CAPACITY / 8;
@@ -230,6 +230,22 @@ struct Slot {
     /// The handle of the job in progress (empty when idle, or when the process does not say).
     handle_len: AtomicU64,
     handle: [AtomicU64; HANDLE_WORDS],
+    /// When each of the last [`RECENT_RUNS`] functions it ran last finished (a process of a
+    /// group serves several; `lastrun` is only the very last): `(function + 1) << 32 |
+    /// seconds`, 0 = empty.
+    recent: [AtomicU64; RECENT_RUNS],
+}
+
+/// Functions whose last run a slot remembers besides its very last job's.
+pub const RECENT_RUNS: usize = 8;
+
+fn pack_run(function: u32, seconds: i64) -> u64 {
+    (u64::from(function) + 1) << 32 | (seconds.clamp(0, i64::from(u32::MAX)) as u64)
+}
+
+fn unpack_run(word: u64) -> Option<(u32, i64)> {
+    let function = (word >> 32) as u32;
+    (function != 0).then(|| (function - 1, (word & u64::from(u32::MAX)) as i64))
 }
 
 const HEADER_SIZE: usize = std::mem::size_of::<Header>();
@@ -258,6 +274,23 @@ pub struct SlotSnapshot {
     pub handle: String,
     /// What the job in progress says it is doing, when it says.
     pub custom_state: Option<CustomState>,
+    /// The last run of each of the functions it ran most recently: (function, seconds).
+    pub recent_runs: Vec<(u32, i64)>,
+}
+
+impl SlotSnapshot {
+    /// When the job of `function` last finished in this process, as far as the slot knows.
+    pub fn lastrun_of(&self, function: u32) -> i64 {
+        let last = match self.lastrun_function == Some(function) {
+            true => self.lastrun,
+            false => 0,
+        };
+        self.recent_runs
+            .iter()
+            .filter(|(f, _)| *f == function)
+            .map(|(_, at)| *at)
+            .fold(last, i64::max)
+    }
 }
 
 impl SlotSnapshot {
@@ -582,6 +615,11 @@ fn read_fields(
         },
         handle: String::new(),
         custom_state: CustomState::from_code(slot.custom_state.load(r)),
+        recent_runs: slot
+            .recent
+            .iter()
+            .filter_map(|w| unpack_run(w.load(r)))
+            .collect(),
     };
     (snapshot, message, handle)
 }
@@ -650,6 +688,9 @@ impl SlotWriter<'_> {
                 bucket.store(0, r);
             }
             s.durations_sum_ms.store(0, r);
+            for word in &s.recent {
+                word.store(0, r);
+            }
         });
     }
 
@@ -726,6 +767,19 @@ impl SlotWriter<'_> {
             s.idle_since_ms.store(now_ms, r);
             s.lastrun.store(now_s, r);
             s.lastrun_function.store(function, r);
+            if function != NO_FUNCTION {
+                // Its entry, else the oldest (an empty one is oldest of all).
+                let mine = s
+                    .recent
+                    .iter()
+                    .position(|w| unpack_run(w.load(r)).is_some_and(|(f, _)| f == function));
+                let oldest = || {
+                    (0..RECENT_RUNS)
+                        .min_by_key(|&i| unpack_run(s.recent[i].load(r)).map_or(-1, |(_, at)| at))
+                        .unwrap_or(0)
+                };
+                s.recent[mine.unwrap_or_else(oldest)].store(pack_run(function, now_s), r);
+            }
             match error {
                 None => {
                     s.jobs_done.store(s.jobs_done.load(r) + 1, r);
@@ -906,7 +960,35 @@ mod tests {
             .custom_state
             .store(0x1_0043, Ordering::Relaxed);
         assert_eq!(table.read(0).unwrap().custom_state, None);
-        // It took what was padding: the slot is no bigger.
-        assert_eq!(SLOT_SIZE, 576);
+        // It took what was padding: the slot is no bigger than with the recent runs.
+        assert_eq!(SLOT_SIZE, 640);
+    }
+
+    #[test]
+    fn a_slot_remembers_the_last_run_of_its_recent_functions() {
+        let table = StatsTable::create(1).unwrap();
+        let w = table.writer(0).unwrap();
+        w.assign(7, 0);
+        // Functions 0..9, one job each, a second apart: the oldest two are forgotten.
+        for f in 0..10u32 {
+            let at = i64::from(f + 1) * 1000;
+            w.job_started(f, at, "");
+            w.job_finished(at + 1, None);
+        }
+        let s = table.read(0).unwrap();
+        assert_eq!(s.recent_runs.len(), RECENT_RUNS);
+        assert_eq!((s.lastrun_of(0), s.lastrun_of(1)), (0, 0));
+        for f in 2..10u32 {
+            assert_eq!(s.lastrun_of(f), i64::from(f + 1), "function {f}");
+        }
+        // A function run again keeps its one entry.
+        w.job_started(5, 20_000, "");
+        w.job_finished(20_001, None);
+        let s = table.read(0).unwrap();
+        assert_eq!(s.lastrun_of(5), 20);
+        assert_eq!(s.lastrun_of(2), 3);
+        // A new process in the slot starts with none.
+        w.assign(8, 30_000);
+        assert!(table.read(0).unwrap().recent_runs.is_empty());
     }
 }

@@ -68,9 +68,9 @@ struct Process {
     /// reload may have changed the pool's since (a timeout, a group's members) while it
     /// finishes its job.
     jobs: Arc<[JobConfig]>,
-    /// Per slot, the lastrun and lasterror last folded into the job records: a slot keeps
-    /// only its last job's, so a process of a group that runs one job and then another
-    /// would otherwise lose the first job's.
+    /// Per slot, the jobs it had finished and its lasterror when last folded into the job
+    /// records: a slot keeps its last job's lastrun and a few recent functions', so a
+    /// process of a group that runs many functions would otherwise lose the older ones.
     folded: Vec<(i64, i64)>,
 }
 
@@ -854,7 +854,11 @@ impl Supervisor {
                     let Some(snapshot) = self.stats.read(slot).filter(|s| s.pid == pid) else {
                         continue;
                     };
-                    let seen = (snapshot.lastrun, snapshot.lasterror);
+                    // Every finished job counts one: two jobs in one second are two changes.
+                    let seen = (
+                        (snapshot.jobs_done + snapshot.jobs_failed) as i64,
+                        snapshot.lasterror,
+                    );
                     if p.folded.get(i).is_some_and(|f| *f != seen) {
                         p.folded[i] = seen;
                         merges.push((name.clone(), p.jobs.clone(), snapshot));
