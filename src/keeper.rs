@@ -57,6 +57,9 @@ pub enum Status {
     /// [`crate::stats::CustomState`]); `state` alone goes back to `B`. The text after the
     /// word, to be checked.
     State(String),
+    /// `unserved FUNCTION WHY`: the program serves its other functions, not this one (a
+    /// worker file that does not load): the function's last error, so that `status` shows it.
+    Unserved(String, String),
 }
 
 impl Status {
@@ -70,6 +73,11 @@ impl Status {
             "done" => Some(Status::Done),
             "failed" => Some(Status::Failed(rest.to_string())),
             "state" => Some(Status::State(rest.to_string())),
+            "unserved" => {
+                let (function, why) = rest.split_once(' ').unwrap_or((rest, ""));
+                (!function.is_empty())
+                    .then(|| Status::Unserved(function.to_string(), why.trim().to_string()))
+            }
             _ => None,
         }
     }
@@ -302,6 +310,12 @@ fn read_status(
                 }
             }
             Some(Status::Done) => with_slot(&|w| w.job_finished(now, None)),
+            Some(Status::Unserved(function, why)) => {
+                if let Some(index) = functions.iter().position(|f| *f == function) {
+                    let message = format!("not served: {why}");
+                    with_slot(&|w| w.record_error(Some(index as u32), now, &message));
+                }
+            }
             Some(Status::Failed(message)) => {
                 let message = if message.is_empty() {
                     "the program reported a failed job".to_string()
@@ -326,7 +340,7 @@ fn read_status(
             None if !warned => {
                 warned = true;
                 tracing::warn!(
-                    "{STATUS_FD_VAR}: ignoring {:?}; a status line is `idle`, `busy FUNCTION`, `done`, `failed MESSAGE` or `state LETTER` (said once)",
+                    "{STATUS_FD_VAR}: ignoring {:?}; a status line is `idle`, `busy FUNCTION`, `done`, `failed MESSAGE`, `state LETTER` or `unserved FUNCTION WHY` (said once)",
                     text.trim_end()
                 );
             }
@@ -369,6 +383,14 @@ mod tests {
         );
         assert_eq!(Status::parse("busy"), Some(Status::Busy(None)));
         assert_eq!(Status::parse("done\r\n"), Some(Status::Done));
+        assert_eq!(
+            Status::parse("unserved report report.php: it throws when loaded\n"),
+            Some(Status::Unserved(
+                "report".into(),
+                "report.php: it throws when loaded".into()
+            ))
+        );
+        assert_eq!(Status::parse("unserved"), None);
         assert_eq!(
             Status::parse("failed no such image\n"),
             Some(Status::Failed("no such image".into()))

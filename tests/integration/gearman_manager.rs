@@ -658,7 +658,7 @@ both_servers! {
              program = [\"php\", \"{RUNNER}\", \"{{file}}\"]\n",
             files.path().display()
         );
-        let (host, _) = host(&server, &jobs, &["report", "env", "legacy", "bom"]).await;
+        let (host, console) = host(&server, &jobs, &["report", "env", "legacy", "bom"]).await;
         let process = host.wait_workers("all", 1, LIMIT)[0];
         for (function, payload, want) in [
             ("report", "x", "report x"),
@@ -679,6 +679,15 @@ both_servers! {
             wait_log_line(&host, &[&format!("gearman-manager-runner: {path}: not served"), why]);
         }
         wait_log_line(&host, &["gearman-manager-runner: serving bom, env, legacy, report"]);
+        // A file left out is its function's last error in `status` (the slot keeps one: of
+        // several at once, the last), not only a log line.
+        let mut console = Console::connect(console);
+        let shown = poll_until(LIMIT, || {
+            console.lines("status").iter().any(|l| {
+                l.starts_with("twice ") && l.contains("ERROR: not served: twice.php: PHP cannot load it")
+            })
+        });
+        assert!(shown, "{:?}", console.lines("status"));
         assert_eq!(host.workers("all"), [process], "{}", host.log());
     }
 }

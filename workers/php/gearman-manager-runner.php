@@ -220,6 +220,7 @@ foreach ($args as $i => $file) {
     // serving, as under GearmanManager, which loads each file at its first job.
     if (count($args) > 1 && ($why = try_load($file, $symbol)) !== null) {
         fwrite(STDERR, "gearman-manager-runner: $file: not served ($function): $why; the other files are served\n");
+        report("unserved $function " . basename($file) . ": $why");
         continue;
     }
     [$class, $callable] = load_worker($file, $symbol);
