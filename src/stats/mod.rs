@@ -537,12 +537,13 @@ impl StatsTable {
         for attempt in 0..READ_SPINS + READ_YIELDS {
             let before = slot.seq.load(Ordering::Acquire);
             if before % 2 == 0 {
-                let (mut snapshot, message, handle) = read_fields(slot);
+                let (mut snapshot, message, handle, recent) = read_fields(slot);
                 fence(Ordering::Acquire);
                 if slot.seq.load(Ordering::Relaxed) == before {
                     // Decoded (and allocated) only once the copy is known to be whole.
                     snapshot.lasterror_msg = message.text();
                     snapshot.handle = handle.text();
+                    snapshot.recent_runs = recent.into_iter().filter_map(unpack_run).collect();
                     return Some(snapshot);
                 }
             }
@@ -583,13 +584,14 @@ impl<const N: usize> Copied<N> {
     }
 }
 
-/// The slot's fields, and its two texts still as bytes.
+/// The slot's fields, and its two texts and recent runs still raw.
 fn read_fields(
     slot: &Slot,
 ) -> (
     SlotSnapshot,
     Copied<MESSAGE_CAPACITY>,
     Copied<HANDLE_CAPACITY>,
+    [u64; RECENT_RUNS],
 ) {
     let r = Ordering::Relaxed;
     let message = Copied::from(&slot.message, u64::from(slot.message_len.load(r)));
@@ -615,13 +617,10 @@ fn read_fields(
         },
         handle: String::new(),
         custom_state: CustomState::from_code(slot.custom_state.load(r)),
-        recent_runs: slot
-            .recent
-            .iter()
-            .filter_map(|w| unpack_run(w.load(r)))
-            .collect(),
+        recent_runs: Vec::new(),
     };
-    (snapshot, message, handle)
+    let recent: [u64; RECENT_RUNS] = std::array::from_fn(|i| slot.recent[i].load(r));
+    (snapshot, message, handle, recent)
 }
 
 /// Stores `text` (cut to fit at a character boundary) in `words` (at most
