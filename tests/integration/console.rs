@@ -24,12 +24,7 @@ fn host_with_console(gearmand: &common::Gearmand, jobs: &str, console_extra: &st
         "interval = 1\nrestart_delay = 0.05",
         &format!("{}{jobs}", console_section(port, console_extra)),
     );
-    assert!(
-        poll_until(LIMIT, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "console up\n{}",
-        host.log()
-    );
+    host.wait_listening(port, LIMIT);
     (host, port)
 }
 

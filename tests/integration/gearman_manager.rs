@@ -214,8 +214,7 @@ async fn host(server: &JobServer, jobs: &str, functions: &[&str]) -> (Host, u16)
             host.log()
         );
     }
-    let listening = || std::net::TcpStream::connect(("127.0.0.1", console)).is_ok();
-    assert!(poll_until(LIMIT, listening));
+    host.wait_listening(console, LIMIT);
     (host, console)
 }
 

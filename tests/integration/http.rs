@@ -32,13 +32,7 @@ fn host_with_http(extra: &str) -> (Host, u16, u16) {
         ),
     );
     for port in [http, server] {
-        assert!(
-            poll_until(LIMIT, || std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_ok()),
-            "port {port} up\n{}\n{}",
-            host.log(),
-            host.stderr()
-        );
+        host.wait_listening(port, LIMIT);
     }
     (host, http, server)
 }

@@ -34,13 +34,7 @@ fn start(servers: &[String], driver: &str, jobs: &str) -> (Host, u16, u16) {
         ),
     );
     for port in [console, http] {
-        assert!(
-            poll_until(LIMIT, || std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_ok()),
-            "port {port} up\n{}\n{}",
-            host.log(),
-            host.stderr()
-        );
+        host.wait_listening(port, LIMIT);
     }
     (host, console, http)
 }

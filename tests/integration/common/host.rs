@@ -137,6 +137,15 @@ impl Host {
         last
     }
 
+    /// Waits (bounded) until something listens on 127.0.0.1:`port` (its console, its HTTP
+    /// endpoint, its built-in job server).
+    pub fn wait_listening(&self, port: u16, limit: Duration) {
+        let up = poll_until(limit, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "port {port} up\n{}\n{}", self.log(), self.stderr());
+    }
+
     /// Waits (bounded) until the log contains `needle`.
     pub fn wait_log(&self, needle: &str, limit: Duration) {
         let ok = poll_until(limit, || self.log().contains(needle));
