@@ -139,7 +139,16 @@ fn readers_never_see_a_torn_slot_while_processes_write() {
     let (mut consistent, mut gave_up) = (0u64, 0u64);
     let mut last_seen = [0u64; 4];
     let mut first_seen: [Option<u64>; 4] = [None; 4];
-    while consistent < enough && started.elapsed() < limit {
+    // Reads until there are enough and every slot has been read while its writer wrote
+    // (thousands of writes between the first and the last read of it).
+    let overlapped = |first: &[Option<u64>; 4], last: &[u64; 4]| {
+        first
+            .iter()
+            .zip(last)
+            .all(|(first, last)| first.is_some_and(|first| *last > first + 1000))
+    };
+    while (consistent < enough || !overlapped(&first_seen, &last_seen)) && started.elapsed() < limit
+    {
         for (slot, seen) in last_seen.iter_mut().enumerate() {
             match table.read(slot) {
                 Some(snapshot) => {
@@ -166,14 +175,10 @@ fn readers_never_see_a_torn_slot_while_processes_write() {
         consistent >= enough,
         "only {consistent} consistent reads in {limit:?} ({gave_up} gave up)"
     );
-    // The reads overlapped the writing: every writer wrote thousands of times meanwhile.
-    for (slot, (first, last)) in first_seen.iter().zip(last_seen).enumerate() {
-        let first = first.expect("every slot was read");
-        assert!(
-            last > first + 1000,
-            "slot {slot} was written while it was read: writes {first} to {last}"
-        );
-    }
+    assert!(
+        overlapped(&first_seen, &last_seen),
+        "every slot was read while its writer wrote: writes {first_seen:?} to {last_seen:?}"
+    );
     // A reader that gives up shows an operator nothing for the process: under this
     // contention (four processes writing without pause on their own slots) it is rare in an
     // optimised build. (Unoptimised, a read takes longer than a write's pause, so most give
