@@ -648,8 +648,22 @@ fn priority_number(priority: Priority) -> i64 {
     }
 }
 
+/// One transaction for `group`. Its statements, BEGIN and COMMIT included, are prepared
+/// once per connection (rusqlite's `transaction()` parses BEGIN and COMMIT anew each time:
+/// 4% of a `normal` server's time taking jobs from one client).
 fn write_group(db: &mut rusqlite::Connection, group: &[Op]) -> rusqlite::Result<()> {
-    let tx = db.transaction()?;
+    db.prepare_cached("BEGIN")?.execute([])?;
+    let written = write_ops(db, group).and_then(|()| {
+        db.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    });
+    if written.is_err() && !db.is_autocommit() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    written
+}
+
+fn write_ops(tx: &rusqlite::Connection, group: &[Op]) -> rusqlite::Result<()> {
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR REPLACE INTO {TABLE} \
@@ -675,7 +689,7 @@ fn write_group(db: &mut rusqlite::Connection, group: &[Op]) -> rusqlite::Result<
             }
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 #[cfg(test)]
