@@ -66,6 +66,31 @@ fn the_repos_config_is_valid() {
                 .as_path()
         )
     );
+    // The queue's files are not for git: the file, SQLite's, and the server's log of changes.
+    let files = [
+        "queue.sqlite",
+        "queue.sqlite-wal",
+        "queue.sqlite-shm",
+        "queue.sqlite-log.0",
+        "queue.sqlite-log.12",
+    ];
+    let checked = std::process::Command::new("git")
+        .arg("check-ignore")
+        .args(files)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match checked {
+        Ok(out) if out.status.code() != Some(128) => {
+            let ignored = String::from_utf8_lossy(&out.stdout);
+            for file in files {
+                assert!(
+                    ignored.lines().any(|l| l == file),
+                    "{file} is not in .gitignore: {ignored}"
+                );
+            }
+        }
+        _ => eprintln!("NOTICE: not a git checkout (or no git); .gitignore not checked"),
+    }
 }
 
 #[test]

@@ -615,7 +615,7 @@ fn log_restarts(queue: &std::path::Path) -> Option<u32> {
 // ~9 KB a job for as long as jobs kept coming (737 MB after 80,000 jobs from 4 clients, with a
 // 9 MB queue file), and with `full` every commit's fsync also had to record the file's new size.
 #[test]
-fn the_log_is_reused_while_jobs_keep_coming() {
+fn the_write_ahead_log_is_reused_while_jobs_keep_coming() {
     for (sync, per_client) in [("normal", 3000), ("full", 1500)] {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("queue.sqlite");
@@ -664,4 +664,34 @@ fn the_log_is_reused_while_jobs_keep_coming() {
         );
         drop(server);
     }
+}
+
+// With `normal`, a commit is an append to the queue's log, which a thread applies to the
+// table every 20 ms: jobs acknowledged just before a SIGKILL are in the log only, and the next
+// start applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_acknowledged_just_before_a_sigkill_are_kept() {
+    let (dir, mut server) = server_with_queue();
+    for round in 0..3 {
+        let function = format!("last{round}");
+        let jobs = lines(&function, 500);
+        if !submit_lines(server.port, &function, &[], &jobs) {
+            return;
+        }
+        server.restart_after(Signal::SIGKILL);
+        assert_eq!(
+            wait_total(&server.addr(), &function, 500).await,
+            Some(500),
+            "round {round}"
+        );
+    }
+    let logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("-log."))
+        .collect();
+    assert!(
+        logs.len() <= 1,
+        "old logs are removed once applied: {logs:?}"
+    );
 }
