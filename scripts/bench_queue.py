@@ -12,7 +12,8 @@ gearmand in memory and gearmand's own SQLite queue, with the same C client and C
 on these servers, each started afresh for each measurement with a new queue file:
 
   mem      - `geardriver server` (no queue)
-  normal   - `geardriver server --queue FILE` (synchronous=NORMAL, the default)
+  normal   - `geardriver server --queue FILE` (the default: an append to the queue's log per
+             group commit, applied to the table every 20 ms)
   full     - `geardriver server --queue FILE --queue-sync full` (an fsync per group commit)
   gd-mem   - gearmand, no queue
   gd-sqlite - gearmand `-q libsqlite3 --libsqlite3-db FILE` (one commit per job)

@@ -5,7 +5,9 @@
 //! A job is written before its JOB_CREATED is sent and deleted once it completes or fails;
 //! at start every row is restored, in arrival order within its priority. Writes are grouped:
 //! a commit takes every operation queued before it, so that durability costs one commit per
-//! group, not per job (gearmand's SQLite queue commits each job on its own).
+//! group, not per job (gearmand's SQLite queue commits each job on its own). A commit is one
+//! append to the queue's own log ([`log`]; with `full`, forced to the disk), which a thread
+//! applies to the table every [`APPLY_EVERY`] in one transaction.
 //!
 //! [`Sync`] chooses what a crash may cost, as Redis's `appendfsync` does.
 
@@ -27,12 +29,13 @@ pub const TABLE: &str = "gearman_queue";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Sync {
     /// Every acknowledged job survives the server process crashing or being killed; a power
-    /// loss or an OS crash may lose the last second or so (SQLite's write-ahead log with
-    /// `synchronous=NORMAL`: a commit is written to the OS, not forced to the disk).
+    /// loss or an OS crash may lose the last second or so (a commit is written to the OS,
+    /// not forced to the disk; the table is SQLite's with `synchronous=NORMAL`).
     #[default]
     Normal,
     /// Every acknowledged job survives a power loss too: each group of jobs is forced to the
-    /// disk (fsync) before the jobs are acknowledged (`synchronous=FULL`).
+    /// disk (fdatasync of the log) before the jobs are acknowledged; the table follows with
+    /// `synchronous=FULL`.
     Full,
 }
 
@@ -112,8 +115,8 @@ struct Shared {
     /// followers).
     leading: std::sync::atomic::AtomicBool,
     db: Mutex<rusqlite::Connection>,
-    /// `normal`: where a commit goes first (see [`log`]); the table follows.
-    log: Option<Mutex<Log>>,
+    /// Where a commit goes (see [`log`]); the table follows.
+    log: Mutex<Log>,
     path: PathBuf,
     failures: Mutex<crate::logging::Throttle>,
     /// The last commit failed: the next that works says so.
@@ -125,8 +128,8 @@ struct Shared {
 /// The handle the server's state holds. Writes are queued in order and committed in groups,
 /// by the connection that needs its jobs acknowledged, on its own thread (cheaper than waking
 /// another thread and being woken back, twice a job: measured with `full` and one client,
-/// 4,132 jobs/s against 3,337 with a writer thread). With `full`, one commit (an fsync) is
-/// under way at a time: the connections whose jobs arrive meanwhile leave them to the next,
+/// 4,132 jobs/s against 3,337 with a writer thread). With `full`, one commit (an fdatasync)
+/// is under way at a time: the connections whose jobs arrive meanwhile leave them to the next,
 /// which a thread of the runtime's blocking pool makes for all of them at once (group commit),
 /// and wait for their acknowledgements without holding a thread.
 pub struct Queue {
@@ -181,12 +184,8 @@ impl Queue {
         prepare_table(&db).map_err(|e| open_error(&e))?;
         let next_log = replay_logs(&mut db, path).map_err(|e| open_error(&e))?;
         let jobs = restore(&db, path)?;
-        let log = match sync {
-            Sync::Normal => Some(Mutex::new(
-                Log::start(path, next_log).map_err(|e| open_error(&e))?,
-            )),
-            Sync::Full => None,
-        };
+        let log =
+            Mutex::new(Log::start(path, next_log, sync == Sync::Full).map_err(|e| open_error(&e))?);
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::new()),
             queued: std::sync::Condvar::new(),
@@ -202,7 +201,7 @@ impl Queue {
             flush_due: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop_checkpoints, checkpointer) =
-            checkpoints(shared.clone(), sync).map_err(|e| open_error(&e))?;
+            checkpoints(shared.clone()).map_err(|e| open_error(&e))?;
         Ok((
             Queue {
                 shared,
@@ -248,15 +247,16 @@ impl Queue {
             let _ = checkpointer.join();
         }
         self.shared.commit_pending();
-        if self.shared.apply() {
-            if let Some(log) = &self.shared.log {
-                log.lock().unwrap_or_else(|e| e.into_inner()).remove_all();
-            }
+        let applied = self.shared.apply();
+        // A clean stop leaves no write-ahead log beside the file, and no log of changes.
+        self.shared.checkpoint("TRUNCATE");
+        if applied {
+            self.shared
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_all();
         }
-        // A clean stop leaves no write-ahead log beside the file.
-        let db = self.shared.db.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-        drop(db);
         self.owner = None;
     }
 }
@@ -358,19 +358,7 @@ impl Shared {
     /// in order, for the next commit: a finished job is never left to run again.
     /// Returns how many new jobs the group held.
     fn commit_pending(&self) -> usize {
-        match &self.log {
-            Some(log) => self.commit_logged(log),
-            None => {
-                let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-                self.commit_locked(&mut db)
-            }
-        }
-    }
-
-    /// A `normal` commit: one append to the log (a write to the OS); the table follows
-    /// within [`APPLY_EVERY`].
-    fn commit_logged(&self, log: &Mutex<Log>) -> usize {
-        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let group = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if group.is_empty() {
             return 0;
@@ -383,34 +371,23 @@ impl Shared {
         self.settle(group, result)
     }
 
-    /// Applies to the table what the log holds (`normal`; the checkpoint thread and a stop
-    /// call it). False if something is left unapplied (the table cannot be written: it is
-    /// tried again, and the log keeps it meanwhile).
+    /// Applies to the table what the log holds (the checkpoint thread and a stop call it).
+    /// False if something is left unapplied (the table cannot be written: it is tried
+    /// again, and the log keeps it meanwhile).
     fn apply(&self) -> bool {
-        let Some(log) = &self.log else {
+        let log = &self.log;
+        let (changes, files) = log.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if changes.is_empty() {
+            log.lock().unwrap_or_else(|e| e.into_inner()).applied(files);
             return true;
-        };
-        let taken = log.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let changes = match taken {
-            Ok(changes) if changes.is_empty() => return true,
-            Ok(changes) => changes,
-            Err(e) => {
-                let kept = log
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unapplied
-                    .len();
-                self.complain(&format!("cannot start a new log file: {e}"), 0, kept, true);
-                return false;
-            }
-        };
+        }
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let written = write_group(&mut db, &changes);
         drop(db);
         let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
         match written {
             Ok(()) => {
-                log.applied();
+                log.applied(files);
                 if self
                     .failing
                     .swap(false, std::sync::atomic::Ordering::Relaxed)
@@ -421,11 +398,53 @@ impl Shared {
             }
             Err(e) => {
                 let kept = changes.len();
-                log.not_applied(changes);
+                log.not_applied(changes, files);
                 drop(log);
                 self.complain(&e.to_string(), 0, kept, true);
                 false
             }
+        }
+    }
+
+    /// Copies SQLite's write-ahead log into the file and forces both to the disk (`mode`:
+    /// PASSIVE, or TRUNCATE at a stop); then the log files whose changes the table holds go.
+    fn checkpoint(&self, mode: &str) {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        // (busy, frames in the log, frames copied): done when not busy and all copied.
+        let done = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        });
+        drop(db);
+        if matches!(done, Ok((0, frames, copied)) if frames == copied) {
+            self.log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .checkpointed();
+        }
+    }
+
+    /// Makes the log's next file if it needs one (outside the writers' lock: making one
+    /// writes 4 MB and forces it to the disk).
+    fn make_spare(&self) {
+        if !self
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spare_needed()
+        {
+            return;
+        }
+        match log::make_spare(&self.path) {
+            Ok(file) => self
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .install_spare(file),
+            Err(e) => self.complain(&e.to_string(), 0, 0, true),
         }
     }
 
@@ -441,7 +460,7 @@ impl Shared {
             .allow();
         match not_logged {
             Some(similar_errors_not_logged) if kept_in_log => {
-                tracing::error!(queue = %self.path.display(), %reason, changes_kept = kept, similar_errors_not_logged, "job server: cannot write the persistent queue's table; its changes stay in its log, and are applied once it can");
+                tracing::error!(queue = %self.path.display(), %reason, changes_kept = kept, similar_errors_not_logged, "job server: cannot write the persistent queue's table (or make its log's next file); jobs are still taken, their changes are in its log, and it is tried again");
             }
             Some(similar_errors_not_logged) => {
                 tracing::error!(queue = %self.path.display(), %reason, refused, deletions_kept_for_a_retry = kept, similar_errors_not_logged, "job server: cannot write the persistent queue; new background jobs are refused to their clients until it can");
@@ -472,25 +491,14 @@ impl Shared {
         }
     }
 
-    /// A `full` commit, by the one connection or thread that leads: with the database held,
-    /// waits a moment for the jobs of clients that recent groups held (see [`Siblings`]),
-    /// then commits every operation queued.
+    /// A `full` commit, by the one connection or thread that leads: waits a moment for the
+    /// jobs of clients that recent groups held (see [`Siblings`]), then commits every
+    /// operation queued.
     fn commit_full(&self) {
-        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let mut siblings = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
         siblings.gather(self);
-        let added = self.commit_locked(&mut db);
+        let added = self.commit_pending();
         siblings.committed(added);
-    }
-
-    fn commit_locked(&self, db: &mut rusqlite::Connection) -> usize {
-        let group = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if group.is_empty() {
-            return 0;
-        }
-        let changes: Vec<Change> = group.iter().map(Op::change).collect();
-        let result = write_group(db, &changes).map_err(|e| Arc::<str>::from(e.to_string()));
-        self.settle(group, result)
     }
 
     /// Tells a group's jobs how their commit went; a failed one's deletions are kept, in
@@ -609,26 +617,21 @@ const BUSY_TIMEOUT: std::time::Duration = if cfg!(test) {
 /// How soon a finished job's deletion is committed (with `normal`).
 pub const DELETIONS_WITHIN: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// How often the write-ahead log is copied into the file: with `full`, often, so that the
-/// log starts being written over in place soon after a start (while it grows, each commit's
-/// fsync also records its new size); with `normal`, less often, as a checkpoint pauses the
-/// table's writes.
-fn checkpoint_every(sync: Sync) -> std::time::Duration {
-    match sync {
-        Sync::Normal => std::time::Duration::from_millis(200),
-        Sync::Full => std::time::Duration::from_millis(50),
-    }
-}
+/// How often SQLite's write-ahead log is copied into the file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// How often `normal`'s log of changes is applied to the table.
+/// How often a `normal` log is forced to the disk (by this thread, not by a commit).
+const SYNC_NORMAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often the log of changes is applied to the table.
 const APPLY_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Bytes of write-ahead log kept after a checkpoint has emptied it.
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// A thread that applies `normal`'s log of changes to the table every [`APPLY_EVERY`] and
-/// checkpoints SQLite's write-ahead log every [`checkpoint_every`], until the sender is
-/// dropped. A checkpoint holds the writers' connection: one that commits go on appending to
+/// A thread that applies the log of changes to the table every [`APPLY_EVERY`] (and, with
+/// `full`, makes the log's next file ahead of need) and checkpoints SQLite's write-ahead log
+/// every [`CHECKPOINT_EVERY`], until the sender is dropped. A checkpoint holds the writers' connection: one that commits go on appending to
 /// never catches up, and the log, which restarts from its beginning only after a checkpoint
 /// copied all of it, would grow for as long as jobs keep coming (737 MB after 80,000 jobs,
 /// never reused, when this thread had a connection of its own). Reused, the log is written
@@ -637,23 +640,30 @@ const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 /// since the last one, with an fsync or two.
 fn checkpoints(
     shared: Arc<Shared>,
-    sync: Sync,
 ) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), String> {
     let (stop, stopped) = mpsc::channel::<()>();
-    let tick = match sync {
-        Sync::Normal => APPLY_EVERY,
-        Sync::Full => checkpoint_every(sync),
-    };
     let thread = std::thread::Builder::new()
         .name("queue checkpoints".into())
         .spawn(move || {
             let mut last_checkpoint = std::time::Instant::now();
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+            let mut last_sync = std::time::Instant::now();
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(APPLY_EVERY) {
                 shared.apply();
-                if last_checkpoint.elapsed() >= checkpoint_every(sync) {
-                    let db = shared.db.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = db.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                shared.make_spare();
+                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                    shared.checkpoint("PASSIVE");
                     last_checkpoint = std::time::Instant::now();
+                }
+                if last_sync.elapsed() >= SYNC_NORMAL_EVERY {
+                    let file = shared
+                        .log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .to_sync();
+                    if let Some(file) = file {
+                        let _ = file.sync_data();
+                    }
+                    last_sync = std::time::Instant::now();
                 }
             }
         })
@@ -905,13 +915,14 @@ mod tests {
         }
         queue.done(Bytes::from_static(b"u0"), Bytes::from_static(b"f"));
         queue.committer().commit_soon();
-        tokio::time::sleep(DELETIONS_WITHIN * 5).await;
-        let db = rusqlite::Connection::open(&path).unwrap();
-        let rows: i64 = db
-            .query_row(&format!("SELECT count(*) FROM {TABLE}"), [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(rows, 49, "the deletion was committed soon, without a close");
-        drop(db);
+        let applied = async {
+            while uniques(&path).len() != 49 {
+                tokio::time::sleep(APPLY_EVERY).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), applied)
+            .await
+            .expect("the deletion reaches the table soon, without a close");
         queue.close();
         let (_queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
         assert_eq!(restored.len(), 49);
@@ -920,31 +931,34 @@ mod tests {
 
     // Found trying issue 14: a job that finished while the file could not be written (disk
     // full) kept its row, and ran again at the next start. Deletions are kept for a retry;
-    // new jobs in a failed commit are refused to their clients (`full`, which writes the
-    // table before it acknowledges).
+    // new jobs in a failed commit are refused to their clients.
     #[tokio::test]
     async fn a_deletion_that_fails_is_retried_and_new_jobs_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("queue.sqlite");
-        let (mut queue, _) = Queue::open(&path, Sync::Full).unwrap();
-        let stored = queue.add(job("a", "f", Priority::Normal, 0));
-        queue.committer().commit();
-        stored.await.unwrap().unwrap();
-        // Someone holds the file's write lock: commits fail.
-        let blocker = rusqlite::Connection::open(&path).unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-        queue.done(Bytes::from_static(b"a"), Bytes::from_static(b"f"));
-        queue.committer().commit();
-        let refused = queue.add(job("b", "f", Priority::Normal, 0));
-        queue.committer().commit();
-        let err = refused.await.unwrap().unwrap_err();
-        assert!(err.contains("locked"), "{err}");
-        blocker.execute_batch("COMMIT").unwrap();
-        drop(blocker);
-        queue.committer().commit();
-        queue.close();
-        let (_queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
-        assert!(restored.is_empty(), "{restored:?}");
+        for sync in [Sync::Normal, Sync::Full] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("queue.sqlite");
+            let (mut queue, _) = Queue::open(&path, sync).unwrap();
+            let stored = queue.add(job("a", "f", Priority::Normal, 0));
+            queue.committer().commit();
+            stored.await.unwrap().unwrap();
+            // The disk is full: the log's next write fails.
+            queue
+                .shared
+                .log
+                .lock()
+                .unwrap()
+                .write_to_for_test(std::path::Path::new("/dev/full"));
+            queue.done(Bytes::from_static(b"a"), Bytes::from_static(b"f"));
+            let refused = queue.add(job("b", "f", Priority::Normal, 0));
+            queue.committer().commit();
+            let err = refused.await.unwrap().unwrap_err();
+            assert!(err.contains("No space left"), "{sync:?}: {err}");
+            // The log went on in a new file; the deletion kept goes with the next commit.
+            queue.committer().commit();
+            queue.close();
+            let (_queue, restored) = Queue::open(&path, Sync::Normal).unwrap();
+            assert!(restored.is_empty(), "{sync:?}: {restored:?}");
+        }
     }
 
     /// The rows of the table, by unique id.
@@ -960,13 +974,19 @@ mod tests {
             .collect()
     }
 
-    // With `normal`, a commit is an append to the log: jobs are acknowledged while the table
-    // cannot be written, and reach it (in order, deletions too) once it can.
+    // A commit is an append to the log: jobs are acknowledged while the table cannot be
+    // written, and reach it (in order, deletions too) once it can.
     #[tokio::test]
-    async fn with_normal_sync_the_log_keeps_changes_the_table_cannot_take_yet() {
+    async fn the_log_keeps_changes_the_table_cannot_take_yet() {
+        for sync in [Sync::Normal, Sync::Full] {
+            the_log_keeps_changes_the_table_cannot_take_yet_with(sync).await;
+        }
+    }
+
+    async fn the_log_keeps_changes_the_table_cannot_take_yet_with(sync: Sync) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.sqlite");
-        let (mut queue, _) = Queue::open(&path, Sync::Normal).unwrap();
+        let (mut queue, _) = Queue::open(&path, sync).unwrap();
         let blocker = rusqlite::Connection::open(&path).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         for unique in ["a", "b", "c"] {
@@ -1001,7 +1021,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.sqlite");
         drop(Queue::open(&path, Sync::Normal).unwrap());
-        let mut left = Log::start(&path, 7).unwrap();
+        let mut left = Log::start(&path, 7, true).unwrap();
         left.append(&[
             Change::Add(job("x", "f", Priority::Low, 0)),
             Change::Add(job("y", "f", Priority::High, 5)),
@@ -1021,7 +1041,11 @@ mod tests {
                 job("z", "g", Priority::Normal, 0)
             ]
         );
-        assert!(log::existing(&path).unwrap().is_empty());
+        assert_eq!(
+            log::existing(&path).unwrap(),
+            vec![8],
+            "the old log is gone"
+        );
         drop(queue);
     }
 
