@@ -42,6 +42,9 @@ pub struct Log {
     /// Files whose changes the table holds, removed after the next checkpoint has forced the
     /// table to the disk.
     applied: Vec<u64>,
+    /// Tests: the next write stops after this many bytes, as on a disk that fills up.
+    #[cfg(test)]
+    fail_after: Option<usize>,
 }
 
 /// Bytes of log in one file before the next is started.
@@ -54,26 +57,50 @@ fn path_of(queue: &Path, number: u64) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The numbers of the log files beside `queue`, oldest first.
-pub fn existing(queue: &Path) -> std::io::Result<Vec<u64>> {
+/// The largest number a log file has (far beyond what a server reaches: a new file every
+/// 4 MB of changes).
+const MAX_NUMBER: u64 = 999_999_999_999;
+
+/// The numbers of the log files beside `queue`, oldest first. A name that looks like a log's
+/// but is not one this server writes (`-log.007`, `-log.+5`, a number past [`MAX_NUMBER`])
+/// is refused, named: it cannot be put in order with the others.
+pub fn existing(queue: &Path) -> Result<Vec<u64>, String> {
     let Some(name) = queue.file_name() else {
         return Ok(Vec::new());
     };
     let prefix = format!("{}-log.", name.to_string_lossy());
+    let dir = directory(queue);
+    let listing = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
     let mut numbers = Vec::new();
-    for entry in std::fs::read_dir(directory(queue))? {
-        let entry = entry?;
-        let entry_name = entry.file_name();
+    for entry in std::fs::read_dir(dir).map_err(listing)? {
+        let entry_name = entry.map_err(listing)?.file_name();
         let entry_name = entry_name.to_string_lossy();
-        if let Some(n) = entry_name
-            .strip_prefix(&prefix)
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            numbers.push(n);
+        let Some(suffix) = entry_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if suffix == "next" {
+            continue; // a spare being made
+        }
+        match canonical_number(suffix) {
+            Some(n) => numbers.push(n),
+            None => {
+                return Err(format!(
+                    "{}: not a name this server gives its logs (-log.N, N a number up to \
+                     {MAX_NUMBER} without leading zeros); move it away",
+                    dir.join(&*entry_name).display()
+                ));
+            }
         }
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+fn canonical_number(text: &str) -> Option<u64> {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    let n: u64 = text.parse().ok().filter(|_| digits_only && !leading_zero)?;
+    (n <= MAX_NUMBER).then_some(n)
 }
 
 fn directory(queue: &Path) -> &Path {
@@ -83,46 +110,79 @@ fn directory(queue: &Path) -> &Path {
     }
 }
 
-/// Every change in the log files `numbers`, in order, and warnings for what could not be
-/// read (a record cut short by a crash, or damage). A file's zeros after its last record are
-/// room it was made with, not damage.
-pub fn read(queue: &Path, numbers: &[u64]) -> std::io::Result<(Vec<Change>, Vec<String>)> {
+/// Every change in the log files `numbers`, in order, and warnings for a record a crash cut
+/// short (the last in the newest file, nothing but zeros after it: its jobs were never
+/// acknowledged). A file's zeros after its last record are room it was made with. Anything
+/// else unreadable is damage, refused with where it is: the records after it would be lost.
+pub fn read(queue: &Path, numbers: &[u64]) -> Result<(Vec<Change>, Vec<String>), String> {
     let mut changes = Vec::new();
     let mut warnings = Vec::new();
-    for &n in numbers {
+    for (i, &n) in numbers.iter().enumerate() {
+        let newest = i + 1 == numbers.len();
         let path = path_of(queue, n);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut at = 0;
         let mut records = 0;
         while at < bytes.len() {
-            match decode(&bytes[at..]) {
-                Some((change, used)) => {
-                    changes.push(change);
-                    at += used;
-                    records += 1;
-                }
-                None if bytes[at..].iter().all(|&b| b == 0) => break,
-                None => {
-                    warnings.push(format!(
-                        "{}: {} bytes after record {records} cannot be read (a write cut \
-                         short by a crash: its jobs were never acknowledged); ignored",
-                        path.display(),
-                        bytes.len() - at
-                    ));
-                    break;
-                }
+            if let Some((change, used)) = decode(&bytes[at..]) {
+                changes.push(change);
+                at += used;
+                records += 1;
+                continue;
             }
+            let rest = &bytes[at..];
+            if rest.iter().all(|&b| b == 0) {
+                break;
+            }
+            if newest && cut_short(rest) {
+                warnings.push(format!(
+                    "{}: record {} ({} bytes from byte {at}) was cut short by a crash while it \
+                     was written (its jobs were never acknowledged); ignored",
+                    path.display(),
+                    records + 1,
+                    rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+                ));
+                break;
+            }
+            return Err(format!(
+                "{}: record {} at byte {at} is damaged and {} bytes follow it (not a write a \
+                 crash cut short); the changes from there on cannot be read. Move the file \
+                 aside to start without them",
+                path.display(),
+                records + 1,
+                rest.len()
+            ));
         }
     }
     Ok((changes, warnings))
 }
 
-/// Removes the log files `numbers`.
-pub fn remove(queue: &Path, numbers: &[u64]) {
-    for &n in numbers {
-        let _ = std::fs::remove_file(path_of(queue, n));
+/// Whether `rest`, which does not start with a whole record, is the start of one a crash
+/// cut short: no more than a header, or a header whose record runs to the end of the file or
+/// is followed by nothing but zeros (a durable file's room).
+fn cut_short(rest: &[u8]) -> bool {
+    let Some(len) = rest.get(..4) else {
+        return true;
+    };
+    let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+    let end = 12usize.saturating_add(len).min(rest.len());
+    rest[end..].iter().all(|&b| b == 0)
+}
+
+/// Removes the log files `numbers`, in order, stopping at the first that cannot be removed:
+/// an older file left alone while newer ones went would be applied again at the next start
+/// without the deletions in the newer ones, bringing finished jobs back. Returns how many
+/// went, and why the next did not.
+pub fn remove(queue: &Path, numbers: &[u64]) -> (usize, Option<String>) {
+    for (i, &n) in numbers.iter().enumerate() {
+        let path = path_of(queue, n);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return (i, Some(format!("cannot remove {}: {e}", path.display()))),
+        }
     }
+    (numbers.len(), None)
 }
 
 impl Log {
@@ -138,6 +198,8 @@ impl Log {
             retired: Vec::new(),
             spare: None,
             applied: Vec::new(),
+            #[cfg(test)]
+            fail_after: None,
         })
     }
 
@@ -152,13 +214,7 @@ impl Log {
         if self.len > 0 && self.len + bytes.len() as u64 > FILE_SIZE {
             self.next_file()?;
         }
-        let written = self.file.write_all_at(&bytes, self.len).and_then(|()| {
-            if self.durable {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written = self.write_at(&bytes);
         match written {
             Ok(()) => {
                 self.len += bytes.len() as u64;
@@ -186,6 +242,23 @@ impl Log {
         }
     }
 
+    /// Writes `bytes` after the whole records (forced to the disk when durable). Each write
+    /// names its place: after a failed one the next goes where it began, over what it left.
+    fn write_at(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        #[cfg(test)]
+        if let Some(n) = self.fail_after.take() {
+            self.file
+                .write_all_at(&bytes[..n.min(bytes.len())], self.len)?;
+            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        }
+        self.file.write_all_at(bytes, self.len)?;
+        if self.durable {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
     /// Whether a durable log has no next file made yet: then the checkpoint thread makes one
     /// ([`make_spare`], outside the writers' lock) and installs it ([`Log::install_spare`]).
     pub fn spare_needed(&self) -> bool {
@@ -207,6 +280,12 @@ impl Log {
 
     fn next_file(&mut self) -> std::io::Result<()> {
         let next = self.number + 1;
+        if next > MAX_NUMBER {
+            return Err(std::io::Error::other(format!(
+                "the log's files are numbered up to {MAX_NUMBER}; stop the server cleanly (it \
+                 leaves no log) to start again from 0"
+            )));
+        }
         let file = match self.spare.take() {
             Some(file) => {
                 let named = std::fs::rename(spare_path(&self.queue), path_of(&self.queue, next))
@@ -234,10 +313,13 @@ impl Log {
         self.applied.extend(files);
     }
 
-    /// A checkpoint forced the table to the disk: the files applied before it go.
-    pub fn checkpointed(&mut self) {
-        remove(&self.queue, &self.applied);
-        self.applied.clear();
+    /// A checkpoint forced the table to the disk: the files applied before it go, oldest
+    /// first; one that cannot go stops the others, all tried again at the next checkpoint
+    /// (the reason is returned).
+    pub fn checkpointed(&mut self) -> Option<String> {
+        let (removed, failed) = remove(&self.queue, &self.applied);
+        self.applied.drain(..removed);
+        failed
     }
 
     /// A `normal` log's current file, to be forced to the disk now and then (outside the
@@ -259,10 +341,12 @@ impl Log {
 
     /// At a clean stop, once everything is applied: no log is left.
     pub fn remove_all(&mut self) {
-        let mut files = std::mem::take(&mut self.retired);
-        files.append(&mut self.applied);
+        let mut files = std::mem::take(&mut self.applied);
+        files.append(&mut self.retired);
         files.push(self.number);
-        remove(&self.queue, &files);
+        if let (_, Some(reason)) = remove(&self.queue, &files) {
+            tracing::warn!("job server: {reason}; it is applied again at the next start");
+        }
         if self.spare.take().is_some() {
             let _ = std::fs::remove_file(spare_path(&self.queue));
         }
@@ -544,6 +628,109 @@ mod tests {
         assert_eq!((read_back.len(), warnings.len()), (2, 0));
         log.remove_all();
         assert!(existing(&queue).unwrap().is_empty());
+    }
+
+    // Found trying issue 14 (D1): after a write that failed part way (a full disk), the next
+    // writes went after what it left, the reader stopped there, and jobs acknowledged later
+    // were lost at the next start.
+    #[test]
+    fn after_a_write_that_failed_part_way_the_next_records_are_read() {
+        for durable in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let queue = dir.path().join("q.sqlite");
+            let mut log = Log::start(&queue, 0, durable).unwrap();
+            log.append(&[add("a")]).unwrap();
+            log.fail_after = Some(20);
+            assert!(log.append(&[add("lost"), add("lost too")]).is_err());
+            log.append(&[add("b")]).unwrap();
+            let (changes, warnings) = read(&queue, &[0]).unwrap();
+            assert_eq!(changes, vec![add("a"), add("b")], "durable {durable}");
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+    }
+
+    // Found trying issue 14 (D2): a log file that could not be removed was applied again at
+    // every start, after newer files with its jobs' deletions had gone.
+    #[test]
+    fn files_are_removed_oldest_first_and_one_that_cannot_go_keeps_the_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("q.sqlite");
+        let mut log = Log::start(&queue, 0, false).unwrap();
+        for n in [1, 3] {
+            drop(create(&queue, n, false).unwrap());
+        }
+        // A directory where log 2 would be: it cannot be removed as a file.
+        std::fs::create_dir(path_of(&queue, 2)).unwrap();
+        std::fs::write(path_of(&queue, 2).join("x"), b"x").unwrap();
+        log.applied(vec![1, 2, 3]);
+        let reason = log.checkpointed().expect("log 2 cannot go");
+        assert!(reason.contains("q.sqlite-log.2"), "{reason}");
+        assert!(!path_of(&queue, 1).exists());
+        assert!(
+            path_of(&queue, 3).exists(),
+            "a newer file stays while an older one does"
+        );
+        std::fs::remove_dir_all(path_of(&queue, 2)).unwrap();
+        assert_eq!(log.checkpointed(), None);
+        assert!(!path_of(&queue, 3).exists());
+    }
+
+    // Found trying issue 14 (D3): damage in the middle of a log was taken for a write a crash
+    // cut short, and the records after it were dropped with the file.
+    #[test]
+    fn damage_is_refused_and_only_the_newest_files_last_record_may_be_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("q.sqlite");
+        for durable in [false, true] {
+            let mut log = Log::start(&queue, 0, durable).unwrap();
+            log.append(&[add("a"), add("b"), add("c")]).unwrap();
+            let path = path_of(&queue, 0);
+            let whole = std::fs::read(&path).unwrap();
+            // A byte of the second record flipped: damage, named.
+            let mut damaged = whole.clone();
+            damaged[60] ^= 0x01;
+            std::fs::write(&path, &damaged).unwrap();
+            let err = read(&queue, &[0]).unwrap_err();
+            assert!(
+                err.contains("q.sqlite-log.0") && err.contains("damaged"),
+                "{err}"
+            );
+            // The last record cut short: a crash, in the newest file only.
+            let records_end = usize::try_from(log.len).unwrap();
+            let mut cut = whole[..records_end - 5].to_vec();
+            if durable {
+                cut.resize(whole.len(), 0);
+            }
+            std::fs::write(&path, &cut).unwrap();
+            let (changes, warnings) = read(&queue, &[0]).unwrap();
+            assert_eq!((changes.len(), warnings.len()), (2, 1));
+            drop(create(&queue, 1, false).unwrap());
+            let err = read(&queue, &[0, 1]).unwrap_err();
+            assert!(err.contains("damaged"), "not the newest file: {err}");
+            remove(&queue, &[0, 1]);
+        }
+    }
+
+    #[test]
+    fn names_that_are_not_this_servers_logs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("q.sqlite");
+        for n in [0, 2, 10] {
+            drop(create(&queue, n, false).unwrap());
+        }
+        std::fs::write(dir.path().join("q.sqlite-log.next"), b"").unwrap();
+        std::fs::write(dir.path().join("other.sqlite-log.5"), b"").unwrap();
+        assert_eq!(existing(&queue).unwrap(), vec![0, 2, 10]);
+        for name in [
+            "q.sqlite-log.007",
+            "q.sqlite-log.+5",
+            "q.sqlite-log.99999999999999999999",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+            let err = existing(&queue).unwrap_err();
+            assert!(err.contains(name), "{err}");
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+        }
     }
 
     #[test]

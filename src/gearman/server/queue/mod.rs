@@ -121,6 +121,8 @@ struct Shared {
     failures: Mutex<crate::logging::Throttle>,
     /// The last commit failed: the next that works says so.
     failing: std::sync::atomic::AtomicBool,
+    /// The table (or the log's files) could not be written when last tried.
+    table_failing: std::sync::atomic::AtomicBool,
     /// A commit of deletions is due within [`DELETIONS_WITHIN`].
     flush_due: std::sync::atomic::AtomicBool,
 }
@@ -198,6 +200,7 @@ impl Queue {
                 std::time::Duration::from_secs(10),
             )),
             failing: std::sync::atomic::AtomicBool::new(false),
+            table_failing: std::sync::atomic::AtomicBool::new(false),
             flush_due: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop_checkpoints, checkpointer) =
@@ -388,19 +391,12 @@ impl Shared {
         match written {
             Ok(()) => {
                 log.applied(files);
-                if self
-                    .failing
-                    .swap(false, std::sync::atomic::Ordering::Relaxed)
-                {
-                    tracing::info!(queue = %self.path.display(), "job server: the persistent queue is written again");
-                }
                 true
             }
             Err(e) => {
-                let kept = changes.len();
                 log.not_applied(changes, files);
                 drop(log);
-                self.complain(&e.to_string(), 0, kept, true);
+                self.table_failed(&e.to_string());
                 false
             }
         }
@@ -420,10 +416,33 @@ impl Shared {
         });
         drop(db);
         if matches!(done, Ok((0, frames, copied)) if frames == copied) {
-            self.log
+            let removed = self
+                .log
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .checkpointed();
+            match removed {
+                Some(reason) => self.table_failed(&reason),
+                None => self.table_written(),
+            }
+        }
+    }
+
+    /// A checkpoint went through and removed what it should: if the table failed before,
+    /// and what the log held since has reached it, says so.
+    fn table_written(&self) {
+        let caught_up = self
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unapplied
+            .is_empty();
+        if caught_up
+            && self
+                .table_failing
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!(queue = %self.path.display(), "job server: the persistent queue's table is written again");
         }
     }
 
@@ -444,29 +463,40 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .install_spare(file),
-            Err(e) => self.complain(&e.to_string(), 0, 0, true),
+            Err(e) => self.table_failed(&e.to_string()),
         }
     }
 
-    /// Logs a failure to write the queue (at most once every 10 s): new jobs refused to their
-    /// clients, or (`kept_in_log`) kept in the log until the table can be written.
-    fn complain(&self, reason: &str, refused: usize, kept: usize, kept_in_log: bool) {
+    /// Logs a failure to write the log (at most once every 10 s): new jobs were refused.
+    fn log_failed(&self, reason: &str, refused: usize, kept: usize) {
         self.failing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let not_logged = self
-            .failures
+        if let Some(similar_errors_not_logged) = self.allow_error() {
+            tracing::error!(queue = %self.path.display(), %reason, refused, deletions_kept_for_a_retry = kept, similar_errors_not_logged, "job server: cannot write the persistent queue; new background jobs are refused to their clients until it can");
+        }
+    }
+
+    /// Logs a failure to write the table or the log's files (at most once every 10 s): jobs
+    /// are still taken, and the log holds what the table does not.
+    fn table_failed(&self, reason: &str) {
+        self.table_failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(similar_errors_not_logged) = self.allow_error() {
+            let changes_in_log_only = self
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unapplied
+                .len();
+            tracing::error!(queue = %self.path.display(), %reason, changes_in_log_only, similar_errors_not_logged, "job server: cannot write the persistent queue's table or its log's files; jobs are still taken (their changes are in its log) and it is tried again");
+        }
+    }
+
+    fn allow_error(&self) -> Option<u64> {
+        self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .allow();
-        match not_logged {
-            Some(similar_errors_not_logged) if kept_in_log => {
-                tracing::error!(queue = %self.path.display(), %reason, changes_kept = kept, similar_errors_not_logged, "job server: cannot write the persistent queue's table (or make its log's next file); jobs are still taken, their changes are in its log, and it is tried again");
-            }
-            Some(similar_errors_not_logged) => {
-                tracing::error!(queue = %self.path.display(), %reason, refused, deletions_kept_for_a_retry = kept, similar_errors_not_logged, "job server: cannot write the persistent queue; new background jobs are refused to their clients until it can");
-            }
-            None => {}
-        }
+            .allow()
     }
 
     /// After a `full` commit by the caller, which leads: stops leading, unless operations
@@ -525,7 +555,7 @@ impl Shared {
                 retry.append(&mut pending);
                 *pending = retry;
                 drop(pending);
-                self.complain(reason, refused, kept, false);
+                self.log_failed(reason, refused, kept);
             }
             Ok(()) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
@@ -674,18 +704,27 @@ fn checkpoints(
 /// Applies to the table the logs of changes a `normal` server left (it stopped before it
 /// applied them, or crashed), and removes them; the number for the next log.
 fn replay_logs(db: &mut rusqlite::Connection, path: &Path) -> Result<u64, String> {
-    let numbers = log::existing(path).map_err(|e| format!("cannot list its logs: {e}"))?;
+    let numbers = log::existing(path)?;
     let Some(&last) = numbers.last() else {
         return Ok(0);
     };
-    let (changes, warnings) =
-        log::read(path, &numbers).map_err(|e| format!("cannot read its logs: {e}"))?;
+    let (changes, warnings) = log::read(path, &numbers)?;
     for warning in warnings {
         tracing::warn!(queue = %path.display(), "job server: {warning}");
     }
     write_group(db, &changes).map_err(|e| format!("cannot apply its logs to the table: {e}"))?;
+    // Forced to the disk before the logs go.
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(|e| format!("cannot write the table: {e}"))?;
     tracing::info!(queue = %path.display(), changes = changes.len(), "job server: the changes logged before the last stop are in the table");
-    log::remove(path, &numbers);
+    // A log left behind would be applied again at every start, without the deletions of
+    // the newer ones: the server does not start until it can remove them.
+    if let (_, Some(reason)) = log::remove(path, &numbers) {
+        return Err(format!(
+            "{reason} (its changes are in the table; a log left there would bring finished \
+             jobs back at the next start)"
+        ));
+    }
     Ok(last + 1)
 }
 
