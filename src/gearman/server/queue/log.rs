@@ -5,9 +5,11 @@
 //!
 //! Files: `QUEUE-log.N` beside the queue file, N counting up; the writer appends to the
 //! newest, the applier starts a new one before it applies, and removes the older ones once
-//! the table holds their changes. A record is `[u32 length][u64 checksum][body]`
-//! (little-endian), so that a record a crash cut short is recognised and ignored (its jobs
-//! were not acknowledged).
+//! the table holds their changes. Each write (one group commit) is a frame,
+//! `[u32 length][u64 checksum][changes]` (little-endian, FNV-1a over the changes), so that a
+//! write a crash cut short, or persisted only in part at a power loss, is recognised and
+//! ignored as a whole (its jobs were not acknowledged), and damage is told from it: a cut
+//! write is the last one, with no whole frame after it.
 
 use super::StoredJob;
 use crate::gearman::packet::Priority;
@@ -110,10 +112,10 @@ fn directory(queue: &Path) -> &Path {
     }
 }
 
-/// Every change in the log files `numbers`, in order, and warnings for a record a crash cut
-/// short (the last in the newest file, nothing but zeros after it: its jobs were never
-/// acknowledged). A file's zeros after its last record are room it was made with. Anything
-/// else unreadable is damage, refused with where it is: the records after it would be lost.
+/// Every change in the log files `numbers`, in order, and warnings for a write a crash cut
+/// short (in the newest file, with no whole write after it: its jobs were never
+/// acknowledged). A file's zeros after its last write are room it was made with. Anything
+/// else unreadable is damage, refused with where it is: the writes after it would be lost.
 pub fn read(queue: &Path, numbers: &[u64]) -> Result<(Vec<Change>, Vec<String>), String> {
     let mut changes = Vec::new();
     let mut warnings = Vec::new();
@@ -122,51 +124,67 @@ pub fn read(queue: &Path, numbers: &[u64]) -> Result<(Vec<Change>, Vec<String>),
         let path = path_of(queue, n);
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut at = 0;
-        let mut records = 0;
+        let mut writes = 0;
         while at < bytes.len() {
-            if let Some((change, used)) = decode(&bytes[at..]) {
-                changes.push(change);
+            if let Some((frame, used)) = decode_frame(&bytes[at..]) {
+                changes.extend(frame);
                 at += used;
-                records += 1;
+                writes += 1;
                 continue;
             }
             let rest = &bytes[at..];
             if rest.iter().all(|&b| b == 0) {
                 break;
             }
-            if newest && cut_short(rest) {
+            if newest && !whole_frame_within(&rest[1..]) {
                 warnings.push(format!(
-                    "{}: record {} ({} bytes from byte {at}) was cut short by a crash while it \
-                     was written (its jobs were never acknowledged); ignored",
+                    "{}: write {} (from byte {at}) was cut short by a crash (its jobs were never \
+                     acknowledged); ignored",
                     path.display(),
-                    records + 1,
-                    rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+                    writes + 1,
                 ));
                 break;
             }
             return Err(format!(
-                "{}: record {} at byte {at} is damaged and {} bytes follow it (not a write a \
-                 crash cut short); the changes from there on cannot be read. Move the file \
+                "{}: write {} at byte {at} is damaged and {} bytes follow it (not a write a \
+                 crash cut short: {}); the changes from there on cannot be read. Move the file \
                  aside to start without them",
                 path.display(),
-                records + 1,
-                rest.len()
+                writes + 1,
+                rest.len(),
+                if newest {
+                    "whole writes follow it"
+                } else {
+                    "newer log files follow it"
+                }
             ));
         }
     }
     Ok((changes, warnings))
 }
 
-/// Whether `rest`, which does not start with a whole record, is the start of one a crash
-/// cut short: no more than a header, or a header whose record runs to the end of the file or
-/// is followed by nothing but zeros (a durable file's room).
-fn cut_short(rest: &[u8]) -> bool {
-    let Some(len) = rest.get(..4) else {
-        return true;
-    };
-    let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
-    let end = 12usize.saturating_add(len).min(rest.len());
-    rest[end..].iter().all(|&b| b == 0)
+/// Whether a whole, intact frame starts anywhere in `bytes` (the bytes after one that is
+/// not: a crash cuts only the last write). The search gives up, answering yes (so the start
+/// is refused rather than changes dropped), past 256 MB of checksummed bytes.
+fn whole_frame_within(bytes: &[u8]) -> bool {
+    let mut budget: usize = 256 << 20;
+    for at in 0..bytes.len() {
+        let Some(len) = bytes.get(at..at + 4) else {
+            return false;
+        };
+        let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+        if len == 0 || at + 12 + len > bytes.len() {
+            continue;
+        }
+        if budget < len {
+            return true;
+        }
+        budget -= len;
+        if decode_frame(&bytes[at..]).is_some() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Removes the log files `numbers`, in order, stopping at the first that cannot be removed:
@@ -207,10 +225,7 @@ impl Log {
     /// is cut back to its whole records.
     pub fn append(&mut self, changes: &[Change]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let mut bytes = Vec::with_capacity(changes.len() * 96);
-        for change in changes {
-            encode(change, &mut bytes)?;
-        }
+        let bytes = encode_frame(changes)?;
         if self.len > 0 && self.len + bytes.len() as u64 > FILE_SIZE {
             self.next_file()?;
         }
@@ -343,9 +358,16 @@ impl Log {
     pub fn remove_all(&mut self) {
         let mut files = std::mem::take(&mut self.applied);
         files.append(&mut self.retired);
-        files.push(self.number);
-        if let (_, Some(reason)) = remove(&self.queue, &files) {
-            tracing::warn!("job server: {reason}; it is applied again at the next start");
+        if !files.contains(&self.number) {
+            files.push(self.number);
+        }
+        let (removed, failed) = remove(&self.queue, &files);
+        if let Some(reason) = failed {
+            tracing::warn!(
+                "job server: {reason}; it and the newer logs are applied again at the next start"
+            );
+            // Kept, in order: a second call must not remove a newer file without it.
+            self.applied = files.split_off(removed);
         }
         if self.spare.take().is_some() {
             let _ = std::fs::remove_file(spare_path(&self.queue));
@@ -421,9 +443,21 @@ fn made_at(
 const ADD: u8 = 1;
 const DONE: u8 = 2;
 
-fn encode(change: &Change, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let start = out.len();
+/// One write: the frame of `changes`.
+fn encode_frame(changes: &[Change]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(12 + changes.len() * 96);
     out.extend_from_slice(&[0; 12]); // length and checksum, filled in below
+    for change in changes {
+        encode(change, &mut out)?;
+    }
+    let len = length(out.len() - 12)?;
+    let sum = checksum(&out[12..]);
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out[4..12].copy_from_slice(&sum.to_le_bytes());
+    Ok(out)
+}
+
+fn encode(change: &Change, out: &mut Vec<u8>) -> std::io::Result<()> {
     match change {
         Change::Add(job) => {
             out.push(ADD);
@@ -443,11 +477,6 @@ fn encode(change: &Change, out: &mut Vec<u8>) -> std::io::Result<()> {
             field(out, function)?;
         }
     }
-    let body = start + 12;
-    let len = length(out.len() - body)?;
-    let sum = checksum(&out[body..]);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..body].copy_from_slice(&sum.to_le_bytes());
     Ok(())
 }
 
@@ -468,16 +497,25 @@ fn length(len: usize) -> std::io::Result<u32> {
     })
 }
 
-/// A record at the start of `bytes` and its length; `None` if it is not whole and intact.
-fn decode(bytes: &[u8]) -> Option<(Change, usize)> {
+/// The changes of the frame at the start of `bytes`, and its length; `None` if it is not
+/// whole and intact.
+fn decode_frame(bytes: &[u8]) -> Option<(Vec<Change>, usize)> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let sum = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
     let body = bytes.get(12..12usize.checked_add(len)?)?;
-    if checksum(body) != sum {
+    if len == 0 || checksum(body) != sum {
         return None;
     }
     let mut reader = Reader(body);
-    let change = match reader.byte()? {
+    let mut changes = Vec::new();
+    while !reader.0.is_empty() {
+        changes.push(decode(&mut reader)?);
+    }
+    Some((changes, 12 + len))
+}
+
+fn decode(reader: &mut Reader<'_>) -> Option<Change> {
+    Some(match reader.byte()? {
         ADD => {
             let priority = match reader.byte()? {
                 0 => Priority::High,
@@ -499,8 +537,7 @@ fn decode(bytes: &[u8]) -> Option<(Change, usize)> {
             function: reader.field()?,
         },
         _ => return None,
-    };
-    reader.0.is_empty().then_some((change, 12 + len))
+    })
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -566,8 +603,7 @@ mod tests {
             assert_eq!(changes, vec![add("a"), add("b"), done.clone()]);
             assert!(warnings.is_empty(), "{durable}: {warnings:?}");
             // A crash in the middle of the next write: its record is cut short.
-            let mut partial = Vec::new();
-            encode(&add("c"), &mut partial).unwrap();
+            let partial = encode_frame(&[add("c")]).unwrap();
             let path = path_of(&queue, 3);
             let mut bytes = std::fs::read(&path).unwrap();
             let end = usize::try_from(log.len).unwrap();
@@ -675,29 +711,59 @@ mod tests {
         assert!(!path_of(&queue, 3).exists());
     }
 
-    // Found trying issue 14 (D3): damage in the middle of a log was taken for a write a crash
-    // cut short, and the records after it were dropped with the file.
+    // Found re-checking issue 14: at a stop, an older log that could not be removed was
+    // forgotten, and a second call (the queue's drop after its close) removed the newest,
+    // whose deletions then never reached the next start: finished jobs came back.
     #[test]
-    fn damage_is_refused_and_only_the_newest_files_last_record_may_be_cut() {
+    fn a_stop_that_cannot_remove_an_older_log_keeps_the_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("q.sqlite");
+        std::fs::create_dir(path_of(&queue, 0)).unwrap();
+        std::fs::write(path_of(&queue, 0).join("x"), b"x").unwrap();
+        let mut log = Log::start(&queue, 1, false).unwrap();
+        log.append(&[add("a")]).unwrap();
+        log.applied(vec![0]);
+        for _ in 0..2 {
+            log.remove_all();
+            assert!(
+                path_of(&queue, 1).exists(),
+                "the newest stays while an older one does"
+            );
+        }
+        std::fs::remove_dir_all(path_of(&queue, 0)).unwrap();
+        log.remove_all();
+        assert!(existing(&queue).unwrap().is_empty());
+    }
+
+    // Found trying issue 14 (D3, and again in the re-check): damage in the middle of a log
+    // (a byte flipped, even one making a length point past the end) was taken for a write a
+    // crash cut short, and the writes after it were dropped with the file.
+    #[test]
+    fn damage_is_refused_and_only_the_newest_files_last_write_may_be_cut() {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("q.sqlite");
         for durable in [false, true] {
             let mut log = Log::start(&queue, 0, durable).unwrap();
-            log.append(&[add("a"), add("b"), add("c")]).unwrap();
+            for unique in ["a", "b", "c"] {
+                log.append(&[add(unique)]).unwrap();
+            }
             let path = path_of(&queue, 0);
             let whole = std::fs::read(&path).unwrap();
-            // A byte of the second record flipped: damage, named.
-            let mut damaged = whole.clone();
-            damaged[60] ^= 0x01;
-            std::fs::write(&path, &damaged).unwrap();
-            let err = read(&queue, &[0]).unwrap_err();
-            assert!(
-                err.contains("q.sqlite-log.0") && err.contains("damaged"),
-                "{err}"
-            );
-            // The last record cut short: a crash, in the newest file only.
-            let records_end = usize::try_from(log.len).unwrap();
-            let mut cut = whole[..records_end - 5].to_vec();
+            let frame = whole.len().min(usize::try_from(log.len).unwrap()) / 3;
+            // A byte of the second write flipped, its checksum's, its length's lowest and
+            // highest: damage, named.
+            for at in [frame + 20, frame + 5, frame, frame + 3] {
+                let mut damaged = whole.clone();
+                damaged[at] ^= 0x01;
+                std::fs::write(&path, &damaged).unwrap();
+                let err = read(&queue, &[0]).unwrap_err();
+                assert!(
+                    err.contains("q.sqlite-log.0") && err.contains("damaged"),
+                    "byte {at}: {err}"
+                );
+            }
+            // The last write cut short: a crash, in the newest file only.
+            let mut cut = whole[..3 * frame - 5].to_vec();
             if durable {
                 cut.resize(whole.len(), 0);
             }
@@ -709,6 +775,34 @@ mod tests {
             assert!(err.contains("damaged"), "not the newest file: {err}");
             remove(&queue, &[0, 1]);
         }
+    }
+
+    // A power loss during a `full` write may leave any of its blocks unwritten (zeros, in a
+    // file made of zeros), not only its end: the write is still one a crash cut short.
+    #[test]
+    fn a_last_write_with_a_hole_is_a_cut_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("q.sqlite");
+        let mut log = Log::start(&queue, 0, true).unwrap();
+        log.append(&[add("kept")]).unwrap();
+        let first = usize::try_from(log.len).unwrap();
+        let big = |u: &str| {
+            Change::Add(StoredJob {
+                unique: Bytes::copy_from_slice(u.as_bytes()),
+                function: Bytes::from_static(b"f"),
+                priority: Priority::Normal,
+                data: Bytes::from(vec![9u8; 5000]),
+                when: 0,
+            })
+        };
+        log.append(&[big("x"), big("y"), big("z")]).unwrap();
+        let path = path_of(&queue, 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[first + 4096..first + 8192].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let (changes, warnings) = read(&queue, &[0]).unwrap();
+        assert_eq!(changes, vec![add("kept")]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
     }
 
     #[test]
@@ -735,16 +829,18 @@ mod tests {
 
     #[test]
     fn a_damaged_record_is_not_read_as_a_job() {
-        let mut bytes = Vec::new();
-        encode(&add("a"), &mut bytes).unwrap();
+        let bytes = encode_frame(&[add("a"), add("b")]).unwrap();
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[i] ^= 0x20;
-            if let Some((change, _)) = decode(&damaged) {
-                panic!("byte {i} damaged, still read as {change:?}");
+            if let Some((changes, _)) = decode_frame(&damaged) {
+                panic!("byte {i} damaged, still read as {changes:?}");
             }
         }
-        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
-        assert_eq!(decode(&bytes), Some((add("a"), bytes.len())));
+        assert!(decode_frame(&bytes[..bytes.len() - 1]).is_none());
+        assert_eq!(
+            decode_frame(&bytes),
+            Some((vec![add("a"), add("b")], bytes.len()))
+        );
     }
 }

@@ -119,6 +119,8 @@ struct Shared {
     log: Mutex<Log>,
     path: PathBuf,
     failures: Mutex<crate::logging::Throttle>,
+    /// The same for the table's failures (its own, so that one kind never hides the other).
+    table_failures: Mutex<crate::logging::Throttle>,
     /// The last commit failed: the next that works says so.
     failing: std::sync::atomic::AtomicBool,
     /// The table (or the log's files) could not be written when last tried.
@@ -199,6 +201,9 @@ impl Queue {
             failures: Mutex::new(crate::logging::Throttle::new(
                 std::time::Duration::from_secs(10),
             )),
+            table_failures: Mutex::new(crate::logging::Throttle::new(
+                std::time::Duration::from_secs(10),
+            )),
             failing: std::sync::atomic::AtomicBool::new(false),
             table_failing: std::sync::atomic::AtomicBool::new(false),
             flush_due: std::sync::atomic::AtomicBool::new(false),
@@ -245,6 +250,9 @@ impl Queue {
 
     /// Writes what is queued and stops the checkpoints.
     pub fn close(&mut self) {
+        if self.owner.is_none() {
+            return; // closed already (a stop closes, then the drop)
+        }
         self.stop_checkpoints = None;
         if let Some(checkpointer) = self.checkpointer.take() {
             let _ = checkpointer.join();
@@ -471,7 +479,7 @@ impl Shared {
     fn log_failed(&self, reason: &str, refused: usize, kept: usize) {
         self.failing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(similar_errors_not_logged) = self.allow_error() {
+        if let Some(similar_errors_not_logged) = Self::allow_error(&self.failures) {
             tracing::error!(queue = %self.path.display(), %reason, refused, deletions_kept_for_a_retry = kept, similar_errors_not_logged, "job server: cannot write the persistent queue; new background jobs are refused to their clients until it can");
         }
     }
@@ -481,7 +489,7 @@ impl Shared {
     fn table_failed(&self, reason: &str) {
         self.table_failing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(similar_errors_not_logged) = self.allow_error() {
+        if let Some(similar_errors_not_logged) = Self::allow_error(&self.table_failures) {
             let changes_in_log_only = self
                 .log
                 .lock()
@@ -492,11 +500,8 @@ impl Shared {
         }
     }
 
-    fn allow_error(&self) -> Option<u64> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .allow()
+    fn allow_error(throttle: &Mutex<crate::logging::Throttle>) -> Option<u64> {
+        throttle.lock().unwrap_or_else(|e| e.into_inner()).allow()
     }
 
     /// After a `full` commit by the caller, which leads: stops leading, unless operations
@@ -705,9 +710,9 @@ fn checkpoints(
 /// applied them, or crashed), and removes them; the number for the next log.
 fn replay_logs(db: &mut rusqlite::Connection, path: &Path) -> Result<u64, String> {
     let numbers = log::existing(path)?;
-    let Some(&last) = numbers.last() else {
+    if numbers.is_empty() {
         return Ok(0);
-    };
+    }
     let (changes, warnings) = log::read(path, &numbers)?;
     for warning in warnings {
         tracing::warn!(queue = %path.display(), "job server: {warning}");
@@ -725,7 +730,8 @@ fn replay_logs(db: &mut rusqlite::Connection, path: &Path) -> Result<u64, String
              jobs back at the next start)"
         ));
     }
-    Ok(last + 1)
+    // Every log went: the numbers start again.
+    Ok(0)
 }
 
 /// Creates gearmand's table, or adds `when_to_run` to one an older gearmand made.
@@ -1080,11 +1086,9 @@ mod tests {
                 job("z", "g", Priority::Normal, 0)
             ]
         );
-        assert_eq!(
-            log::existing(&path).unwrap(),
-            vec![8],
-            "the old log is gone"
-        );
+        // The old log is gone; with no log left, the numbers start again (a log numbered
+        // near the largest number this server gives must not make it give a larger one).
+        assert_eq!(log::existing(&path).unwrap(), vec![0]);
         drop(queue);
     }
 
