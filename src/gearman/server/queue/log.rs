@@ -390,6 +390,12 @@ fn spare_path(queue: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Removes a spare an earlier server left (it holds nothing: a spare gets records only
+/// once it is named).
+pub fn remove_spare(queue: &Path) {
+    let _ = std::fs::remove_file(spare_path(queue));
+}
+
 /// Makes a durable log's next file (see [`Log::spare_needed`]); a spare an earlier server
 /// left is made again.
 pub fn make_spare(queue: &Path) -> std::io::Result<std::fs::File> {

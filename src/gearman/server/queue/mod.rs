@@ -709,6 +709,7 @@ fn checkpoints(
 /// Applies to the table the logs of changes a `normal` server left (it stopped before it
 /// applied them, or crashed), and removes them; the number for the next log.
 fn replay_logs(db: &mut rusqlite::Connection, path: &Path) -> Result<u64, String> {
+    log::remove_spare(path);
     let numbers = log::existing(path)?;
     if numbers.is_empty() {
         return Ok(0);
@@ -1078,6 +1079,8 @@ mod tests {
         ])
         .unwrap();
         drop(left);
+        // A spare the dead server had made: nothing in it, and not left behind.
+        drop(log::make_spare(&path).unwrap());
         let (queue, restored) = Queue::open(&path, Sync::Full).unwrap();
         assert_eq!(
             restored,
@@ -1090,6 +1093,11 @@ mod tests {
         // near the largest number this server gives must not make it give a larger one).
         assert_eq!(log::existing(&path).unwrap(), vec![0]);
         drop(queue);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["queue.sqlite"], "a clean stop leaves the file alone");
     }
 
     #[test]
