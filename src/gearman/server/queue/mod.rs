@@ -165,7 +165,8 @@ impl Queue {
         let owner = own(path).map_err(|e| open_error(&e))?;
         let mut db = rusqlite::Connection::open(path).map_err(|e| open_error(&e))?;
         db.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(&e))?;
-        // The write-ahead log: a commit is one append, readers never block the writer.
+        // SQLite's write-ahead log: the table's commit is one append, and an operator's
+        // reader never blocks it.
         let mode: String = db
             .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
             .map_err(|e| open_error(&e))?;
@@ -178,8 +179,8 @@ impl Queue {
             Sync::Normal => "NORMAL",
             Sync::Full => "FULL",
         };
-        // Checkpoints (copying the log into the file, with an fsync or two) run on a thread
-        // of their own, not in the commit a client waits for; an oversized log is cut back.
+        // Checkpoints (copying SQLite's log into the file, with an fsync or two) run on the
+        // checkpoint thread, not in a commit a client waits for; an oversized log is cut back.
         db.execute_batch(&format!(
             "PRAGMA synchronous={synchronous}; PRAGMA wal_autocheckpoint=0; \
              PRAGMA journal_size_limit={WAL_SIZE_LIMIT}"
@@ -362,11 +363,11 @@ impl Shared {
             .is_empty()
     }
 
-    /// One transaction for everything queued so far; every job in it hears the outcome.
-    /// Commits are serialised by the database's lock, and each takes the operations queued
-    /// before it, so they reach the file in the order they were made. When a commit fails
-    /// (disk full), its new jobs are refused to their clients and its deletions are kept,
-    /// in order, for the next commit: a finished job is never left to run again.
+    /// One write to the log for everything queued so far; every job in it hears the
+    /// outcome. Commits are serialised by the log's lock, and each takes the operations
+    /// queued before it, so they reach the log in the order they were made. When a commit
+    /// fails (disk full), its new jobs are refused to their clients and its deletions are
+    /// kept, in order, for the next commit: a finished job is never left to run again.
     /// Returns how many new jobs the group held.
     fn commit_pending(&self) -> usize {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
