@@ -107,6 +107,9 @@ struct Shared {
     pending: Mutex<Vec<Op>>,
     /// Told when an operation is queued (a `full` commit waiting for its siblings listens).
     queued: std::sync::Condvar,
+    /// How many commits wait on `queued` (changed with `pending` locked): a push wakes
+    /// them only if there are (a wake is a system call, even with nobody to wake).
+    gathering: std::sync::atomic::AtomicUsize,
     /// The `full` commit delay's memory of recent groups (held with the database's lock).
     siblings: Mutex<Siblings>,
     /// A `full` commit is under way or about to be, by a connection or a thread of the
@@ -194,6 +197,7 @@ impl Queue {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::new()),
             queued: std::sync::Condvar::new(),
+            gathering: std::sync::atomic::AtomicUsize::new(0),
             siblings: Mutex::new(Siblings::default()),
             leading: std::sync::atomic::AtomicBool::new(false),
             db: Mutex::new(db),
@@ -371,11 +375,13 @@ impl Drop for Queue {
 
 impl Shared {
     fn push(&self, op: Op) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(op);
-        self.queued.notify_all();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.push(op);
+        let gathering = self.gathering.load(std::sync::atomic::Ordering::Relaxed);
+        drop(pending);
+        if gathering > 0 {
+            self.queued.notify_all();
+        }
     }
 
     fn has_pending(&self) -> bool {
@@ -621,21 +627,24 @@ impl Siblings {
     /// Waits until as many new jobs are pending as recent groups held, or
     /// [`COMMIT_DELAY`] has passed; at once when there is nobody to wait for.
     fn gather(&self, shared: &Shared) {
+        use std::sync::atomic::Ordering;
         if self.most < 2 {
             return;
         }
         let until = std::time::Instant::now() + COMMIT_DELAY;
         let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        shared.gathering.fetch_add(1, Ordering::Relaxed);
         while adds(&pending) < self.most {
             let left = until.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return;
+                break;
             }
             pending = match shared.queued.wait_timeout(pending, left) {
                 Ok((pending, _)) => pending,
                 Err(e) => e.into_inner().0,
             };
         }
+        shared.gathering.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn several(&self) -> bool {
