@@ -30,6 +30,15 @@ job at a time, two wake-ups each): on the 2-vCPU VM of 2026-11-30, a busy-loopin
 an in-memory drain made it ~6× faster, and `full`'s writer thread, busy with fsyncs while the
 drain deletes rows, has the same effect; read them as "not slower", not as speed-ups.
 
+  batches  - the same servers from a bulk producer: PHP's pecl client (libgearman's task API,
+             scripts/php/submit_batches.php) adds --batch background tasks and runs them
+             (all sent, then their JOB_CREATED read), batch after batch; 1 and 4 such clients,
+             each timing its own submits after it has connected. The `gearman -b` client
+             above keeps one job in flight, so a group commit can hold at most one job per
+             client; here a batch's jobs arrive together. Its cost per job does not grow with
+             the count (each batch's tasks are freed), so the fast servers run --batch-jobs
+             and gearmand's SQLite queue --slow-jobs.
+
 Each round also times the machine's fsync (--fsyncs writes of 4 KiB, each followed by
 os.fsync, to a file in the queue files' directory): what one durable commit costs at least,
 which sets the pace of `full` and of gearmand's queue.
@@ -54,7 +63,7 @@ and fdatasync (an LD_PRELOAD shim, scripts/slow_fsync): what a slower disk does 
 servers, measured on a fast one.
 
 Usage: cargo build --release && scripts/bench_queue.py [--jobs 20000] [--slow-jobs 2000] [--rounds 3]
-       [--geardriver PATH] [--dir DIR] [--json FILE] [--slow-fsync US]
+       [--batch 100] [--batch-jobs 20000] [--geardriver PATH] [--dir DIR] [--json FILE] [--slow-fsync US]
 """
 
 import argparse
@@ -138,6 +147,39 @@ def submit(port, function, jobs, clients):
             sys.exit(f"a `gearman -b` client failed: {p.stderr.read().decode(errors='replace')[-500:]}")
     elapsed = time.perf_counter() - start
     return per * clients / elapsed
+
+
+BATCH_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php", "submit_batches.php")
+
+
+def submit_batches(port, function, jobs, clients, batch):
+    """`clients` concurrent bulk producers (scripts/php/submit_batches.php), jobs/clients
+    each in batches of `batch`: jobs/s from the first one's start to the last one's end."""
+    per = jobs // clients
+    procs = [subprocess.Popen(["php", BATCH_CLIENT, str(port), function, str(i * per), str(per), str(batch)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(clients)]
+    time.sleep(0.3)  # PHP starts and connects
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    spans = []
+    for p in procs:
+        out, err = p.communicate(timeout=900)
+        if p.returncode != 0:
+            sys.exit(f"a batch client failed: {err[-500:]}")
+        spans.append([float(x) for x in out.split()])
+    return per * clients / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+def batched_submit(server, jobs, clients, batch, round_no):
+    function = f"qb{clients}_{server.kind}_{jobs}_{round_no}"
+    admin = drain.Admin(server.port)
+    cpu0 = drain.cpu_us(server.proc.pid)
+    rate = submit_batches(server.port, function, jobs, clients, batch)
+    cpu = (drain.cpu_us(server.proc.pid) - cpu0) / jobs
+    wait_total(admin, function, jobs // clients * clients, server.kind)
+    return rate, cpu
 
 
 def wait_total(admin, function, jobs, what, timeout=120):
@@ -308,6 +350,8 @@ def main():
                         help="jobs per measurement on gearmand's SQLite queue, and on every server for the like-for-like set")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fsyncs", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=100, help="jobs per batch of the bulk producers")
+    parser.add_argument("--batch-jobs", type=int, default=20000, help="jobs per bulk-producer measurement on the fast servers")
     parser.add_argument("--dir", help="where the queue files go (default: a temporary directory under $TMPDIR)")
     parser.add_argument("--geardriver", default=os.path.join(drain.ROOT, "target", "release", "geardriver"))
     parser.add_argument("--json", help="also write the results here")
@@ -326,6 +370,8 @@ def main():
     concurrent = [(k, n) for n in sizes for k in CONCURRENT if not (k == "gd-sqlite" and n != small)]
     one = {c: {"submit": [], "drain": [], "cpu": []} for c in single}
     four = {c: {"submit": [], "cpu": []} for c in concurrent}
+    batched = [(k, args.slow_jobs if k == "gd-sqlite" else args.batch_jobs, c) for k in KINDS for c in (1, CLIENTS)]
+    bulk = {c: {"submit": [], "cpu": []} for c in batched}
     fsyncs, restores, restore_rss = [], [], []
     print(f"load average at the start: {loadavg()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -356,6 +402,16 @@ def main():
                 four[(kind, n)]["cpu"].append(cpu)
                 print(f"round {r + 1} {kind:9} {n:6} jobs, {CLIENTS} clients: submit {sub:7.0f}/s  "
                       f"server CPU {cpu:6.1f} µs/submit", file=sys.stderr)
+            for kind, n, clients in (batched if r % 2 == 0 else list(reversed(batched))):
+                server = Server(kind, tmp, args.geardriver, f"b{r}-{clients}")
+                try:
+                    sub, cpu = batched_submit(server, n, clients, args.batch, r)
+                finally:
+                    server.stop()
+                bulk[(kind, n, clients)]["submit"].append(sub)
+                bulk[(kind, n, clients)]["cpu"].append(cpu)
+                print(f"round {r + 1} {kind:9} {n:6} jobs, {clients} bulk client(s), batches of {args.batch}: "
+                      f"submit {sub:7.0f}/s  server CPU {cpu:6.1f} µs/submit", file=sys.stderr)
             elapsed, kb = restore(template, tmp, args.geardriver, r)
             restores.append(elapsed)
             restore_rss.append(kb)
@@ -404,6 +460,32 @@ def main():
     extra += [(f"queue normal ÷ gearmand + SQLite, {CLIENTS} clients, {small:,} jobs", ratio(s4("normal", small), s4("gd-sqlite", small))),
               (f"queue full ÷ in memory, 1 client, {small:,} jobs", ratio(s1("full", small), s1("mem", small))),
               (f"gearmand + SQLite ÷ gearmand in memory, 1 client, {small:,} jobs", ratio(s1("gd-sqlite", small), s1("gd-mem", small)))]
+
+    def sb(kind, clients):
+        return next(v["submit"] for (k, _, c), v in bulk.items() if k == kind and c == clients)
+
+    n_fast, n_slow = args.batch_jobs, args.slow_jobs
+    bulk_targets = [
+        (f"queue normal ≥ 0.8× in-memory built-in (1 bulk client, {n_fast:,} jobs)", ratio(sb("normal", 1), sb("mem", 1)), 0.8),
+        (f"queue normal ≥ 50× gearmand + SQLite (1 bulk client, {n_fast:,} and {n_slow:,} jobs)",
+         ratio(sb("normal", 1), sb("gd-sqlite", 1)), 50),
+        (f"queue full ≥ 5× gearmand + SQLite (1 bulk client, {n_fast:,} and {n_slow:,} jobs)",
+         ratio(sb("full", 1), sb("gd-sqlite", 1)), 5),
+        (f"queue full ≥ 20× gearmand + SQLite ({CLIENTS} bulk clients, {n_fast:,} and {n_slow:,} jobs)",
+         ratio(sb("full", CLIENTS), sb("gd-sqlite", CLIENTS)), 20),
+    ]
+    print(f"\n### The same targets from bulk producers (PHP's pecl client, batches of {args.batch})\n")
+    print("| target | measured (median of the rounds' ratios) | |")
+    print("|---|---:|---|")
+    for label, r, goal in bulk_targets:
+        print(f"| {label} | {show(r)} | {'met' if r['median'] >= goal else 'missed'} |")
+    print(f"\n| server | jobs | submit, 1 bulk client | submit, {CLIENTS} bulk clients | server CPU per submit, 1 / {CLIENTS} clients |")
+    print("|---|---:|---:|---:|---:|")
+    for kind in KINDS:
+        n = n_slow if kind == "gd-sqlite" else n_fast
+        a, b = bulk[(kind, n, 1)], bulk[(kind, n, CLIENTS)]
+        print(f"| {kind} | {n:,} | {spread(a['submit'])} | {spread(b['submit'])} | "
+              f"{statistics.median(a['cpu']):.1f} / {statistics.median(b['cpu']):.1f} µs |")
     print("\nOther ratios:\n")
     for label, r in extra:
         print(f"- {label}: {show(r)}")
@@ -437,6 +519,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"one_client": {f"{k}@{n}": v for (k, n), v in one.items()},
                        "clients4": {f"{k}@{n}": v for (k, n), v in four.items()},
+                       "bulk": {f"{k}@{n}x{c}": v for (k, n, c), v in bulk.items()},
+                       "bulk_targets": [(label, r["median"], r["each"], goal) for label, r, goal in bulk_targets],
                        "fsync_us": fsyncs, "restore_s": restores, "restore_rss_kb": restore_rss, "rss_kb": memory,
                        "targets": [(label, r["median"], r["each"], goal) for label, r, goal in targets]}, f, indent=1)
 
