@@ -221,9 +221,10 @@ impl Log {
         })
     }
 
-    /// Appends `changes` in one write (forced to the disk when durable); on failure the file
-    /// is cut back to its whole records.
-    pub fn append(&mut self, changes: &[Change]) -> std::io::Result<()> {
+    /// Appends `changes` in one write (forced to the disk when durable) and takes them, to
+    /// be applied; on failure the file is cut back to its whole records and they are left
+    /// in `changes`.
+    pub fn append(&mut self, changes: &mut Vec<Change>) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let bytes = encode_frame(changes)?;
         if self.len > 0 && self.len + bytes.len() as u64 > FILE_SIZE {
@@ -233,7 +234,7 @@ impl Log {
         match written {
             Ok(()) => {
                 self.len += bytes.len() as u64;
-                self.unapplied.extend(changes.iter().cloned());
+                self.unapplied.append(changes);
                 Ok(())
             }
             Err(e) => {
@@ -602,8 +603,8 @@ mod tests {
                 unique: Bytes::from_static(b"a"),
                 function: Bytes::from_static(b"f"),
             };
-            log.append(&[add("a"), add("b")]).unwrap();
-            log.append(std::slice::from_ref(&done)).unwrap();
+            log.append(&mut vec![add("a"), add("b")]).unwrap();
+            log.append(&mut vec![done.clone()]).unwrap();
             assert_eq!(existing(&queue).unwrap(), vec![3]);
             let (changes, warnings) = read(&queue, &[3]).unwrap();
             assert_eq!(changes, vec![add("a"), add("b"), done.clone()]);
@@ -645,7 +646,7 @@ mod tests {
             when: 0,
         });
         for _ in 0..5 {
-            log.append(std::slice::from_ref(&big)).unwrap();
+            log.append(&mut vec![big.clone()]).unwrap();
         }
         // Four fit in the first file; the fifth went to the spare, named 1.
         assert_eq!(existing(&queue).unwrap(), vec![0, 1]);
@@ -654,7 +655,7 @@ mod tests {
         assert_eq!((changes.len(), files.clone()), (5, vec![0]));
         // Applying failed: all of it is taken again next time, with the file.
         log.not_applied(changes, files);
-        log.append(std::slice::from_ref(&add("after"))).unwrap();
+        log.append(&mut vec![add("after")]).unwrap();
         let (changes, files) = log.take();
         assert_eq!((changes.len(), files.clone()), (6, vec![0]));
         assert_eq!(changes[5], add("after"));
@@ -681,10 +682,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let queue = dir.path().join("q.sqlite");
             let mut log = Log::start(&queue, 0, durable).unwrap();
-            log.append(&[add("a")]).unwrap();
+            log.append(&mut vec![add("a")]).unwrap();
             log.fail_after = Some(20);
-            assert!(log.append(&[add("lost"), add("lost too")]).is_err());
-            log.append(&[add("b")]).unwrap();
+            assert!(log.append(&mut vec![add("lost"), add("lost too")]).is_err());
+            log.append(&mut vec![add("b")]).unwrap();
             let (changes, warnings) = read(&queue, &[0]).unwrap();
             assert_eq!(changes, vec![add("a"), add("b")], "durable {durable}");
             assert!(warnings.is_empty(), "{warnings:?}");
@@ -727,7 +728,7 @@ mod tests {
         std::fs::create_dir(path_of(&queue, 0)).unwrap();
         std::fs::write(path_of(&queue, 0).join("x"), b"x").unwrap();
         let mut log = Log::start(&queue, 1, false).unwrap();
-        log.append(&[add("a")]).unwrap();
+        log.append(&mut vec![add("a")]).unwrap();
         log.applied(vec![0]);
         for _ in 0..2 {
             log.remove_all();
@@ -751,7 +752,7 @@ mod tests {
         for durable in [false, true] {
             let mut log = Log::start(&queue, 0, durable).unwrap();
             for unique in ["a", "b", "c"] {
-                log.append(&[add(unique)]).unwrap();
+                log.append(&mut vec![add(unique)]).unwrap();
             }
             let path = path_of(&queue, 0);
             let whole = std::fs::read(&path).unwrap();
@@ -790,7 +791,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("q.sqlite");
         let mut log = Log::start(&queue, 0, true).unwrap();
-        log.append(&[add("kept")]).unwrap();
+        log.append(&mut vec![add("kept")]).unwrap();
         let first = usize::try_from(log.len).unwrap();
         let big = |u: &str| {
             Change::Add(StoredJob {
@@ -801,7 +802,7 @@ mod tests {
                 when: 0,
             })
         };
-        log.append(&[big("x"), big("y"), big("z")]).unwrap();
+        log.append(&mut vec![big("x"), big("y"), big("z")]).unwrap();
         let path = path_of(&queue, 0);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[first + 4096..first + 8192].fill(0);

@@ -89,18 +89,6 @@ enum Op {
     Done { unique: Bytes, function: Bytes },
 }
 
-impl Op {
-    fn change(&self) -> Change {
-        match self {
-            Op::Add(job, _) => Change::Add(job.clone()),
-            Op::Done { unique, function } => Change::Done {
-                unique: unique.clone(),
-                function: function.clone(),
-            },
-        }
-    }
-}
-
 /// What the server's connections share: the operations not yet written, in the order the
 /// server's state made them, and the database.
 struct Shared {
@@ -404,12 +392,24 @@ impl Shared {
         if group.is_empty() {
             return 0;
         }
-        let changes: Vec<Change> = group.iter().map(Op::change).collect();
+        // The jobs move to the log (which keeps them until the table has them); their
+        // writers wait for the outcome.
+        let mut writers = Vec::new();
+        let mut changes: Vec<Change> = group
+            .into_iter()
+            .map(|op| match op {
+                Op::Add(job, stored) => {
+                    writers.push(stored);
+                    Change::Add(job)
+                }
+                Op::Done { unique, function } => Change::Done { unique, function },
+            })
+            .collect();
         let result = log
-            .append(&changes)
+            .append(&mut changes)
             .map_err(|e| Arc::<str>::from(format!("cannot write its log: {e}")));
         drop(log);
-        self.settle(group, result)
+        self.settle(writers, changes, result)
     }
 
     /// Applies to the table what the log holds (the checkpoint thread and a stop call it).
@@ -566,31 +566,35 @@ impl Shared {
         siblings.committed(added);
     }
 
-    /// Tells a group's jobs how their commit went; a failed one's deletions are kept, in
-    /// order, for the next. Returns how many new jobs the group held.
-    fn settle(&self, group: Vec<Op>, result: Result<(), Arc<str>>) -> usize {
+    /// Tells a group's writers how its commit went; a failed one's deletions (`left`: what
+    /// the log did not take) are kept, in order, for the next. Returns how many new jobs
+    /// the group held.
+    fn settle(
+        &self,
+        writers: Vec<oneshot::Sender<Result<(), Arc<str>>>>,
+        left: Vec<Change>,
+        result: Result<(), Arc<str>>,
+    ) -> usize {
         use std::sync::atomic::Ordering;
-        let added = adds(&group);
-        let mut retry = Vec::new();
-        let mut refused = 0;
-        for op in group {
-            match op {
-                Op::Add(_, stored) => {
-                    refused += usize::from(result.is_err());
-                    let _ = stored.send(result.clone());
-                }
-                done @ Op::Done { .. } if result.is_err() => retry.push(done),
-                Op::Done { .. } => {}
-            }
+        let added = writers.len();
+        for stored in writers {
+            let _ = stored.send(result.clone());
         }
         match &result {
             Err(reason) => {
+                let mut retry: Vec<Op> = left
+                    .into_iter()
+                    .filter_map(|change| match change {
+                        Change::Done { unique, function } => Some(Op::Done { unique, function }),
+                        Change::Add(_) => None,
+                    })
+                    .collect();
                 let kept = retry.len();
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 retry.append(&mut pending);
                 *pending = retry;
                 drop(pending);
-                self.log_failed(reason, refused, kept);
+                self.log_failed(reason, added, kept);
             }
             Ok(()) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
@@ -1105,7 +1109,7 @@ mod tests {
         let path = dir.path().join("queue.sqlite");
         drop(Queue::open(&path, Sync::Normal).unwrap());
         let mut left = Log::start(&path, 7, true).unwrap();
-        left.append(&[
+        left.append(&mut vec![
             Change::Add(job("x", "f", Priority::Low, 0)),
             Change::Add(job("y", "f", Priority::High, 5)),
             Change::Done {
