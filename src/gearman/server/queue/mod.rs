@@ -395,16 +395,16 @@ impl Shared {
         // The jobs move to the log (which keeps them until the table has them); their
         // writers wait for the outcome.
         let mut writers = Vec::new();
-        let mut changes: Vec<Change> = group
-            .into_iter()
-            .map(|op| match op {
+        let mut changes = Vec::with_capacity(group.len());
+        for op in group {
+            changes.push(match op {
                 Op::Add(job, stored) => {
                     writers.push(stored);
                     Change::Add(job)
                 }
                 Op::Done { unique, function } => Change::Done { unique, function },
-            })
-            .collect();
+            });
+        }
         let result = log
             .append(&mut changes)
             .map_err(|e| Arc::<str>::from(format!("cannot write its log: {e}")));
