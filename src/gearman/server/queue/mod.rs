@@ -95,8 +95,10 @@ struct Shared {
     pending: Mutex<Vec<Op>>,
     /// Told when an operation is queued (a `full` commit waiting for its siblings listens).
     queued: std::sync::Condvar,
-    /// How many commits wait on `queued` (changed with `pending` locked): a push wakes
-    /// them only if there are (a wake is a system call, even with nobody to wake).
+    /// How many new jobs the commit waiting on `queued` waits for, 0 if none waits (one
+    /// commit gathers at a time; changed with `pending` locked): a push wakes it only once
+    /// they are there (a wake is a system call, even with nobody to wake, and each wake
+    /// before then would only put it back to sleep).
     gathering: std::sync::atomic::AtomicUsize,
     /// The `full` commit delay's memory of recent groups (held with the database's lock).
     siblings: Mutex<Siblings>,
@@ -365,9 +367,10 @@ impl Shared {
     fn push(&self, op: Op) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.push(op);
-        let gathering = self.gathering.load(std::sync::atomic::Ordering::Relaxed);
+        let wanted = self.gathering.load(std::sync::atomic::Ordering::Relaxed);
+        let wake = wanted > 0 && adds(&pending) >= wanted;
         drop(pending);
-        if gathering > 0 {
+        if wake {
             self.queued.notify_all();
         }
     }
@@ -637,7 +640,7 @@ impl Siblings {
         }
         let until = std::time::Instant::now() + COMMIT_DELAY;
         let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-        shared.gathering.fetch_add(1, Ordering::Relaxed);
+        shared.gathering.store(self.most, Ordering::Relaxed);
         while adds(&pending) < self.most {
             let left = until.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
@@ -648,7 +651,7 @@ impl Siblings {
                 Err(e) => e.into_inner().0,
             };
         }
-        shared.gathering.fetch_sub(1, Ordering::Relaxed);
+        shared.gathering.store(0, Ordering::Relaxed);
     }
 
     fn several(&self) -> bool {
