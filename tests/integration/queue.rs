@@ -1,7 +1,8 @@
 //! Issue 14: the built-in server's persistent queue. Background jobs survive the server's
 //! restarts (SIGTERM or SIGKILL) and the host's, a job a worker was running when the host died
 //! runs again, a queue file Debian's gearmand wrote is taken over, and jobs with a time wait
-//! for it across restarts. Jobs go in through the `gearman` CLI (the C client).
+//! for it across restarts. Jobs go in through the `gearman` CLI (the C client, one job in
+//! flight) and, for a bulk producer's batches, PHP's pecl client.
 
 use crate::common::host::Host;
 use crate::common::{
@@ -694,4 +695,122 @@ async fn jobs_acknowledged_just_before_a_sigkill_are_kept() {
         logs.len() <= 1,
         "old logs are removed once applied: {logs:?}"
     );
+}
+
+/// A bulk producer: PHP's pecl client (libgearman's task API) adds 50 background tasks with
+/// unique ids and runs them (all sent, then their JOB_CREATED read), batch after batch, and
+/// prints each job's unique id once its JOB_CREATED has come; "lost" when a batch fails.
+const BULK_PRODUCER: &str = r#"<?php
+[$_, $port, $function] = $argv;
+$client = new GearmanClient();
+$client->addServer('127.0.0.1', (int)$port);
+$client->setCreatedCallback(function ($task) { echo $task->unique(), "\n"; });
+for ($batch = 0; $batch < 2000; $batch++) {
+    for ($i = 0; $i < 50; $i++) {
+        $n = $batch * 50 + $i;
+        $client->addTaskBackground($function, "job-$n", null, "u-$n");
+    }
+    if (!$client->runTasks()) {
+        echo "lost\n";
+        exit(0);
+    }
+}
+echo "finished\n";
+"#;
+
+/// The unique ids of `function`'s rows in a queue file's table.
+fn stored_uniques(path: &std::path::Path, function: &str) -> std::collections::HashSet<String> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut rows = db
+        .prepare("SELECT unique_key FROM gearman_queue WHERE function_name = ?1")
+        .unwrap();
+    rows.query_map([function], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+// A client that keeps many jobs in flight has them stored in groups (one write, and with
+// `full` one fsync, per group): a SIGKILL in the middle of its batches keeps every job whose
+// JOB_CREATED it had received, with either sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_producers_acknowledged_jobs_survive_a_sigkill_mid_batch() {
+    if !crate::gearman_manager::php_gearman_available() {
+        return;
+    }
+    for sync in ["normal", "full"] {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue.sqlite");
+        let mut server = JobServer::start_with(
+            ServerKind::Builtin,
+            &[
+                "--queue",
+                &queue.display().to_string(),
+                "--queue-sync",
+                sync,
+            ],
+        )
+        .unwrap();
+        let script = dir.path().join("producer.php");
+        std::fs::write(&script, BULK_PRODUCER).unwrap();
+        let mut php = Command::new("php")
+            .arg(&script)
+            .args([&server.port.to_string(), "bulk"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its output, read as it comes: the kill waits for 2,000 acknowledgements.
+        let out = std::io::BufReader::new(php.stdout.take().unwrap());
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in out.lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut acknowledged = std::collections::HashSet::new();
+        let mut end = None;
+        while acknowledged.len() < 2000 && end.is_none() {
+            match lines_rx.recv_timeout(LIMIT) {
+                Ok(line) if line.starts_with("u-") => drop(acknowledged.insert(line)),
+                Ok(line) => end = Some(line),
+                Err(e) => panic!("{sync}: the producer stopped talking ({e})"),
+            }
+        }
+        assert_eq!(end, None, "{sync}: the producer ended before the kill");
+        server.restart_after(Signal::SIGKILL);
+        for line in lines_rx.iter() {
+            if line.starts_with("u-") {
+                acknowledged.insert(line);
+            } else {
+                end = Some(line);
+            }
+        }
+        reader.join().unwrap();
+        let status = php.wait().unwrap();
+        assert_eq!(
+            end.as_deref(),
+            Some("lost"),
+            "{sync}: the kill came mid-batch ({status})"
+        );
+        // The restarted server applied its log before it took connections.
+        let stored = stored_uniques(&queue, "bulk");
+        let missing: Vec<_> = acknowledged.difference(&stored).collect();
+        assert!(
+            missing.is_empty(),
+            "{sync}: {} of {} acknowledged jobs lost, e.g. {:?}",
+            missing.len(),
+            acknowledged.len(),
+            &missing[..missing.len().min(5)]
+        );
+        assert_eq!(
+            total(&server.addr(), "bulk").await,
+            Some(stored.len() as u64),
+            "{sync}: the server restored every stored job"
+        );
+    }
 }
