@@ -30,10 +30,11 @@ job at a time, two wake-ups each): on the 2-vCPU VM of 2026-11-30, a busy-loopin
 an in-memory drain made it ~6× faster, and `full`'s writer thread, busy with fsyncs while the
 drain deletes rows, has the same effect; read them as "not slower", not as speed-ups.
 
-  batches  - the same servers from a bulk producer: PHP's pecl client (libgearman's task API,
-             scripts/php/submit_batches.php) adds --batch background tasks and runs them
-             (all sent, then their JOB_CREATED read), batch after batch; 1 and 4 such clients,
-             each timing its own submits after it has connected. The `gearman -b` client
+  batches  - the same servers from a bulk producer: a C client on libgearman's task API
+             (scripts/bulk_submit/bulk_submit.c, built by this script: needs cc and
+             libgearman-dev) adds --batch background tasks and runs them (all sent, then
+             their JOB_CREATED read), batch after batch; 1 and 4 such clients, each timing
+             its own submits after it has connected. The `gearman -b` client
              above keeps one job in flight, so a group commit can hold at most one job per
              client; here a batch's jobs arrive together. Its cost per job does not grow with
              the count (each batch's tasks are freed), so the fast servers run --batch-jobs
@@ -61,6 +62,8 @@ round's ratio is printed too. Targets (issue 14): queue normal submits ≥ 0.8×
 With --slow-fsync US every process of the run (servers, probe) gets US µs added to each fsync
 and fdatasync (an LD_PRELOAD shim, scripts/slow_fsync): what a slower disk does to the durable
 servers, measured on a fast one.
+
+Needs gearmand, gearman-tools, cc and libgearman-dev.
 
 Usage: cargo build --release && scripts/bench_queue.py [--jobs 20000] [--slow-jobs 2000] [--rounds 3]
        [--batch 100] [--batch-jobs 20000] [--geardriver PATH] [--dir DIR] [--json FILE] [--slow-fsync US]
@@ -149,17 +152,24 @@ def submit(port, function, jobs, clients):
     return per * clients / elapsed
 
 
-BATCH_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php", "submit_batches.php")
+def build_bulk_client(tmp):
+    """Builds scripts/bulk_submit (the C bulk producer) into `tmp`; its path."""
+    source = os.path.join(drain.ROOT, "scripts", "bulk_submit", "bulk_submit.c")
+    binary = os.path.join(tmp, "bulk_submit")
+    built = subprocess.run(["cc", "-O2", "-o", binary, source, "-lgearman"], capture_output=True, text=True)
+    if built.returncode != 0:
+        sys.exit(f"cannot build {source} (apt-get install libgearman-dev):\n{built.stderr[-1000:]}")
+    return binary
 
 
-def submit_batches(port, function, jobs, clients, batch):
-    """`clients` concurrent bulk producers (scripts/php/submit_batches.php), jobs/clients
-    each in batches of `batch`: jobs/s from the first one's start to the last one's end."""
+def submit_batches(client, port, function, jobs, clients, batch):
+    """`clients` concurrent bulk producers (the C `client`), jobs/clients each in batches of
+    `batch`: jobs/s from the first one's start to the last one's end."""
     per = jobs // clients
-    procs = [subprocess.Popen(["php", BATCH_CLIENT, str(port), function, str(i * per), str(per), str(batch)],
+    procs = [subprocess.Popen([client, str(port), function, str(i * per), str(per), str(batch)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(clients)]
-    time.sleep(0.3)  # PHP starts and connects
+    time.sleep(0.1)  # each connects
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
@@ -172,11 +182,11 @@ def submit_batches(port, function, jobs, clients, batch):
     return per * clients / (max(e for _, e in spans) - min(s for s, _ in spans))
 
 
-def batched_submit(server, jobs, clients, batch, round_no):
+def batched_submit(client, server, jobs, clients, batch, round_no):
     function = f"qb{clients}_{server.kind}_{jobs}_{round_no}"
     admin = drain.Admin(server.port)
     cpu0 = drain.cpu_us(server.proc.pid)
-    rate = submit_batches(server.port, function, jobs, clients, batch)
+    rate = submit_batches(client, server.port, function, jobs, clients, batch)
     cpu = (drain.cpu_us(server.proc.pid) - cpu0) / jobs
     wait_total(admin, function, jobs // clients * clients, server.kind)
     return rate, cpu
@@ -376,6 +386,7 @@ def main():
     print(f"load average at the start: {loadavg()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         print(f"queue files in {tmp}", file=sys.stderr)
+        bulk_client = build_bulk_client(tmp)
         template = os.path.join(tmp, "restore-template.sqlite")
         make_restore_file(template, RESTORE_JOBS)
         for r in range(args.rounds):
@@ -405,7 +416,7 @@ def main():
             for kind, n, clients in (batched if r % 2 == 0 else list(reversed(batched))):
                 server = Server(kind, tmp, args.geardriver, f"b{r}-{clients}")
                 try:
-                    sub, cpu = batched_submit(server, n, clients, args.batch, r)
+                    sub, cpu = batched_submit(bulk_client, server, n, clients, args.batch, r)
                 finally:
                     server.stop()
                 bulk[(kind, n, clients)]["submit"].append(sub)
@@ -474,7 +485,7 @@ def main():
         (f"queue full ≥ 20× gearmand + SQLite ({CLIENTS} bulk clients, {n_fast:,} and {n_slow:,} jobs)",
          ratio(sb("full", CLIENTS), sb("gd-sqlite", CLIENTS)), 20),
     ]
-    print(f"\n### The same targets from bulk producers (PHP's pecl client, batches of {args.batch})\n")
+    print(f"\n### The same targets from bulk producers (C, libgearman's task API, batches of {args.batch})\n")
     print("| target | measured (median of the rounds' ratios) | |")
     print("|---|---:|---|")
     for label, r, goal in bulk_targets:
