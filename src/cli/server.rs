@@ -61,6 +61,12 @@ pub fn run(args: ServerArgs, config: Option<PathBuf>, registry: &Registry) -> Ou
         }
     }
     let addr = listen.unwrap_or(addr);
+    if let (None, Some(sync)) = (&queue, &args.queue_sync) {
+        return Outcome::Usage(format!(
+            "--queue-sync {sync} applies to a persistent queue, and there is none (jobs would \
+             be kept in memory only): give --queue PATH, or [server] queue in the config"
+        ));
+    }
     // A thread per CPU: connections read, decode, encode and write in parallel; only the
     // change to the server's state (microseconds a packet) is serialised by its lock.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -86,6 +86,15 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
             format!("server.queue_sync must be \"normal\" or \"full\", not {text:?}")
         })?,
     };
+    let queue = server.queue.filter(|p| !p.is_empty()).map(relative);
+    if queue.is_none() && queue_sync == crate::gearman::server::queue::Sync::Full {
+        return Err(
+            "server.queue_sync = \"full\" asks for background jobs kept through a power \
+             loss, but server.queue names no file (memory only): set server.queue, or remove \
+             queue_sync"
+                .into(),
+        );
+    }
     let server_config = ServerConfig {
         enabled: server.enabled.unwrap_or(false),
         listen: socket_addr(
@@ -93,7 +102,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path, registry: &Registry) -> Resu
             server.listen.as_deref().unwrap_or(defaults::SERVER_LISTEN),
         )?,
         job_retries: server.job_retries.unwrap_or(defaults::JOB_RETRIES),
-        queue: server.queue.filter(|p| !p.is_empty()).map(relative),
+        queue,
         queue_sync,
     };
     let job_servers = match driver.job_servers {

@@ -300,6 +300,11 @@ fn each_kind_of_mistake_names_the_key_and_the_job() {
             &["group \"a\" has the name of job \"a\""],
         ),
         (
+            "a power-loss-proof queue with no queue",
+            "[server]\nqueue = \"\"\nqueue_sync = \"full\"\n",
+            &["server.queue_sync = \"full\"", "server.queue names no file"],
+        ),
+        (
             "syntax error keeps the line",
             "[driver\ninterval = 5\n",
             &["line 1", "test.toml"],

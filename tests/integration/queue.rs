@@ -183,6 +183,17 @@ fn a_bad_queue_path_or_sync_is_refused_with_the_reason() {
         stderr.contains("--queue-sync must be \"normal\" or \"full\", not \"always\""),
         "{stderr}"
     );
+    // A sync with no queue to apply to would leave jobs in memory only, silently.
+    let out = common::geardriver()
+        .args(["server", "--listen", "127.0.0.1:1", "--queue-sync", "full"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--queue-sync full applies to a persistent queue, and there is none"),
+        "{stderr}"
+    );
 }
 
 /// A host with the built-in server on `port`, its queue in its directory (as the repo's
