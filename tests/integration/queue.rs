@@ -157,43 +157,36 @@ async fn restored_jobs_run_by_priority_then_arrival() {
 
 #[test]
 fn a_bad_queue_path_or_sync_is_refused_with_the_reason() {
-    let out = common::geardriver()
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:1",
-            "--queue",
-            "/nonexistent/dir/q.sqlite",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("persistent queue /nonexistent/dir/q.sqlite"),
-        "{stderr}"
-    );
-    let out = common::geardriver()
-        .args(["server", "--queue", "q.sqlite", "--queue-sync", "always"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("--queue-sync must be \"normal\" or \"full\", not \"always\""),
-        "{stderr}"
-    );
-    // A sync with no queue to apply to would leave jobs in memory only, silently.
-    let out = common::geardriver()
-        .args(["server", "--listen", "127.0.0.1:1", "--queue-sync", "full"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("--queue-sync full applies to a persistent queue, and there is none"),
-        "{stderr}"
-    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--listen",
+                "127.0.0.1:1",
+                "--queue",
+                "/nonexistent/dir/q.sqlite",
+            ],
+            "persistent queue /nonexistent/dir/q.sqlite",
+        ),
+        (
+            &["--queue", "q.sqlite", "--queue-sync", "always"],
+            "--queue-sync must be \"normal\" or \"full\", not \"always\"",
+        ),
+        // A sync with no queue to apply to would leave jobs in memory only, silently.
+        (
+            &["--listen", "127.0.0.1:1", "--queue-sync", "full"],
+            "--queue-sync full applies to a persistent queue, and there is none",
+        ),
+    ];
+    for (args, reason) in cases {
+        let out = common::geardriver()
+            .arg("server")
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
 }
 
 /// A host with the built-in server on `port`, its queue in its directory (as the repo's
@@ -626,21 +619,28 @@ fn log_restarts(queue: &std::path::Path) -> Option<u32> {
 // with commits that kept coming, so the log never started again from its beginning: it grew by
 // ~9 KB a job for as long as jobs kept coming (737 MB after 80,000 jobs from 4 clients, with a
 // 9 MB queue file), and with `full` every commit's fsync also had to record the file's new size.
+/// `geardriver server --queue FILE --queue-sync SYNC`, FILE in a temp dir (kept as long as
+/// the dir).
+fn server_with_sync(sync: &str) -> (tempfile::TempDir, std::path::PathBuf, JobServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let server = JobServer::start_with(
+        ServerKind::Builtin,
+        &[
+            "--queue",
+            &queue.display().to_string(),
+            "--queue-sync",
+            sync,
+        ],
+    )
+    .unwrap();
+    (dir, queue, server)
+}
+
 #[test]
 fn the_write_ahead_log_is_reused_while_jobs_keep_coming() {
     for (sync, per_client) in [("normal", 3000), ("full", 1500)] {
-        let dir = tempfile::tempdir().unwrap();
-        let queue = dir.path().join("queue.sqlite");
-        let server = JobServer::start_with(
-            ServerKind::Builtin,
-            &[
-                "--queue",
-                &queue.display().to_string(),
-                "--queue-sync",
-                sync,
-            ],
-        )
-        .unwrap();
+        let (_dir, queue, server) = server_with_sync(sync);
         let port = server.port;
         let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let clients: Vec<_> = (0..4)
@@ -750,18 +750,7 @@ async fn a_bulk_producers_acknowledged_jobs_survive_a_sigkill_mid_batch() {
         return;
     }
     for sync in ["normal", "full"] {
-        let dir = tempfile::tempdir().unwrap();
-        let queue = dir.path().join("queue.sqlite");
-        let mut server = JobServer::start_with(
-            ServerKind::Builtin,
-            &[
-                "--queue",
-                &queue.display().to_string(),
-                "--queue-sync",
-                sync,
-            ],
-        )
-        .unwrap();
+        let (dir, queue, mut server) = server_with_sync(sync);
         let script = dir.path().join("producer.php");
         std::fs::write(&script, BULK_PRODUCER).unwrap();
         let mut php = Command::new("php")
