@@ -912,31 +912,71 @@ fn write_group(db: &mut rusqlite::Connection, group: &[Change]) -> rusqlite::Res
     written
 }
 
+/// Rows a multi-row INSERT takes at once, largest first: a run of new jobs goes in as few
+/// statements of these sizes as it can (each size prepared once), saving each row a
+/// statement's execution of its own.
+const INSERT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
 fn write_ops(tx: &rusqlite::Connection, group: &[Change]) -> rusqlite::Result<()> {
-    {
+    let mut delete = tx.prepare_cached(&format!(
+        "DELETE FROM {TABLE} WHERE unique_key = ?1 AND function_name = ?2"
+    ))?;
+    let mut rest = group;
+    while let Some(first) = rest.first() {
+        if let Change::Done { unique, function } = first {
+            delete.execute(rusqlite::params![Text(unique), Text(function)])?;
+            rest = &rest[1..];
+            continue;
+        }
+        // A run of new jobs, in order (rows, and so restore order, follow it).
+        let run = rest
+            .iter()
+            .take_while(|c| matches!(c, Change::Add(_)))
+            .count();
+        let (adds, after) = rest.split_at(run);
+        insert_rows(tx, adds)?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Inserts `adds` (all [`Change::Add`]) in order, in statements of [`INSERT_ROWS`] rows.
+fn insert_rows(tx: &rusqlite::Connection, mut adds: &[Change]) -> rusqlite::Result<()> {
+    while !adds.is_empty() {
+        let rows = INSERT_ROWS
+            .into_iter()
+            .find(|&n| n <= adds.len())
+            .unwrap_or(1);
+        let (chunk, after) = adds.split_at(rows);
+        let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR REPLACE INTO {TABLE} \
-             (priority, unique_key, function_name, data, when_to_run) VALUES (?1, ?2, ?3, ?4, ?5)"
+             (priority, unique_key, function_name, data, when_to_run) VALUES {values}"
         ))?;
-        let mut delete = tx.prepare_cached(&format!(
-            "DELETE FROM {TABLE} WHERE unique_key = ?1 AND function_name = ?2"
-        ))?;
-        for op in group {
-            match op {
-                Change::Add(job) => {
-                    insert.execute(rusqlite::params![
-                        priority_number(job.priority),
-                        Text(&job.unique),
-                        Text(&job.function),
-                        &job.data[..],
-                        job.when,
-                    ])?;
-                }
-                Change::Done { unique, function } => {
-                    delete.execute(rusqlite::params![Text(unique), Text(function)])?;
-                }
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows * 5);
+        let mut fields = Vec::with_capacity(rows);
+        for change in chunk {
+            if let Change::Add(job) = change {
+                fields.push((
+                    priority_number(job.priority),
+                    Text(&job.unique),
+                    Text(&job.function),
+                    &job.data[..],
+                    job.when,
+                ));
             }
         }
+        for (priority, unique, function, data, when) in &fields {
+            params.extend([
+                priority as &dyn rusqlite::ToSql,
+                unique,
+                function,
+                data,
+                when,
+            ]);
+        }
+        insert.execute(params.as_slice())?;
+        adds = after;
     }
     Ok(())
 }
@@ -1062,6 +1102,38 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    // A group's new jobs go in by multi-row INSERTs (64, 16, 4, 1 rows): rows keep the
+    // group's order, a deletion between two runs applies between them, and a job given
+    // again replaces the earlier row, in the same statement or not (as two INSERTs would).
+    #[test]
+    fn runs_of_new_jobs_keep_their_order_deletions_and_replacements() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let mut db = rusqlite::Connection::open(&path).unwrap();
+        prepare_table(&db).unwrap();
+        let add = |u: String| Change::Add(job(&u, "f", Priority::Normal, 0));
+        let mut group: Vec<Change> = (0..70).map(|i| add(format!("a{i}"))).collect();
+        group.push(Change::Done {
+            unique: Bytes::from_static(b"a3"),
+            function: Bytes::from_static(b"f"),
+        });
+        group.extend((0..21).map(|i| add(format!("b{i}"))));
+        // a5 again (given in the first run's statement) and b2 again (in the same 16-row
+        // statement as the first b2): each a new row, in the place it was given.
+        group.insert(85, add("a5".into()));
+        group.insert(81, add("b2".into()));
+        write_group(&mut db, &group).unwrap();
+        drop(db);
+        let mut expected: Vec<String> = (0..70)
+            .filter(|i| *i != 3 && *i != 5)
+            .map(|i| format!("a{i}"))
+            .collect();
+        expected.extend([0, 1, 3, 4, 5, 6, 7, 8, 9, 2, 10, 11, 12, 13].map(|i| format!("b{i}")));
+        expected.push("a5".into());
+        expected.extend((14..21).map(|i| format!("b{i}")));
+        assert_eq!(uniques(&path), expected);
     }
 
     // A commit is an append to the log: jobs are acknowledged while the table cannot be
