@@ -929,43 +929,45 @@ fn write_ops(tx: &rusqlite::Connection, group: &[Change]) -> rusqlite::Result<()
             continue;
         }
         // A run of new jobs, in order (rows, and so restore order, follow it).
-        let run = rest
+        let run: Vec<&StoredJob> = rest
             .iter()
-            .take_while(|c| matches!(c, Change::Add(_)))
-            .count();
-        let (adds, after) = rest.split_at(run);
-        insert_rows(tx, adds)?;
-        rest = after;
+            .map_while(|c| match c {
+                Change::Add(job) => Some(job),
+                Change::Done { .. } => None,
+            })
+            .collect();
+        rest = &rest[run.len()..];
+        insert_rows(tx, &run)?;
     }
     Ok(())
 }
 
-/// Inserts `adds` (all [`Change::Add`]) in order, in statements of [`INSERT_ROWS`] rows.
-fn insert_rows(tx: &rusqlite::Connection, mut adds: &[Change]) -> rusqlite::Result<()> {
-    while !adds.is_empty() {
+/// Inserts `jobs` in order, in statements of [`INSERT_ROWS`] rows.
+fn insert_rows(tx: &rusqlite::Connection, mut jobs: &[&StoredJob]) -> rusqlite::Result<()> {
+    while !jobs.is_empty() {
         let rows = INSERT_ROWS
             .into_iter()
-            .find(|&n| n <= adds.len())
+            .find(|&n| n <= jobs.len())
             .unwrap_or(1);
-        let (chunk, after) = adds.split_at(rows);
+        let (chunk, after) = jobs.split_at(rows);
         let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR REPLACE INTO {TABLE} \
              (priority, unique_key, function_name, data, when_to_run) VALUES {values}"
         ))?;
         let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows * 5);
-        let mut fields = Vec::with_capacity(rows);
-        for change in chunk {
-            if let Change::Add(job) = change {
-                fields.push((
+        let fields: Vec<_> = chunk
+            .iter()
+            .map(|job| {
+                (
                     priority_number(job.priority),
                     Text(&job.unique),
                     Text(&job.function),
                     &job.data[..],
                     job.when,
-                ));
-            }
-        }
+                )
+            })
+            .collect();
         for (priority, unique, function, data, when) in &fields {
             params.extend([
                 priority as &dyn rusqlite::ToSql,
@@ -976,7 +978,7 @@ fn insert_rows(tx: &rusqlite::Connection, mut adds: &[Change]) -> rusqlite::Resu
             ]);
         }
         insert.execute(params.as_slice())?;
-        adds = after;
+        jobs = after;
     }
     Ok(())
 }
