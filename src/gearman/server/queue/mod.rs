@@ -257,11 +257,7 @@ impl Queue {
         // A clean stop leaves no write-ahead log beside the file, and no log of changes.
         self.shared.checkpoint("TRUNCATE");
         if applied {
-            self.shared
-                .log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove_all();
+            self.shared.log().remove_all();
         }
         self.owner = None;
     }
@@ -364,6 +360,12 @@ impl Drop for Queue {
 }
 
 impl Shared {
+    /// The log, even if a thread panicked holding it (what it holds stays whole: each
+    /// change to it is made under the lock in one piece).
+    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, op: Op) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.push(op);
@@ -390,7 +392,7 @@ impl Shared {
     /// kept, in order, for the next commit: a finished job is never left to run again.
     /// Returns how many new jobs the group held.
     fn commit_pending(&self) -> usize {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.log();
         let group = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if group.is_empty() {
             return 0;
@@ -419,16 +421,15 @@ impl Shared {
     /// False if something is left unapplied (the table cannot be written: it is tried
     /// again, and the log keeps it meanwhile).
     fn apply(&self) -> bool {
-        let log = &self.log;
-        let (changes, files) = log.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (changes, files) = self.log().take();
         if changes.is_empty() {
-            log.lock().unwrap_or_else(|e| e.into_inner()).applied(files);
+            self.log().applied(files);
             return true;
         }
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let written = write_group(&mut db, &changes);
         drop(db);
-        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.log();
         match written {
             Ok(()) => {
                 log.applied(files);
@@ -457,11 +458,7 @@ impl Shared {
         });
         drop(db);
         if matches!(done, Ok((0, frames, copied)) if frames == copied) {
-            let removed = self
-                .log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .checkpointed();
+            let removed = self.log().checkpointed();
             match removed {
                 Some(reason) => self.table_failed(&reason),
                 None => self.table_written(),
@@ -472,12 +469,7 @@ impl Shared {
     /// A checkpoint went through and removed what it should: if the table failed before,
     /// and what the log held since has reached it, says so.
     fn table_written(&self) {
-        let caught_up = self
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unapplied
-            .is_empty();
+        let caught_up = self.log().unapplied.is_empty();
         if caught_up
             && self
                 .table_failing
@@ -490,20 +482,11 @@ impl Shared {
     /// Makes the log's next file if it needs one (outside the writers' lock: making one
     /// writes 4 MB and forces it to the disk).
     fn make_spare(&self) {
-        if !self
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .spare_needed()
-        {
+        if !self.log().spare_needed() {
             return;
         }
         match log::make_spare(&self.path) {
-            Ok(file) => self
-                .log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .install_spare(file),
+            Ok(file) => self.log().install_spare(file),
             Err(e) => self.table_failed(&e.to_string()),
         }
     }
@@ -523,12 +506,7 @@ impl Shared {
         self.table_failing
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(similar_errors_not_logged) = Self::allow_error(&self.table_failures) {
-            let changes_in_log_only = self
-                .log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .unapplied
-                .len();
+            let changes_in_log_only = self.log().unapplied.len();
             tracing::error!(queue = %self.path.display(), %reason, changes_in_log_only, similar_errors_not_logged, "job server: cannot write the persistent queue's table or its log's files; jobs are still taken (their changes are in its log) and it is tried again");
         }
     }
@@ -734,11 +712,7 @@ fn checkpoints(
                     last_checkpoint = std::time::Instant::now();
                 }
                 if last_sync.elapsed() >= SYNC_NORMAL_EVERY {
-                    let file = shared
-                        .log
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .to_sync();
+                    let file = shared.log().to_sync();
                     if let Some(file) = file {
                         let _ = file.sync_data();
                     }
